@@ -1,0 +1,60 @@
+# jamnet — every install step lives here, idempotent and fast when already done.
+# `make run` installs and starts a node; `make test` installs and runs lint, types and tests.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMPS := .make
+APT_RUN_PKGS  := libportaudio2 libsndfile1
+APT_TEST_PKGS := chromium chromium-driver iproute2
+
+.PHONY: run test install install-test lint typecheck pytest clean
+
+run: install
+	$(BIN)/jamnet up
+
+test: install-test lint typecheck pytest
+
+install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/apt-run
+
+install-test: install $(STAMPS)/apt-test
+
+$(STAMPS):
+	mkdir -p $(STAMPS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch/solc come later; the lock pins every transitive version.
+$(STAMPS)/python: pyproject.toml requirements.lock $(BIN)/python | $(STAMPS)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+$(STAMPS)/npm: package.json package-lock.json | $(STAMPS)
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian packages: only installed when missing, so repeat runs cost one dpkg query.
+$(STAMPS)/apt-run: | $(STAMPS)
+	@missing=$$(for p in $(APT_RUN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+	touch $@
+
+$(STAMPS)/apt-test: | $(STAMPS)
+	@missing=$$(for p in $(APT_TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+	touch $@
+
+lint:
+	$(BIN)/ruff check node client tests bench
+	$(BIN)/ruff format --check node client tests bench
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) node_modules $(STAMPS)

@@ -1,0 +1,1 @@
+"""jamnet clients: the browser client (web/) and the command-line client."""

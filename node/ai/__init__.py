@@ -1,0 +1,1 @@
+"""Reserved for the ai subsystem (see ARCHITECTURE.md); nothing here yet."""

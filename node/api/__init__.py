@@ -1,0 +1,1 @@
+"""HTTP API, WebRTC signalling, WebSocket events and the web client."""

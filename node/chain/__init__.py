@@ -1,0 +1,1 @@
+"""Reserved for the chain subsystem (see ARCHITECTURE.md); nothing here yet."""

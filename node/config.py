@@ -1,0 +1,241 @@
+"""Frozen, typed node configuration loaded from TOML, environment and flags.
+
+Precedence (last wins): built-in defaults, the TOML file, ``JAMNET_<SECTION>__<KEY>``
+environment variables, command-line flags. Unknown keys are rejected by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node.errors import ConfigError
+
+ENV_PREFIX = "JAMNET_"
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """Where the node's HTTP(S) API and web client listen."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind; 0.0.0.0 serves the LAN (then use TLS: browsers need it for the mic)."""
+    port: int = 8080
+    """TCP port (0 picks a free one and prints it)."""
+    tls: str = "off"
+    """"off", "self-signed" (made once in the data dir) or "files" (cert_file + key_file)."""
+    cert_file: str = ""
+    """PEM certificate chain when tls = "files"."""
+    key_file: str = ""
+    """PEM private key when tls = "files"."""
+    max_body_bytes: int = 64 * 1024
+    """Largest accepted request body (SDP offers are ~5 KiB)."""
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """The real-time audio path."""
+
+    tick_ms: int = 20
+    """Mix clock period; Opus frames on the WebRTC path are 20 ms."""
+    sample_rate_hz: int = 48000
+    """Mixing sample rate (Opus runs at 48 kHz)."""
+    jitter_min_frames: int = 1
+    """Smallest jitter-buffer target depth in frames."""
+    jitter_max_frames: int = 8
+    """Largest jitter-buffer target depth in frames."""
+    uplink_bitrate_bps: int = 96000
+    """Bitrate asked of clients for their mono uplink."""
+    downlink_bitrate_bps: int = 128000
+    """Bitrate of the node's stereo Opus encoder for each personal mix."""
+    opus_complexity: int = 5
+    """libopus encoder complexity 0-10 for personal mixes (CPU vs quality)."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs ("stun:host:port", "turn:user:pass@host:port"); empty keeps ICE local."""
+    outbound_queue_frames: int = 4
+    """Per-listener outbound queue bound; on overflow the oldest frame is dropped."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Limits for sessions hosted on this node."""
+
+    max_sessions: int = 64
+    """Most concurrent sessions."""
+    max_participants: int = 32
+    """Most participants in one session."""
+    challenge_ttl_s: float = 120.0
+    """How long a sign-in challenge stays valid."""
+    token_ttl_s: float = 12 * 3600.0
+    """How long a participant token stays valid."""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Structured logging."""
+
+    level: str = "info"
+    """debug, info, warning or error."""
+    json: bool = False
+    """One JSON object per line instead of human-readable lines."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Root configuration passed down to every service."""
+
+    data_dir: str = "data"
+    """Where the SQLite file, recordings and TLS material live."""
+    http: HttpConfig = field(default_factory=HttpConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as a path."""
+        return Path(self.data_dir)
+
+    def validate(self) -> NodeConfig:
+        """Check cross-field ranges; returns self so calls chain."""
+        checks: list[tuple[bool, str]] = [
+            (0 <= self.http.port <= 65535, "http.port must be 0-65535"),
+            (self.http.tls in {"off", "self-signed", "files"},
+             'http.tls must be "off", "self-signed" or "files"'),
+            (self.http.tls != "files" or bool(self.http.cert_file and self.http.key_file),
+             'http.tls = "files" needs http.cert_file and http.key_file'),
+            (self.media.tick_ms in {10, 20}, "media.tick_ms must be 10 or 20"),
+            (self.media.sample_rate_hz == 48000, "media.sample_rate_hz must be 48000 (Opus)"),
+            (1 <= self.media.jitter_min_frames <= self.media.jitter_max_frames <= 50,
+             "need 1 <= media.jitter_min_frames <= media.jitter_max_frames <= 50"),
+            (0 <= self.media.opus_complexity <= 10, "media.opus_complexity must be 0-10"),
+            (6000 <= self.media.downlink_bitrate_bps <= 510000,
+             "media.downlink_bitrate_bps must be 6000-510000"),
+            (6000 <= self.media.uplink_bitrate_bps <= 510000,
+             "media.uplink_bitrate_bps must be 6000-510000"),
+            (1 <= self.media.outbound_queue_frames <= 100, "media.outbound_queue_frames 1-100"),
+            (1 <= self.session.max_participants <= 256, "session.max_participants must be 1-256"),
+            (1 <= self.session.max_sessions <= 10000, "session.max_sessions must be 1-10000"),
+            (self.session.challenge_ttl_s > 0, "session.challenge_ttl_s must be > 0"),
+            (self.log.level in {"debug", "info", "warning", "error"},
+             "log.level must be debug, info, warning or error"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a TOML/env/flag value to the annotated type, or raise naming ``where``."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        return _build(annotation, value, where)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if isinstance(value, str) and value.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be an integer, got {value!r}") from None
+    if annotation is float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where} must be finite")
+        return number
+    if annotation is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return str(value)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"{where} must be a list")
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    if isinstance(annotation, types.UnionType):  # pragma: no cover - no optional fields yet
+        return value
+    raise ConfigError(f"{where}: unsupported type {annotation!r}")  # pragma: no cover
+
+
+def _build(cls: type[Any], values: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!s}; known keys: {', '.join(sorted(names))}"
+        )
+    kwargs = {
+        key: _coerce(value, hints[key], f"{where}.{key}" if where else key)
+        for key, value in values.items()
+    }
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``JAMNET_HTTP__PORT=9000`` → ``{"http": {"port": "9000"}}``; ``JAMNET_DATA_DIR`` → data_dir."""
+    result: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in {"JAMNET_CONFIG"}:
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        cursor = result
+        for part in path[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[path[-1]] = value
+    return result
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """Load the root config: defaults ← TOML file ← environment ← explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = path or environ.get("JAMNET_CONFIG")
+    if path:
+        file = Path(path)
+        try:
+            values = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    values = _merge(values, env_overrides(environ))
+    values = _merge(values, overrides or {})
+    config: NodeConfig = _build(NodeConfig, values, "")
+    return config.validate()

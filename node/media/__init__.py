@@ -1,0 +1,1 @@
+"""aiortc glue: inbound RTP into our jitter buffers, outbound personal mixes."""

@@ -1,0 +1,1 @@
+"""Reserved for the p2p subsystem (see ARCHITECTURE.md); nothing here yet."""

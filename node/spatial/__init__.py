@@ -1,0 +1,1 @@
+"""Reserved for the spatial subsystem (see ARCHITECTURE.md); nothing here yet."""

@@ -1,0 +1,1 @@
+"""SQLite persistence: sessions, contributions and recordings."""

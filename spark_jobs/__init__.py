@@ -1,0 +1,1 @@
+"""PySpark jobs (see the [ai] issue)."""

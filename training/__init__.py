@@ -1,0 +1,1 @@
+"""Model training code (see the [ai] issue)."""
