@@ -1,0 +1,410 @@
+"""aiohttp application: JSON API, WebRTC signalling, WebSocket events, the web client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import node
+from node.errors import (
+    AuthError,
+    ForbiddenError,
+    InputError,
+    JamnetError,
+    MediaError,
+    NotFoundError,
+    SessionError,
+)
+from node.identity import ChallengeBook, parse_address
+from node.jam import JamService
+from node.media.engine import MixClock
+from node.media.peer import validate_offer
+from node.metrics import Metrics
+from node.session.session import (
+    KEY_RE,
+    SessionSettings,
+    _number,
+    _text,
+    parse_chat,
+    parse_position,
+    parse_time_signature,
+)
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent.parent / "client" / "web"
+VENDOR_FILES = {"ethers.js": Path("node_modules/ethers/dist/ethers.umd.min.js")}
+STATUS = {
+    InputError: 400, AuthError: 401, ForbiddenError: 403, NotFoundError: 404,
+    SessionError: 409, MediaError: 502,
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SERVICE = web.AppKey("service", JamService)
+CHALLENGES = web.AppKey("challenges", ChallengeBook)
+METRICS = web.AppKey("metrics", Metrics)
+CLOCK = web.AppKey("clock", MixClock)
+ROOT = web.AppKey("root", Path)
+
+
+def _status_for(exc: JamnetError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal is JSON ``{"error": ...}`` with a 4xx status; the node keeps serving."""
+    try:
+        return await handler(request)
+    except JamnetError as exc:
+        status = _status_for(exc)
+        request.app[METRICS].http_errors.labels(str(status)).inc()
+        return web.json_response({"error": str(exc)}, status=status)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            request.app[METRICS].http_errors.labels(str(exc.status)).inc()
+            reason = exc.reason
+            if exc.status == 413:
+                reason = "request body is too large"
+            return web.json_response({"error": reason}, status=exc.status)
+        raise
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InputError("request body must be a JSON object")
+    return body
+
+
+def _reject_constant(name: str) -> float:
+    raise InputError(f"{name} is not allowed in JSON numbers")
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:].strip()
+    token = request.query.get("token", "")
+    if not token:
+        raise AuthError("missing participant token (Authorization: Bearer <token>)")
+    return token
+
+
+def _participant(request: web.Request) -> tuple[str, Any]:
+    session_id = request.match_info["session_id"]
+    session = request.app[SERVICE].get(session_id)
+    return session_id, session.by_token(_bearer(request))
+
+
+def _prove(request: web.Request, body: dict[str, Any]) -> str:
+    address = parse_address(body.get("address"))
+    return request.app[CHALLENGES].consume(address, body.get("nonce"), body.get("signature"))
+
+
+# ------------------------------------------------------------------ handlers
+async def health(request: web.Request) -> web.Response:
+    """Liveness for supervisors: 200 while the mix clock is ticking."""
+    clock = request.app[CLOCK]
+    service = request.app[SERVICE]
+    sessions = service.sessions()
+    return web.json_response({
+        "status": "ok",
+        "version": node.__version__,
+        "sessions": len(sessions),
+        "participants": sum(len(s.participants) for s in sessions),
+        "ticks": clock.stats.ticks,
+        "tick_overruns": clock.stats.overruns,
+    })
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    data = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def challenge(request: web.Request) -> web.Response:
+    """Issue a single-use sign-in challenge for an address."""
+    body = await _body(request)
+    address = parse_address(body.get("address"))
+    issued = request.app[CHALLENGES].issue(address)
+    return web.json_response({"address": address, "nonce": issued.nonce,
+                              "message": issued.message, "expires_at": issued.expires_at})
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """Public sessions on this node."""
+    sessions = [s.public() for s in request.app[SERVICE].sessions() if not s.settings.private]
+    return web.json_response({"sessions": sessions})
+
+
+async def create_session(request: web.Request) -> web.Response:
+    """Create a session; the signer of the challenge becomes its owner."""
+    body = await _body(request)
+    settings = SessionSettings.parse(body)
+    owner = _prove(request, body)
+    session = request.app[SERVICE].create(owner, settings)
+    return web.json_response(session.public(), status=201)
+
+
+async def show_session(request: web.Request) -> web.Response:
+    """One session (private ones too: the id is the capability to see it)."""
+    return web.json_response(request.app[SERVICE].get(request.match_info["session_id"]).public())
+
+
+async def update_session(request: web.Request) -> web.Response:
+    """Owner changes tempo, time signature or key."""
+    session_id, participant = _participant(request)
+    service = request.app[SERVICE]
+    service.get(session_id).require_owner(participant)
+    body = await _body(request)
+    tempo = _number(body, "tempo_bpm", 20, 300) if "tempo_bpm" in body else None
+    signature = (parse_time_signature(body["time_signature"])
+                 if "time_signature" in body else None)
+    key = body.get("key")
+    if key is not None and (not isinstance(key, str) or not KEY_RE.match(key)):
+        raise InputError('key must be a note name with optional mode, e.g. "C", "F#m"')
+    unknown = set(body) - {"tempo_bpm", "time_signature", "key"}
+    if unknown:
+        raise InputError(f"unknown field {sorted(unknown)[0]!r}")
+    session = service.update(session_id, tempo, signature, key)
+    return web.json_response(session.public())
+
+
+async def close_session(request: web.Request) -> web.Response:
+    """Owner ends the session."""
+    session_id, participant = _participant(request)
+    service = request.app[SERVICE]
+    service.get(session_id).require_owner(participant)
+    await service.close(session_id)
+    return web.json_response({"closed": session_id})
+
+
+async def join(request: web.Request) -> web.Response:
+    """Join with a signed challenge; returns the participant and its token."""
+    session_id = request.match_info["session_id"]
+    service = request.app[SERVICE]
+    service.get(session_id)  # 404 before spending the challenge
+    body = await _body(request)
+    name = _text(body, "name", 32, default="musician")
+    address = _prove(request, body)
+    participant = service.join(session_id, address, name, body.get("invite"))
+    return web.json_response({
+        "participant": participant.public(),
+        "token": participant.token,
+        "session": service.get(session_id).public(),
+    }, status=201)
+
+
+async def rtc(request: web.Request) -> web.Response:
+    """WebRTC offer → answer for the participant's audio."""
+    session_id, participant = _participant(request)
+    body = await _body(request)
+    if body.get("type", "offer") != "offer":
+        raise InputError('type must be "offer"')
+    sdp = validate_offer(body.get("sdp"))
+    answer = await request.app[SERVICE].connect(session_id, participant, sdp)
+    return web.json_response({"type": "answer", "sdp": answer})
+
+
+async def leave(request: web.Request) -> web.Response:
+    """Leave the session."""
+    session_id, participant = _participant(request)
+    await request.app[SERVICE].leave(session_id, participant)
+    return web.json_response({"left": participant.id})
+
+
+async def remove(request: web.Request) -> web.Response:
+    """Owner removes a participant."""
+    session_id, participant = _participant(request)
+    service = request.app[SERVICE]
+    service.get(session_id).require_owner(participant)
+    target = request.match_info["participant_id"]
+    if target == participant.id:
+        raise InputError("the owner cannot remove themself; leave or close the session")
+    await service.remove(session_id, target)
+    return web.json_response({"removed": target})
+
+
+def _apply_control(service: JamService, session_id: str, participant: Any,
+                   body: dict[str, Any]) -> None:
+    kind = body.get("type")
+    if kind == "pose":
+        x, y = parse_position(body)
+        service.move(session_id, participant, x, y)
+    elif kind == "gain":
+        source = body.get("source")
+        if not isinstance(source, str):
+            raise InputError("source must be a participant id")
+        muted = body.get("muted", False)
+        if not isinstance(muted, bool):
+            raise InputError("muted must be true or false")
+        gain = 0.0 if muted else _number(body, "gain", 0.0, 4.0, 1.0)
+        service.set_mix(session_id, participant, source, gain)
+    elif kind == "monitor":
+        on = body.get("on")
+        if not isinstance(on, bool):
+            raise InputError("on must be true or false")
+        service.set_monitor(session_id, participant, on)
+    elif kind == "click":
+        on = body.get("on")
+        if not isinstance(on, bool):
+            raise InputError("on must be true or false")
+        service.set_click(session_id, participant, on)
+    elif kind == "chat":
+        service.chat(session_id, participant, parse_chat(body))
+    else:
+        raise InputError('type must be one of "pose", "gain", "monitor", "click", "chat"')
+
+
+async def control(request: web.Request) -> web.Response:
+    """Pose, personal-mix gains, self-monitor, click and chat (also over the WebSocket)."""
+    session_id, participant = _participant(request)
+    body = await _body(request)
+    _apply_control(request.app[SERVICE], session_id, participant, body)
+    return web.json_response({"ok": True})
+
+
+async def recording(request: web.Request) -> web.Response:
+    """Owner starts or stops recording."""
+    session_id, participant = _participant(request)
+    service = request.app[SERVICE]
+    service.get(session_id).require_owner(participant)
+    body = await _body(request)
+    action = body.get("action")
+    if action == "start":
+        return web.json_response({"recording": service.start_recording(session_id)}, status=201)
+    if action == "stop":
+        return web.json_response(service.stop_recording(session_id))
+    raise InputError('action must be "start" or "stop"')
+
+
+async def list_recordings(request: web.Request) -> web.Response:
+    """Recordings of a session, with contribution stats."""
+    service = request.app[SERVICE]
+    rows = service.store.recordings(session_id=request.match_info["session_id"])
+    for row in rows:
+        row["contributions"] = service.store.contributions(row["id"])
+    return web.json_response({"recordings": rows})
+
+
+async def show_recording(request: web.Request) -> web.Response:
+    """One recording with contributions."""
+    row = request.app[SERVICE].store.recording(request.match_info["recording_id"])
+    if row is None:
+        raise NotFoundError("no such recording")
+    return web.json_response(row)
+
+
+async def events(request: web.Request) -> web.WebSocketResponse:
+    """WebSocket: session events out; pose/gain/click/chat/ping in."""
+    session_id, participant = _participant(request)
+    service = request.app[SERVICE]
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=8 * 1024)
+    await ws.prepare(request)
+    queue = service.subscribe(session_id)
+    await ws.send_json({"type": "session", "session": service.get(session_id).public()})
+
+    async def pump() -> None:
+        while True:
+            event = await queue.get()
+            if event is None:
+                await ws.close()
+                return
+            await ws.send_json(event)
+
+    sender = asyncio.create_task(pump())
+    try:
+        async for message in ws:
+            if message.type != WSMsgType.TEXT:
+                continue
+            try:
+                body = json.loads(message.data, parse_constant=_reject_constant)
+                if not isinstance(body, dict):
+                    raise InputError("messages must be JSON objects")
+                if body.get("type") == "ping":
+                    t = body.get("t")
+                    await ws.send_json({"type": "pong", "t": t if isinstance(t, int | float)
+                                        and math.isfinite(t) else None,
+                                        "server_time": time.time()})
+                    continue
+                _apply_control(service, session_id, participant, body)
+            except (ValueError, JamnetError) as exc:
+                await ws.send_json({"type": "error", "error": str(exc)})
+            if participant.id not in service.get(session_id).participants:
+                break
+    finally:
+        sender.cancel()
+        service.unsubscribe(session_id, queue)
+    return ws
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    """The web client."""
+    return web.FileResponse(WEB_DIR / "index.html")
+
+
+async def vendor(request: web.Request) -> web.FileResponse:
+    """Third-party browser libraries installed by npm (see package.json)."""
+    name = request.match_info["name"]
+    relative = VENDOR_FILES.get(name)
+    if relative is None:
+        raise NotFoundError(f"no vendor file {name!r}")
+    path = request.app[ROOT] / relative
+    if not path.is_file():
+        raise NotFoundError(f"{relative} is missing: run `make install` (npm ci)")
+    return web.FileResponse(path)
+
+
+def build_app(service: JamService, challenges: ChallengeBook, clock: MixClock,
+              metrics_: Metrics, max_body_bytes: int, root: Path) -> web.Application:
+    """The aiohttp application with every route."""
+    app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
+    app[SERVICE] = service
+    app[CHALLENGES] = challenges
+    app[CLOCK] = clock
+    app[METRICS] = metrics_
+    app[ROOT] = root
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/challenges", challenge)
+    app.router.add_get("/api/sessions", list_sessions)
+    app.router.add_post("/api/sessions", create_session)
+    app.router.add_get("/api/sessions/{session_id}", show_session)
+    app.router.add_patch("/api/sessions/{session_id}", update_session)
+    app.router.add_delete("/api/sessions/{session_id}", close_session)
+    app.router.add_post("/api/sessions/{session_id}/join", join)
+    app.router.add_post("/api/sessions/{session_id}/rtc", rtc)
+    app.router.add_post("/api/sessions/{session_id}/leave", leave)
+    app.router.add_post("/api/sessions/{session_id}/control", control)
+    app.router.add_delete("/api/sessions/{session_id}/participants/{participant_id}", remove)
+    app.router.add_post("/api/sessions/{session_id}/recording", recording)
+    app.router.add_get("/api/sessions/{session_id}/recordings", list_recordings)
+    app.router.add_get("/api/recordings/{recording_id}", show_recording)
+    app.router.add_get("/api/sessions/{session_id}/events", events)
+    app.router.add_get("/", index)
+    app.router.add_get("/vendor/{name}", vendor)
+    app.router.add_static("/static/", WEB_DIR)
+    return app

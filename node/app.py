@@ -1,0 +1,171 @@
+"""Composition root: builds the node's services, runs them, shuts them down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import logging
+import signal
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from node.api.server import build_app
+from node.config import NodeConfig
+from node.errors import ConfigError
+from node.identity import ChallengeBook
+from node.jam import JamService
+from node.media.engine import MixClock
+from node.metrics import Metrics
+from node.store.db import Store
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHUTDOWN_GRACE_S = 5.0
+
+
+def self_signed_certificate(directory: Path, host: str) -> tuple[Path, Path]:
+    """Make (once) a self-signed certificate for ``host`` in ``directory``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    cert_path, key_path = directory / "tls-cert.pem", directory / "tls-key.pem"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    for candidate in {host, "127.0.0.1"}:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(candidate)))
+        except ValueError:
+            names.append(x509.DNSName(candidate))
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"jamnet node {host}")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
+    """TLS per config: off, self-signed (made in the data dir) or given files."""
+    http = config.http
+    if http.tls == "off":
+        return None
+    if http.tls == "self-signed":
+        cert, key = self_signed_certificate(config.data_path, http.host)
+    else:
+        cert, key = Path(http.cert_file), Path(http.key_file)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
+    return context
+
+
+class Node:
+    """A running node: ``async with Node(config) as node`` serves until the block exits."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self.store: Store | None = None
+        self.clock: MixClock | None = None
+        self.service: JamService | None = None
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Open storage, start the mix clock, the sessions service and the HTTP server."""
+        config = self.config
+        config.data_path.mkdir(parents=True, exist_ok=True)
+        context = ssl_context(config)
+        self.store = Store(config.data_path / "jamnet.sqlite3")
+        metrics = Metrics()
+        loop = asyncio.get_running_loop()
+        self.clock = MixClock(
+            loop, config.media.tick_ms,
+            on_tick_time=metrics.tick_seconds.observe,
+            on_node_latency=metrics.node_added_seconds.observe,
+        )
+        self.service = JamService(config, self.store, self.clock)
+        metrics.watch(self.clock.stats, self.service.mixers)
+        challenges = ChallengeBook(f"{config.http.host}:{config.http.port}",
+                                   config.session.challenge_ttl_s)
+        app = build_app(self.service, challenges, self.clock, metrics,
+                        config.http.max_body_bytes, ROOT)
+        await self.service.start()
+        self.clock.start()
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, config.http.host, config.http.port, ssl_context=context)
+        await site.start()
+        port = config.http.port
+        server = site._server
+        if server is not None and getattr(server, "sockets", None):
+            port = server.sockets[0].getsockname()[1]
+        scheme = "https" if context else "http"
+        host = "localhost" if config.http.host in {"127.0.0.1", "0.0.0.0"} else config.http.host  # noqa: S104
+        self.url = f"{scheme}://{host}:{port}/"
+        log.info("node listening", extra={"url": self.url, "data_dir": str(config.data_path)})
+
+    async def stop(self) -> None:
+        """Stop everything within a bound (idempotent)."""
+        if self.service is not None:
+            try:
+                await asyncio.wait_for(self.service.stop(), SHUTDOWN_GRACE_S)
+            except TimeoutError:
+                log.warning("sessions did not stop in time")
+            self.service = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.clock is not None:
+            self.clock.stop()
+            self.clock = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+async def serve(config: NodeConfig, announce: bool = True) -> None:
+    """Run a node until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Node(config) as running:
+        if announce:
+            print(f"jamnet node is up: open {running.url}", flush=True)
+            if config.http.tls == "self-signed":
+                print("(self-signed certificate: accept it in the browser once)", flush=True)
+        await stop.wait()
+        print("jamnet node stopping…", flush=True)

@@ -1,0 +1,120 @@
+"""The ``jamnet`` command: run a node, or jam from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from node.config import NodeConfig, load_config
+from node.errors import JamnetError
+from node.logs import setup_logging
+
+
+def _node_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    http: dict[str, Any] = {}
+    for flag, key in (("host", "host"), ("port", "port"), ("tls", "tls"),
+                      ("cert", "cert_file"), ("key", "key_file")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            http[key] = value
+    if http:
+        overrides["http"] = http
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "ice_server", None):
+        overrides["media"] = {"ice_servers": args.ice_server}
+    log: dict[str, Any] = {}
+    if getattr(args, "log_level", None):
+        log["level"] = args.log_level
+    if getattr(args, "log_json", False):
+        log["json"] = True
+    if log:
+        overrides["log"] = log
+    return overrides
+
+
+def _add_node_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file (also JAMNET_CONFIG)")
+    parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (default 8080; 0 = any free)")
+    parser.add_argument("--data-dir", help="data directory (default ./data)")
+    parser.add_argument("--tls", choices=["off", "self-signed", "files"],
+                        help="serve HTTPS (browsers need it for the mic off localhost)")
+    parser.add_argument("--cert", help="PEM certificate chain for --tls files")
+    parser.add_argument("--key", help="PEM private key for --tls files")
+    parser.add_argument("--ice-server", action="append",
+                        help="STUN/TURN URL (repeatable; default: none, host candidates only)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-json", action="store_true", help="JSON log lines")
+
+
+def _run_node(args: argparse.Namespace) -> int:
+    from node.app import serve
+
+    config: NodeConfig = load_config(args.config, _node_overrides(args))
+    setup_logging(config.log.level, config.log.json)
+    asyncio.run(serve(config))
+    return 0
+
+
+def _run_jam(args: argparse.Namespace) -> int:
+    from client.cli import jam
+
+    setup_logging("warning")
+    return asyncio.run(jam(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands."""
+    parser = argparse.ArgumentParser(prog="jamnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start a node on its embedded defaults and print its URL")
+    _add_node_flags(up)
+    up.set_defaults(func=_run_node)
+
+    node = sub.add_parser("node", help="start a node with explicit options")
+    _add_node_flags(node)
+    node.set_defaults(func=_run_node)
+
+    jam = sub.add_parser("jam", help="join a session from the terminal (aiortc client)")
+    jam.add_argument("session", help="session id to join (or a name, with --create)")
+    jam.add_argument("--node", default="http://127.0.0.1:8080", help="node URL")
+    jam.add_argument("--create", action="store_true", help="create a session named SESSION")
+    jam.add_argument("--input", default="mic", help='"mic" or an audio file (WAV/FLAC)')
+    jam.add_argument("--output", default="speaker", help='"speaker" or a WAV file to write')
+    jam.add_argument("--keyfile", default=str(Path.home() / ".jamnet" / "key.json"),
+                     help="keystore made on first use (password: JAMNET_KEY_PASSWORD)")
+    jam.add_argument("--name", default="cli", help="display name")
+    jam.add_argument("--invite", help="invite token for a private session")
+    jam.add_argument("--x", type=float, default=0.0, help="stage x in metres (-10..10)")
+    jam.add_argument("--y", type=float, default=0.0, help="stage y in metres (-10..10)")
+    jam.add_argument("--click", action="store_true", help="hear the metronome")
+    jam.add_argument("--monitor", action="store_true", help="hear yourself")
+    jam.add_argument("--loop", action="store_true", help="loop the input file")
+    jam.add_argument("--duration", type=float, help="leave after this many seconds")
+    jam.add_argument("--insecure", action="store_true",
+                     help="accept a self-signed node certificate")
+    jam.set_defaults(func=_run_jam)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``jamnet`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except JamnetError as exc:
+        print(f"jamnet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Opus through PyAV's libopus: music-mode encoders and decoders we control.
+
+aiortc's own Opus encoder is fixed to ``application=voip`` at 96 kb/s; the node encodes each
+personal mix itself (``application=audio``, stereo, configurable bitrate) and hands aiortc
+ready packets, which it only packetises.
+"""
+
+from __future__ import annotations
+
+import fractions
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_RATE = 48000
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+F32 = npt.NDArray[np.float32]
+I16 = npt.NDArray[np.int16]
+
+
+class OpusFrameDecoder:
+    """Decodes one Opus packet per call into float32 samples (interleaved when stereo)."""
+
+    def __init__(self, frame_samples: int = 960, channels: int = 1) -> None:
+        self.frame_samples = frame_samples
+        self.channels = channels
+        self._codec = av.CodecContext.create("libopus", "r")
+        self._codec.format = "s16"  # type: ignore[attr-defined]
+        self._codec.layout = "stereo" if channels == 2 else "mono"  # type: ignore[attr-defined]
+        self._codec.sample_rate = SAMPLE_RATE  # type: ignore[attr-defined]
+
+    def decode(self, payload: bytes, out: F32) -> bool:
+        """Decode into ``out``; False (and ``out`` untouched) when the payload is not Opus."""
+        if not payload:
+            return False
+        try:
+            frames = self._codec.decode(av.Packet(payload))
+        except (av.error.FFmpegError, ValueError):
+            return False
+        written = 0
+        n = out.shape[0]
+        for frame in frames:
+            samples = np.frombuffer(frame.planes[0], dtype=np.int16,
+                                    count=frame.samples * self.channels)
+            take = min(n - written, samples.shape[0])
+            np.multiply(samples[:take], 1.0 / 32768.0, out=out[written : written + take])
+            written += take
+        if written == 0:
+            return False
+        if written < n:
+            out[written:] = 0.0
+        return True
+
+
+class OpusEncoder:
+    """Encodes fixed-size s16 frames (mono or stereo) into Opus packets for aiortc."""
+
+    def __init__(
+        self,
+        channels: int = 2,
+        bitrate_bps: int = 128000,
+        complexity: int = 5,
+        frame_ms: int = 20,
+    ) -> None:
+        self.channels = channels
+        self.frame_samples = SAMPLE_RATE * frame_ms // 1000
+        self._codec = av.CodecContext.create("libopus", "w")
+        self._codec.bit_rate = bitrate_bps
+        self._codec.format = "s16"  # type: ignore[attr-defined]
+        self._codec.layout = "stereo" if channels == 2 else "mono"  # type: ignore[attr-defined]
+        self._codec.sample_rate = SAMPLE_RATE  # type: ignore[attr-defined]
+        self._codec.time_base = TIME_BASE
+        self._codec.options = {
+            "application": "audio",
+            "frame_duration": str(frame_ms),
+            "compression_level": str(complexity),
+            "fec": "1",
+            "packet_loss": "1",
+        }
+        self._codec.open()
+        self._pts = 0
+        self._layout = "stereo" if channels == 2 else "mono"
+
+    def encode(self, pcm: I16) -> list[av.Packet]:
+        """Encode one frame: ``pcm`` is (frame_samples, channels) or flat interleaved s16."""
+        frame = av.AudioFrame.from_ndarray(
+            pcm.reshape(1, -1), format="s16", layout=self._layout
+        )
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        frame.time_base = TIME_BASE
+        self._pts += self.frame_samples
+        packets = list(self._codec.encode(frame))  # type: ignore[attr-defined]
+        for packet in packets:
+            packet.time_base = TIME_BASE
+        return packets

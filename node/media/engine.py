@@ -1,0 +1,172 @@
+"""The mix clock: one thread ticking every session's mixer every frame, off the event loop.
+
+Each tick, for each session: ``SessionMixer.tick()`` (decode, conceal, render), then every
+connected listener's stereo frame is Opus-encoded on this thread, and one
+``call_soon_threadsafe`` hands all the packets to the loop, where each listener's
+``PacketTrack`` (bounded, drop-oldest) passes them to aiortc's sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import av
+
+from node.media.codec import OpusEncoder
+from node.media.outbound import PacketTrack
+from node.session.mixer import SessionMixer, TickReport
+
+log = logging.getLogger(__name__)
+
+_RESYNC_AFTER_TICKS = 5  # further behind than this: skip ahead instead of bursting
+
+
+@dataclass
+class ClockStats:
+    """Figures about the clock itself (exported as metrics)."""
+
+    ticks: int = 0
+    overruns: int = 0
+    skipped: int = 0
+    last_tick_s: float = 0.0
+
+
+@dataclass
+class Listener:
+    """A connected participant's outbound side."""
+
+    track: PacketTrack
+    encoder: OpusEncoder
+
+
+@dataclass
+class SessionMedia:
+    """A session's mixer plus the encoders and tracks of its connected listeners."""
+
+    mixer: SessionMixer
+    listeners: dict[int, Listener] = field(default_factory=dict)
+    on_tick: Callable[[TickReport], None] | None = None
+    """Called on the event loop after each delivered tick (beats, levels)."""
+
+
+TickObserver = Callable[[float], None]
+LatencyObserver = Callable[[float], None]
+
+
+class MixClock:
+    """Runs ``tick`` for every registered session every ``tick_ms`` on its own thread."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        tick_ms: int = 20,
+        on_tick_time: TickObserver | None = None,
+        on_node_latency: LatencyObserver | None = None,
+    ) -> None:
+        self._loop = loop
+        self.period_s = tick_ms / 1000.0
+        self._sessions: dict[str, SessionMedia] = {}
+        self._snapshot: tuple[SessionMedia, ...] = ()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_tick_time = on_tick_time
+        self._on_node_latency = on_node_latency
+        self.stats = ClockStats()
+
+    def add(self, key: str, media: SessionMedia) -> None:
+        """Start ticking a session."""
+        with self._lock:
+            self._sessions[key] = media
+            self._snapshot = tuple(self._sessions.values())
+
+    def remove(self, key: str) -> None:
+        """Stop ticking a session."""
+        with self._lock:
+            self._sessions.pop(key, None)
+            self._snapshot = tuple(self._sessions.values())
+
+    def start(self) -> None:
+        """Start the clock thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="jamnet-mix-clock", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the clock thread and wait for it (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            started = time.perf_counter()
+            batch: list[tuple[SessionMedia, TickReport, list[tuple[PacketTrack, av.Packet]],
+                              list[float]]] = []
+            for media in self._snapshot:
+                batch.append(self._tick_session(media))
+            elapsed = time.perf_counter() - started
+            self.stats.ticks += 1
+            self.stats.last_tick_s = elapsed
+            if self._on_tick_time is not None:
+                self._on_tick_time(elapsed)
+            if elapsed > self.period_s:
+                self.stats.overruns += 1
+            if batch:
+                try:
+                    self._loop.call_soon_threadsafe(self._deliver, batch)
+                except RuntimeError:  # loop closed during shutdown
+                    return
+            next_tick += self.period_s
+            behind = time.monotonic() - next_tick
+            if behind > _RESYNC_AFTER_TICKS * self.period_s:
+                skipped = int(behind / self.period_s)
+                self.stats.skipped += skipped
+                next_tick += skipped * self.period_s
+
+    def _tick_session(
+        self, media: SessionMedia
+    ) -> tuple[SessionMedia, TickReport, list[tuple[PacketTrack, av.Packet]], list[float]]:
+        mixer = media.mixer
+        report = mixer.tick()
+        out: list[tuple[PacketTrack, av.Packet]] = []
+        for index, listener in list(media.listeners.items()):
+            try:
+                for packet in listener.encoder.encode(mixer.out_pcm[index]):
+                    out.append((listener.track, packet))
+            except Exception:  # never let one listener's encoder stop the clock
+                log.exception("encoding the mix for slot %d failed", index)
+        arrivals = [
+            slot.played_arrival_s for slot in mixer.slots if slot and slot.played_arrival_s
+        ]
+        return media, report, out, arrivals
+
+    def _deliver(
+        self,
+        batch: list[tuple[SessionMedia, TickReport, list[tuple[PacketTrack, av.Packet]],
+                          list[float]]],
+    ) -> None:
+        now = time.monotonic()
+        for media, report, packets, arrivals in batch:
+            for track, packet in packets:
+                track.offer(packet)
+            if self._on_node_latency is not None:
+                for arrival in arrivals:
+                    self._on_node_latency(now - arrival)
+            if media.on_tick is not None:
+                try:
+                    media.on_tick(report)
+                except Exception:
+                    log.exception("session tick observer failed")

@@ -1,0 +1,112 @@
+"""WebRTC peer connections for participants: offer in, answer out, audio both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from node.errors import InputError, MediaError
+from node.media.inbound import PacketSink, tap_receiver
+from node.media.outbound import PacketTrack
+
+MAX_SDP_BYTES = 32 * 1024
+_OPUS_RE = re.compile(r"^a=rtpmap:(\d+) opus/48000/2\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def ice_configuration(urls: tuple[str, ...]) -> RTCConfiguration:
+    """STUN/TURN servers from config; none by default so ICE never leaves the host/LAN."""
+    servers = []
+    for url in urls:
+        # "turn:user:pass@host:port" carries credentials inline.
+        match = re.match(r"^(turns?):([^:@]+):([^@]+)@(.+)$", url)
+        if match:
+            scheme, user, password, rest = match.groups()
+            servers.append(RTCIceServer(urls=f"{scheme}:{rest}", username=user,
+                                        credential=password))
+        else:
+            servers.append(RTCIceServer(urls=url))
+    return RTCConfiguration(iceServers=servers)
+
+
+def validate_offer(sdp: object) -> str:
+    """An SDP offer we are willing to parse: text, bounded, with an Opus audio section."""
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise InputError("sdp must be a non-empty string (the offer from RTCPeerConnection)")
+    if len(sdp.encode()) > MAX_SDP_BYTES:
+        raise InputError(f"sdp is larger than {MAX_SDP_BYTES} bytes")
+    if not sdp.startswith("v=0"):
+        raise InputError("sdp does not start with v=0: not a session description")
+    if "m=audio" not in sdp or not _OPUS_RE.search(sdp):
+        raise InputError("offer has no Opus audio section (m=audio with opus/48000/2)")
+    return sdp
+
+
+def set_opus_params(sdp: str, params: dict[str, str]) -> str:
+    """Merge ``params`` into the fmtp line of the Opus payload type (adding one if absent)."""
+    match = _OPUS_RE.search(sdp)
+    if not match:
+        return sdp
+    pt = match.group(1)
+    fmtp = re.search(rf"^a=fmtp:{pt} (.*?)\s*$", sdp, re.MULTILINE)
+    current: dict[str, str] = {}
+    if fmtp:
+        for item in fmtp.group(1).split(";"):
+            if "=" in item:
+                key, value = item.split("=", 1)
+                current[key.strip()] = value.strip()
+    current.update(params)
+    line = f"a=fmtp:{pt} " + ";".join(f"{k}={v}" for k, v in current.items())
+    if fmtp:
+        return sdp[: fmtp.start()] + line + sdp[fmtp.end() :]
+    return sdp[: match.end()] + "\r\n" + line + sdp[match.end() :]
+
+
+class Peer:
+    """One participant's RTCPeerConnection: their audio in via the tap, their mix out."""
+
+    def __init__(self, ice_urls: tuple[str, ...], sink: PacketSink, track: PacketTrack) -> None:
+        self.pc = RTCPeerConnection(ice_configuration(ice_urls))
+        self.track = track
+        self._sink = sink
+        self.closed = asyncio.Event()
+
+        @self.pc.on("connectionstatechange")
+        async def _state() -> None:
+            if self.pc.connectionState in {"failed", "closed"}:
+                self.closed.set()
+
+    async def answer(self, offer_sdp: str, uplink_bps: int) -> str:
+        """Accept an offer with one audio m-line; returns the answer SDP."""
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        except (ValueError, KeyError, IndexError) as exc:
+            raise InputError(f"malformed SDP offer: {exc}") from None
+        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
+        if not audio:
+            raise InputError("offer has no audio transceiver")
+        transceiver = audio[0]
+        tap_receiver(transceiver.receiver, self._sink)
+        self.pc.addTrack(self.track)  # reuses the offer's audio transceiver: sendrecv
+        try:
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except Exception as exc:
+            raise MediaError(f"could not answer the offer: {exc}") from None
+        sdp = self.pc.localDescription.sdp
+        return set_opus_params(
+            sdp,
+            {
+                "minptime": "10",
+                "useinbandfec": "1",
+                "sprop-stereo": "1",
+                "maxaveragebitrate": str(uplink_bps),
+            },
+        )
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self.track.stop()
+        await self.pc.close()
+        self.closed.set()

@@ -1,0 +1,91 @@
+"""Prometheus metrics of the node (served at /metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from node.media.engine import ClockStats
+from node.session.mixer import SessionMixer
+
+
+class Metrics:
+    """Instruments the mix clock and sessions; one registry per node."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.tick_seconds = Histogram(
+            "jamnet_tick_seconds", "Time to mix and encode one tick for all sessions",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05),
+            registry=self.registry,
+        )
+        self.node_added_seconds = Histogram(
+            "jamnet_node_added_latency_seconds",
+            "Arrival of a frame at the node to departure of the mix containing it",
+            buckets=(0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.06, 0.1, 0.2),
+            registry=self.registry,
+        )
+        self.http_errors = Counter(
+            "jamnet_http_client_errors", "Requests refused with a 4xx status", ["status"],
+            registry=self.registry,
+        )
+
+    def watch(self, clock: ClockStats, mixers: Callable[[], dict[str, SessionMixer]]) -> None:
+        """Export clock counters and per-session figures read at scrape time."""
+        self.registry.register(_LiveCollector(clock, mixers))
+
+
+class _LiveCollector(Collector):
+    def __init__(self, clock: ClockStats, mixers: Callable[[], dict[str, SessionMixer]]) -> None:
+        self._clock = clock
+        self._mixers = mixers
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("jamnet_ticks", "Mix clock ticks", value=self._clock.ticks)
+        yield CounterMetricFamily(
+            "jamnet_tick_overruns", "Ticks that took longer than the tick period",
+            value=self._clock.overruns,
+        )
+        yield CounterMetricFamily(
+            "jamnet_ticks_skipped", "Ticks skipped after falling far behind",
+            value=self._clock.skipped,
+        )
+        mixers = self._mixers()
+        yield GaugeMetricFamily("jamnet_sessions", "Sessions hosted", value=len(mixers))
+        participants = GaugeMetricFamily(
+            "jamnet_participants", "Participants per session", labels=["session"])
+        depth = GaugeMetricFamily(
+            "jamnet_jitter_depth_frames", "Jitter buffer depth", labels=["session", "participant"])
+        target = GaugeMetricFamily(
+            "jamnet_jitter_target_frames", "Jitter buffer target depth",
+            labels=["session", "participant"])
+        jitter = GaugeMetricFamily(
+            "jamnet_jitter_ms", "RFC 3550 interarrival jitter", labels=["session", "participant"])
+        late = CounterMetricFamily(
+            "jamnet_late_frames", "Frames that arrived after their play time",
+            labels=["session", "participant"])
+        concealed = CounterMetricFamily(
+            "jamnet_concealed_frames", "Frames concealed (lost or late)",
+            labels=["session", "participant"])
+        lost = CounterMetricFamily(
+            "jamnet_lost_frames", "Frames that never arrived in time",
+            labels=["session", "participant"])
+        for session_id, mixer in mixers.items():
+            count = 0
+            for slot in mixer.slots:
+                if slot is None:
+                    continue
+                count += 1
+                labels = [session_id, slot.key]
+                stats = slot.jitter.stats
+                depth.add_metric(labels, slot.jitter.depth)
+                target.add_metric(labels, slot.jitter.target)
+                jitter.add_metric(labels, slot.jitter.jitter_ms)
+                late.add_metric(labels, stats.late)
+                concealed.add_metric(labels, stats.concealed)
+                lost.add_metric(labels, stats.lost)
+            participants.add_metric([session_id], count)
+        yield from (participants, depth, target, jitter, late, concealed, lost)

@@ -1,0 +1,304 @@
+"""One session's real-time mix: jitter buffers in, a personal stereo mix per listener out.
+
+Pure and synchronous. The event loop thread only *posts*: packets go into each slot's
+bounded inbox (keep newest, drop oldest) and control changes into a command queue; the mix
+clock thread calls ``tick()`` every frame, which applies the commands, drains the inboxes,
+decodes or conceals one frame per source, and renders every listener's mix into
+preallocated buffers. ``tick()`` never raises: failures are counted.
+
+Row/column layout of the mix matrices (``capacity`` = most participants):
+- rows 0..capacity-1 are participants as listeners, row ``capacity`` is the recording mix;
+- columns 0..capacity-1 are participants as sources, column ``capacity`` is the click.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from node.session.jitter import JitterBuffer, PopKind
+from node.session.metronome import Metronome
+from node.session.render import STAGE_HALF_M, Renderer, StereoPanner
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+ACTIVE_RMS = 10 ** (-50 / 20)  # a source louder than -50 dBFS counts as playing
+CLICK_GAIN = 0.6
+CONCEAL_DECAY = 0.6  # each further concealed frame is this much quieter
+INBOX_FRAMES = 64
+
+
+class FrameDecoder(Protocol):
+    """Decodes one encoded frame into ``out`` (float32 mono, -1..1); False on a bad payload."""
+
+    def decode(self, payload: bytes, out: F32) -> bool:
+        """Decode ``payload`` into ``out``."""
+
+
+@dataclass
+class SlotCounters:
+    """Per-participant figures the node exports and records."""
+
+    active_frames: int = 0
+    energy: float = 0.0  # sum of mean-square over all frames
+    frames: int = 0
+    decode_errors: int = 0
+    inbox_dropped: int = 0
+
+
+@dataclass
+class Slot:
+    """A participant's place in the mix."""
+
+    key: str
+    decoder: FrameDecoder
+    jitter: JitterBuffer
+    inbox: collections.deque[tuple[int, int, bytes, float]] = field(
+        default_factory=lambda: collections.deque(maxlen=INBOX_FRAMES)
+    )
+    counters: SlotCounters = field(default_factory=SlotCounters)
+    concealing: int = 0
+    played_arrival_s: float = 0.0
+    """Arrival time of the frame played in the last tick (0 when none was played)."""
+
+
+@dataclass(frozen=True)
+class TickReport:
+    """What one tick did, for the adapters (delivery, events, metrics)."""
+
+    sample: int
+    beat: int | None
+    duration_s: float
+
+
+class SessionMixer:
+    """Personal mixes for up to ``capacity`` participants of one session."""
+
+    def __init__(
+        self,
+        capacity: int,
+        tempo_bpm: float = 120.0,
+        beats_per_bar: int = 4,
+        frame_samples: int = 960,
+        sample_rate: int = 48000,
+        jitter_min_frames: int = 1,
+        jitter_max_frames: int = 8,
+        renderer_factory: Callable[[int, int, tuple[int, ...]], Renderer] | None = None,
+    ) -> None:
+        self.capacity = capacity
+        self.frame_samples = frame_samples
+        self.sample_rate = sample_rate
+        self._jitter_min = jitter_min_frames
+        self._jitter_max = jitter_max_frames
+        rows = capacity + 1
+        self.slots: list[Slot | None] = [None] * capacity
+        self.positions = np.zeros((rows, 2), dtype=np.float32)
+        self.positions[capacity] = (0.0, -STAGE_HALF_M)  # the recording mix hears from the front
+        self.user_gain = np.ones((rows, rows), dtype=np.float32)
+        self.self_monitor = np.zeros(capacity, dtype=bool)
+        self.click_on = np.zeros(rows, dtype=bool)
+        self.weights = np.zeros((rows, rows), dtype=np.float32)
+        self.sources = np.zeros((rows, frame_samples), dtype=np.float32)
+        self._last = np.zeros((capacity, frame_samples), dtype=np.float32)
+        self._ramp = np.linspace(1.0, CONCEAL_DECAY, frame_samples, dtype=np.float32)
+        self._fade_in = np.linspace(0.0, 1.0, frame_samples // 10, dtype=np.float32)
+        self.out_left = np.zeros((rows, frame_samples), dtype=np.float32)
+        self.out_right = np.zeros((rows, frame_samples), dtype=np.float32)
+        self.out_pcm = np.zeros((rows, frame_samples, 2), dtype=np.int16)
+        self._energy = np.zeros(rows, dtype=np.float32)
+        self.levels = np.zeros(capacity, dtype=np.float32)
+        """Latest RMS level of each participant's source (read by the event loop)."""
+        factory = renderer_factory or (lambda lis, src, centered: StereoPanner(lis, src, centered))
+        self.renderer = factory(rows, rows, (capacity,))
+        self.metronome = Metronome(tempo_bpm, beats_per_bar, sample_rate)
+        self.sample = 0
+        self.ticks = 0
+        self.tick_errors = 0
+        self._commands: collections.deque[Callable[[], None]] = collections.deque()
+        self._geometry_dirty = True
+        self._weights_dirty = True
+        self.recording_sink: Callable[[SessionMixer], None] | None = None
+        self._lock = threading.Lock()  # only guards slot allocation against two posters
+
+    # ---------------------------------------------------- called from the loop
+    def post(self, command: Callable[[], None]) -> None:
+        """Run ``command`` on the mix thread at the start of the next tick."""
+        self._commands.append(command)
+
+    def allocate(self, key: str, decoder: FrameDecoder) -> int:
+        """Reserve a slot for participant ``key``; it joins the mix at the next tick."""
+        with self._lock:
+            for index, slot in enumerate(self.slots):
+                if slot is None:
+                    self.slots[index] = Slot(
+                        key=key,
+                        decoder=decoder,
+                        jitter=JitterBuffer(self._jitter_min, self._jitter_max),
+                    )
+                    self.post(lambda i=index: self._reset_slot(i))
+                    return index
+        raise OverflowError("no free slot in this session's mix")
+
+    def release(self, index: int) -> None:
+        """Free a slot (the participant left)."""
+        def command() -> None:
+            self.slots[index] = None
+            self._reset_slot(index)
+
+        self.post(command)
+
+    def push_packet(self, index: int, seq: int, timestamp: int, payload: bytes) -> None:
+        """Queue an arriving RTP payload; the oldest is dropped when the inbox is full."""
+        slot = self.slots[index]
+        if slot is None:
+            return
+        if len(slot.inbox) == slot.inbox.maxlen:
+            slot.counters.inbox_dropped += 1
+        slot.inbox.append((seq, timestamp, payload, time.monotonic()))
+
+    def set_position(self, index: int, x: float, y: float) -> None:
+        """Move a participant on the stage (metres, already validated)."""
+        def command() -> None:
+            self.positions[index] = (x, y)
+            self._geometry_dirty = True
+
+        self.post(command)
+
+    def set_gain(self, listener: int, source: int, gain: float) -> None:
+        """Set how loud ``source`` is in ``listener``'s own mix (0 mutes)."""
+        def command() -> None:
+            self.user_gain[listener, source] = gain
+            self._weights_dirty = True
+
+        self.post(command)
+
+    def set_self_monitor(self, index: int, on: bool) -> None:
+        """Whether a participant hears themself."""
+        def command() -> None:
+            self.self_monitor[index] = on
+            self._weights_dirty = True
+
+        self.post(command)
+
+    def set_click(self, index: int, on: bool) -> None:
+        """Whether a participant hears the metronome click."""
+        def command() -> None:
+            self.click_on[index] = on
+            self._weights_dirty = True
+
+        self.post(command)
+
+    def set_tempo(self, tempo_bpm: float, beats_per_bar: int) -> None:
+        """Change the beat grid from the next tick on."""
+        self.post(lambda: self.metronome.set_tempo(tempo_bpm, beats_per_bar, self.sample))
+
+    # ------------------------------------------------------ the mix thread
+    def _reset_slot(self, index: int) -> None:
+        self.user_gain[index, :] = 1.0
+        self.user_gain[:, index] = 1.0
+        self.self_monitor[index] = False
+        self.click_on[index] = False
+        self.positions[index] = (0.0, 0.0)
+        self.sources[index].fill(0.0)
+        self._last[index].fill(0.0)
+        self.levels[index] = 0.0
+        self._geometry_dirty = True
+        self._weights_dirty = True
+
+    def _update_weights(self) -> None:
+        cap = self.capacity
+        present = np.array([s is not None for s in self.slots] + [False], dtype=np.float32)
+        np.multiply(self.user_gain, present[None, :], out=self.weights)
+        self.weights[np.arange(cap), np.arange(cap)] *= self.self_monitor
+        self.weights[:, cap] = self.click_on * CLICK_GAIN
+        self.weights[cap, cap] = 0.0  # recordings carry no click
+        self._weights_dirty = False
+
+    def tick(self) -> TickReport:
+        """Mix one frame for every listener. Never raises."""
+        started = time.perf_counter()
+        beat: int | None = None
+        try:
+            while self._commands:
+                self._commands.popleft()()
+            for index, slot in enumerate(self.slots):
+                if slot is None:
+                    continue
+                self._pull_source(index, slot)
+            beat = self.metronome.render(self.sample, self.sources[self.capacity])
+            if self._geometry_dirty:
+                self.renderer.set_geometry(self.positions)
+                self._geometry_dirty = False
+            if self._weights_dirty:
+                self._update_weights()
+            self.renderer.render(self.weights, self.sources, self.out_left, self.out_right)
+            # Hard limiter at full scale, then interleaved s16 for the encoders.
+            np.clip(self.out_left, -1.0, 1.0, out=self.out_left)
+            np.clip(self.out_right, -1.0, 1.0, out=self.out_right)
+            np.multiply(self.out_left, 32767.0, out=self.out_pcm[:, :, 0], casting="unsafe")
+            np.multiply(self.out_right, 32767.0, out=self.out_pcm[:, :, 1], casting="unsafe")
+            np.einsum("ij,ij->i", self.sources, self.sources, out=self._energy)
+            self._account()
+            if self.recording_sink is not None:
+                self.recording_sink(self)
+        except Exception:  # the tick never raises: count, log once in a while, go on
+            self.tick_errors += 1
+            if self.tick_errors < 10 or self.tick_errors % 1000 == 0:
+                log.exception("mix tick failed (%d so far)", self.tick_errors)
+        self.sample += self.frame_samples
+        self.ticks += 1
+        return TickReport(self.sample, beat, time.perf_counter() - started)
+
+    def _pull_source(self, index: int, slot: Slot) -> None:
+        jitter = slot.jitter
+        inbox = slot.inbox
+        while inbox:
+            seq, timestamp, payload, arrival = inbox.popleft()
+            jitter.add(seq, timestamp, payload, arrival)
+        kind, payload = jitter.pop()
+        row = self.sources[index]
+        slot.played_arrival_s = 0.0
+        if kind == PopKind.PLAY and payload is not None:
+            if slot.decoder.decode(payload, row):
+                slot.played_arrival_s = jitter.last_arrival_s
+                if slot.concealing:
+                    # Fade the real signal back in over the first 2 ms.
+                    n = self._fade_in.shape[0]
+                    row[:n] *= self._fade_in
+                    slot.concealing = 0
+                self._last[index] = row
+                return
+            slot.counters.decode_errors += 1
+            kind = PopKind.CONCEAL
+        if kind == PopKind.CONCEAL:
+            # Mirror the last frame (continuous at the joint) and let it decay.
+            np.multiply(self._last[index, ::-1], self._ramp, out=row)
+            row *= CONCEAL_DECAY**slot.concealing
+            self._last[index] = row
+            slot.concealing += 1
+        else:
+            row.fill(0.0)
+
+    def _account(self) -> None:
+        n = self.frame_samples
+        for index, slot in enumerate(self.slots):
+            if slot is None:
+                continue
+            mean_square = float(self._energy[index]) / n
+            rms = math.sqrt(mean_square)
+            self.levels[index] = rms
+            counters = slot.counters
+            counters.frames += 1
+            counters.energy += mean_square
+            if rms > ACTIVE_RMS:
+                counters.active_frames += 1

@@ -1,0 +1,191 @@
+"""Sessions and participants: validated state, no I/O."""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.errors import ForbiddenError, InputError, NotFoundError, SessionError
+from node.session.render import STAGE_HALF_M
+
+KEY_RE = re.compile(r"^[A-G][#b]?(m| major| minor|maj|min)?$")
+NAME_MAX = 64
+CHAT_MAX = 500
+
+
+def _number(body: dict[str, Any], key: str, lo: float, hi: float, default: float | None = None
+            ) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{key} must be a number")
+    number = float(value)
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise InputError(f"{key} must be between {lo:g} and {hi:g}")
+    return number
+
+
+def _text(body: dict[str, Any], key: str, max_len: int, default: str | None = None) -> str:
+    value = body.get(key, default)
+    if not isinstance(value, str):
+        raise InputError(f"{key} must be a string")
+    value = value.strip()
+    if not 0 < len(value) <= max_len or not value.isprintable():
+        raise InputError(f"{key} must be 1-{max_len} printable characters")
+    return value
+
+
+def parse_time_signature(value: object) -> tuple[int, int]:
+    """'4/4' → (4, 4); beats 1-16, unit 2, 4, 8 or 16."""
+    if not isinstance(value, str) or not re.match(r"^\d{1,2}/\d{1,2}$", value):
+        raise InputError('time_signature must look like "4/4"')
+    beats, unit = (int(part) for part in value.split("/"))
+    if not 1 <= beats <= 16 or unit not in {2, 4, 8, 16}:
+        raise InputError("time_signature needs 1-16 beats of a 2, 4, 8 or 16 note")
+    return beats, unit
+
+
+@dataclass
+class SessionSettings:
+    """What the owner chooses for a session."""
+
+    name: str
+    tempo_bpm: float = 120.0
+    key: str = "C"
+    time_signature: tuple[int, int] = (4, 4)
+    private: bool = False
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> SessionSettings:
+        """Validate a create request's fields."""
+        key = body.get("key", "C")
+        if not isinstance(key, str) or not KEY_RE.match(key):
+            raise InputError('key must be a note name with optional mode, e.g. "C", "F#m"')
+        private = body.get("private", False)
+        if not isinstance(private, bool):
+            raise InputError("private must be true or false")
+        return cls(
+            name=_text(body, "name", NAME_MAX),
+            tempo_bpm=_number(body, "tempo_bpm", 20, 300, 120.0),
+            key=key,
+            time_signature=parse_time_signature(body.get("time_signature", "4/4")),
+            private=private,
+        )
+
+
+def parse_position(body: dict[str, Any]) -> tuple[float, float]:
+    """Stage coordinates in metres, each within ±10."""
+    return (
+        _number(body, "x", -STAGE_HALF_M, STAGE_HALF_M),
+        _number(body, "y", -STAGE_HALF_M, STAGE_HALF_M),
+    )
+
+
+def parse_chat(body: dict[str, Any]) -> str:
+    """A chat line: 1-500 printable characters."""
+    return _text(body, "text", CHAT_MAX)
+
+
+@dataclass
+class Participant:
+    """Someone in a session: an address with a slot in the mix."""
+
+    id: str
+    address: str
+    name: str
+    slot: int
+    token: str
+    joined_at: float
+    x: float = 0.0
+    y: float = 0.0
+    click: bool = False
+    connected: bool = False
+
+    def public(self) -> dict[str, Any]:
+        """What everyone in the session may see."""
+        return {
+            "id": self.id,
+            "address": self.address,
+            "name": self.name,
+            "x": self.x,
+            "y": self.y,
+            "connected": self.connected,
+            "joined_at": self.joined_at,
+        }
+
+
+@dataclass
+class Session:
+    """A jam session hosted on this node."""
+
+    id: str
+    owner: str
+    settings: SessionSettings
+    created_at: float
+    max_participants: int
+    participants: dict[str, Participant] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    recording_id: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The directory entry / detail view."""
+        beats, unit = self.settings.time_signature
+        return {
+            "id": self.id,
+            "name": self.settings.name,
+            "owner": self.owner,
+            "tempo_bpm": self.settings.tempo_bpm,
+            "key": self.settings.key,
+            "time_signature": f"{beats}/{unit}",
+            "private": self.settings.private,
+            "created_at": self.created_at,
+            "participants": [p.public() for p in self.participants.values()],
+            "max_participants": self.max_participants,
+            "recording": self.recording_id,
+        }
+
+    def by_token(self, token: str) -> Participant:
+        """The participant holding ``token``."""
+        for participant in self.participants.values():
+            if secrets.compare_digest(participant.token, token):
+                return participant
+        raise ForbiddenError("participant token is not valid for this session; join again")
+
+    def by_address(self, address: str) -> Participant | None:
+        """The participant with this address, if present."""
+        for participant in self.participants.values():
+            if participant.address == address:
+                return participant
+        return None
+
+    def get(self, participant_id: str) -> Participant:
+        """A participant by id."""
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            raise NotFoundError(f"no participant {participant_id!r} in this session")
+        return participant
+
+    def require_owner(self, participant: Participant) -> None:
+        """Only the owner may do this."""
+        if participant.address != self.owner:
+            raise ForbiddenError("only the session owner can do that")
+
+    def add(self, address: str, name: str, slot: int) -> Participant:
+        """Admit ``address`` (auth and invite already checked)."""
+        if address in self.removed:
+            raise ForbiddenError("the owner removed you from this session")
+        if len(self.participants) >= self.max_participants:
+            raise SessionError(f"session is full ({self.max_participants} participants)")
+        participant = Participant(
+            id=secrets.token_hex(6),
+            address=address,
+            name=name,
+            slot=slot,
+            token=secrets.token_urlsafe(24),
+            joined_at=time.time(),
+        )
+        self.participants[participant.id] = participant
+        return participant

@@ -1,0 +1,150 @@
+"""SQLite persistence for sessions, recordings and contribution stats.
+
+One file in the data dir, WAL mode, every write in its own transaction, so a killed node
+keeps everything committed before the kill.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from node.errors import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    tempo_bpm REAL NOT NULL,
+    key TEXT NOT NULL,
+    time_signature TEXT NOT NULL,
+    private INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    closed_at REAL
+);
+CREATE TABLE IF NOT EXISTS recordings (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    started_at REAL NOT NULL,
+    stopped_at REAL,
+    state TEXT NOT NULL CHECK (state IN ('recording', 'finished', 'recovered')),
+    path TEXT NOT NULL,
+    frames INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS contributions (
+    recording_id TEXT NOT NULL REFERENCES recordings(id),
+    address TEXT NOT NULL,
+    name TEXT NOT NULL,
+    active_s REAL NOT NULL,
+    rms REAL NOT NULL,
+    frames INTEGER NOT NULL,
+    stem TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (recording_id, address)
+);
+"""
+
+
+class Store:
+    """The node's SQLite database (used from the event loop thread)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        self._db.close()
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._db.execute(sql, args).fetchall()]
+
+    # sessions
+    def save_session(self, row: dict[str, Any]) -> None:
+        """Insert or update a session."""
+        self._db.execute(
+            "INSERT INTO sessions (id, owner, name, tempo_bpm, key, time_signature, private,"
+            " created_at) VALUES (:id, :owner, :name, :tempo_bpm, :key, :time_signature,"
+            " :private, :created_at) ON CONFLICT(id) DO UPDATE SET name=:name,"
+            " tempo_bpm=:tempo_bpm, key=:key, time_signature=:time_signature",
+            row,
+        )
+
+    def close_session(self, session_id: str) -> None:
+        """Mark a session as ended."""
+        self._db.execute("UPDATE sessions SET closed_at=? WHERE id=?", (time.time(), session_id))
+
+    def open_sessions(self) -> list[dict[str, Any]]:
+        """Sessions not closed, oldest first."""
+        return self._rows("SELECT * FROM sessions WHERE closed_at IS NULL ORDER BY created_at")
+
+    # recordings
+    def start_recording(self, recording_id: str, session_id: str, path: str) -> None:
+        """A recording began."""
+        self._db.execute(
+            "INSERT INTO recordings (id, session_id, started_at, state, path)"
+            " VALUES (?, ?, ?, 'recording', ?)",
+            (recording_id, session_id, time.time(), path),
+        )
+
+    def finish_recording(self, recording_id: str, frames: int, state: str = "finished") -> None:
+        """A recording ended cleanly (or was recovered after a crash)."""
+        self._db.execute(
+            "UPDATE recordings SET stopped_at=?, state=?, frames=? WHERE id=?",
+            (time.time(), state, frames, recording_id),
+        )
+
+    def recordings(self, session_id: str | None = None,
+                   state: str | None = None) -> list[dict[str, Any]]:
+        """Recordings, newest first, optionally of one session or in one state."""
+        sql, args = "SELECT * FROM recordings WHERE 1=1", []
+        if session_id is not None:
+            sql, args = sql + " AND session_id=?", [*args, session_id]
+        if state is not None:
+            sql, args = sql + " AND state=?", [*args, state]
+        return self._rows(sql + " ORDER BY started_at DESC", tuple(args))
+
+    def recording(self, recording_id: str) -> dict[str, Any] | None:
+        """One recording with its contributions."""
+        rows = self._rows("SELECT * FROM recordings WHERE id=?", (recording_id,))
+        if not rows:
+            return None
+        rows[0]["contributions"] = self.contributions(recording_id)
+        return rows[0]
+
+    def save_contributions(self, recording_id: str, rows: list[dict[str, Any]]) -> None:
+        """Upsert every contributor's running totals in one transaction."""
+        now = time.time()
+        try:
+            self._db.execute("BEGIN")
+            for row in rows:
+                self._db.execute(
+                    "INSERT INTO contributions (recording_id, address, name, active_s, rms,"
+                    " frames, stem, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT(recording_id, address) DO UPDATE SET active_s=excluded.active_s,"
+                    " rms=excluded.rms, frames=excluded.frames, updated_at=excluded.updated_at",
+                    (recording_id, row["address"], row["name"], row["active_s"], row["rms"],
+                     row["frames"], row["stem"], now),
+                )
+            self._db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self._db.execute("ROLLBACK")
+            raise StoreError(f"saving contributions failed: {exc}") from None
+
+    def contributions(self, recording_id: str) -> list[dict[str, Any]]:
+        """Per-contributor stats of a recording."""
+        return self._rows(
+            "SELECT address, name, active_s, rms, frames, stem FROM contributions"
+            " WHERE recording_id=? ORDER BY address",
+            (recording_id,),
+        )
