@@ -397,7 +397,8 @@ class JamService:
                     slot = mixer.slots[p.slot] if p.slot >= 0 else None
                     if slot is not None:
                         jitter[p.id] = {"target": slot.jitter.target, "depth": slot.jitter.depth,
-                                        "concealed": slot.jitter.stats.concealed}
+                                        "concealed": slot.jitter.stats.concealed,
+                                        "node_added_ms": round(slot.node_added_ms, 1)}
                 self._publish(live, {"type": "levels", "levels": levels, "jitter": jitter})
 
     async def _stats_loop(self) -> None:

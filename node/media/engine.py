@@ -19,7 +19,7 @@ import av
 
 from node.media.codec import OpusEncoder
 from node.media.outbound import PacketTrack
-from node.session.mixer import SessionMixer, TickReport
+from node.session.mixer import SessionMixer, Slot, TickReport
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class MixClock:
                 time.sleep(delay)
             started = time.perf_counter()
             batch: list[tuple[SessionMedia, TickReport, list[tuple[PacketTrack, av.Packet]],
-                              list[float]]] = []
+                              list[tuple[Slot, float]]]] = []
             for media in self._snapshot:
                 batch.append(self._tick_session(media))
             elapsed = time.perf_counter() - started
@@ -138,7 +138,7 @@ class MixClock:
 
     def _tick_session(
         self, media: SessionMedia
-    ) -> tuple[SessionMedia, TickReport, list[tuple[PacketTrack, av.Packet]], list[float]]:
+    ) -> tuple[SessionMedia, TickReport, list[tuple[PacketTrack, av.Packet]], list[tuple[Slot, float]]]:
         mixer = media.mixer
         report = mixer.tick()
         out: list[tuple[PacketTrack, av.Packet]] = []
@@ -149,22 +149,25 @@ class MixClock:
             except Exception:  # never let one listener's encoder stop the clock
                 log.exception("encoding the mix for slot %d failed", index)
         arrivals = [
-            slot.played_arrival_s for slot in mixer.slots if slot and slot.played_arrival_s
+            (slot, slot.played_arrival_s) for slot in mixer.slots
+            if slot and slot.played_arrival_s
         ]
         return media, report, out, arrivals
 
     def _deliver(
         self,
         batch: list[tuple[SessionMedia, TickReport, list[tuple[PacketTrack, av.Packet]],
-                          list[float]]],
+                          list[tuple[Slot, float]]]],
     ) -> None:
         now = time.monotonic()
         for media, report, packets, arrivals in batch:
             for track, packet in packets:
                 track.offer(packet)
-            if self._on_node_latency is not None:
-                for arrival in arrivals:
-                    self._on_node_latency(now - arrival)
+            for slot, arrival in arrivals:
+                added = now - arrival
+                slot.node_added_ms += (added * 1000.0 - slot.node_added_ms) * 0.1
+                if self._on_node_latency is not None:
+                    self._on_node_latency(added)
             if media.on_tick is not None:
                 try:
                     media.on_tick(report)

@@ -12,7 +12,7 @@ from node.media.inbound import PacketSink, tap_receiver
 from node.media.outbound import PacketTrack
 
 MAX_SDP_BYTES = 32 * 1024
-_OPUS_RE = re.compile(r"^a=rtpmap:(\d+) opus/48000/2\s*$", re.IGNORECASE | re.MULTILINE)
+_OPUS_RE = re.compile(r"^a=rtpmap:(\d+) opus/48000/2(?=\r?$)", re.IGNORECASE | re.MULTILINE)
 
 
 def ice_configuration(urls: tuple[str, ...]) -> RTCConfiguration:
@@ -49,7 +49,7 @@ def set_opus_params(sdp: str, params: dict[str, str]) -> str:
     if not match:
         return sdp
     pt = match.group(1)
-    fmtp = re.search(rf"^a=fmtp:{pt} (.*?)\s*$", sdp, re.MULTILINE)
+    fmtp = re.search(rf"^a=fmtp:{pt} ([^\r\n]*)", sdp, re.MULTILINE)
     current: dict[str, str] = {}
     if fmtp:
         for item in fmtp.group(1).split(";"):

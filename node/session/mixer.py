@@ -70,6 +70,8 @@ class Slot:
     concealing: int = 0
     played_arrival_s: float = 0.0
     """Arrival time of the frame played in the last tick (0 when none was played)."""
+    node_added_ms: float = 0.0
+    """Smoothed arrival-to-departure time of this participant's frames (set by the clock)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,408 @@
+// jamnet browser client: plain JS, no build step. ethers (UMD, served by the node) signs.
+"use strict";
+
+const STAGE_M = 10;                 // stage spans -10..10 m on both axes; +y is the front
+const UP_BITRATE = 96000;           // mono music uplink
+const DOWN_BITRATE = 128000;        // stereo personal mix downlink
+const $ = (sel) => document.querySelector(sel);
+
+const state = {
+  wallet: null, address: "", session: null, participant: null, token: "",
+  pc: null, ws: null, stream: null, participants: new Map(), levels: {}, jitter: {},
+  audioCtx: null, micAnalyser: null, mixAnalyser: null, recording: null, rtt: null,
+};
+// Exposed for end-to-end tests (read-only use).
+window.jamnet = state;
+
+// ------------------------------------------------------------------ identity
+async function loadIdentity() {
+  if (window.ethereum && window.ethereum.request) {
+    try {
+      const provider = new ethers.BrowserProvider(window.ethereum);
+      state.wallet = await provider.getSigner();
+      state.address = await state.wallet.getAddress();
+      $("#identity").textContent = state.address + " (wallet)";
+      return;
+    } catch (e) { console.warn("injected wallet refused; using a local key", e); }
+  }
+  let key = localStorage.getItem("jamnet.key");
+  if (!key) {
+    key = ethers.Wallet.createRandom().privateKey;   // never leaves this browser
+    localStorage.setItem("jamnet.key", key);
+  }
+  state.wallet = new ethers.Wallet(key);
+  state.address = state.wallet.address;
+  $("#identity").textContent = state.address;
+}
+
+async function api(method, path, body, auth) {
+  const headers = { "Content-Type": "application/json" };
+  if (auth) headers.Authorization = "Bearer " + state.token;
+  const res = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.error || res.statusText);
+  return data;
+}
+
+async function signed() {
+  const ch = await api("POST", "/api/challenges", { address: state.address });
+  const signature = await state.wallet.signMessage(ch.message);
+  return { address: state.address, nonce: ch.nonce, signature };
+}
+
+function showError(e) { $("#error").textContent = e ? String(e.message || e) : ""; }
+function setStatus(text) { $("#status").textContent = text; }
+
+// --------------------------------------------------------------------- lobby
+async function refreshSessions() {
+  try {
+    const { sessions } = await api("GET", "/api/sessions");
+    const list = $("#session-list");
+    list.replaceChildren();
+    if (!sessions.length) list.innerHTML = '<li class="empty">none yet</li>';
+    for (const s of sessions) {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.textContent = "Join";
+      b.onclick = () => join(s.id, null, $("#join-form").display.value).catch(showError);
+      li.append(b, ` ${s.name} — ${s.tempo_bpm} BPM, ${s.key}, ${s.time_signature} — ${s.participants.length}/${s.max_participants}`);
+      list.append(li);
+    }
+  } catch (e) { showError(e); }
+}
+
+$("#create-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  try {
+    showError(null);
+    const session = await api("POST", "/api/sessions", {
+      name: f.name.value, tempo_bpm: Number(f.tempo_bpm.value), key: f.key.value,
+      time_signature: f.time_signature.value, private: f.private.checked, ...(await signed()),
+    });
+    await join(session.id, null, f.display.value);
+  } catch (e) { showError(e); }
+});
+
+$("#join-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  try { showError(null); await join(f.session.value.trim(), f.invite.value.trim() || null, f.display.value); }
+  catch (e) { showError(e); }
+});
+
+// ------------------------------------------------------------------- joining
+async function join(sessionId, invite, name) {
+  const body = { name: name || "musician", ...(await signed()) };
+  if (invite) body.invite = invite;
+  const joined = await api("POST", `/api/sessions/${sessionId}/join`, body);
+  state.token = joined.token;
+  state.participant = joined.participant;
+  setSession(joined.session);
+  $("#lobby").hidden = true;
+  $("#room").hidden = false;
+  openEvents();
+  await startMedia();
+  // Start somewhere on the stage that is not on top of everyone else.
+  const angle = Math.random() * Math.PI * 2;
+  sendControl({ type: "pose", x: round(4 * Math.cos(angle)), y: round(4 * Math.sin(angle)) });
+}
+
+function round(v) { return Math.round(v * 100) / 100; }
+
+function setSession(session) {
+  state.session = session;
+  state.participants = new Map(session.participants.map((p) => [p.id, p]));
+  $("#room-name").textContent = session.name;
+  $("#room-meta").textContent = `${session.tempo_bpm} BPM · ${session.key} · ${session.time_signature}` +
+    (session.private ? " · private" : "") + ` · id ${session.id}`;
+  const owner = session.owner.toLowerCase() === state.address.toLowerCase();
+  $("#owner-tools").hidden = !owner;
+  $("#tempo").value = session.tempo_bpm;
+  state.recording = session.recording;
+  $("#record").textContent = session.recording ? "Stop recording" : "Start recording";
+  renderParticipants();
+}
+
+// --------------------------------------------------------------------- media
+function withOpusParams(sdp, params) {
+  const m = sdp.match(/a=rtpmap:(\d+) opus\/48000\/2/i);
+  if (!m) return sdp;
+  const pt = m[1];
+  const re = new RegExp(`a=fmtp:${pt} (.*)`);
+  const line = sdp.match(re);
+  const current = {};
+  if (line) for (const kv of line[1].trim().split(";")) { const [k, v] = kv.split("="); if (k) current[k.trim()] = v; }
+  Object.assign(current, params);
+  const fmtp = `a=fmtp:${pt} ` + Object.entries(current).map(([k, v]) => `${k}=${v}`).join(";");
+  return line ? sdp.replace(re, fmtp) : sdp.replace(m[0], m[0] + "\r\n" + fmtp);
+}
+
+async function startMedia() {
+  // Music, not speech: no echo cancellation, noise suppression or automatic gain.
+  state.stream = await navigator.mediaDevices.getUserMedia({
+    audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false,
+             channelCount: 1, sampleRate: 48000 },
+  });
+  state.audioCtx = new AudioContext({ sampleRate: 48000, latencyHint: "interactive" });
+  state.micAnalyser = state.audioCtx.createAnalyser();
+  state.micAnalyser.fftSize = 1024;
+  state.audioCtx.createMediaStreamSource(state.stream).connect(state.micAnalyser);
+
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  state.pc = pc;
+  const [track] = state.stream.getAudioTracks();
+  const sender = pc.addTrack(track, state.stream);
+  pc.ontrack = (ev) => {
+    const stream = ev.streams[0] || new MediaStream([ev.track]);
+    $("#mix").srcObject = stream;
+    state.mixAnalyser = state.audioCtx.createAnalyser();
+    state.mixAnalyser.fftSize = 2048;
+    state.audioCtx.createMediaStreamSource(stream).connect(state.mixAnalyser);
+  };
+  pc.onconnectionstatechange = () => setStatus("audio: " + pc.connectionState);
+  const offer = await pc.createOffer();
+  // stereo=1: we want the node's stereo mix; maxaveragebitrate: room for music.
+  offer.sdp = withOpusParams(offer.sdp, { stereo: 1, "sprop-stereo": 0, maxaveragebitrate: DOWN_BITRATE, useinbandfec: 1 });
+  await pc.setLocalDescription(offer);
+  await waitForIce(pc);
+  const answer = await api("POST", `/api/sessions/${state.session.id}/rtc`,
+                           { type: "offer", sdp: pc.localDescription.sdp }, true);
+  await pc.setRemoteDescription(answer);
+  const params = sender.getParameters();
+  if (params.encodings && params.encodings.length) {
+    params.encodings[0].maxBitrate = UP_BITRATE;
+    await sender.setParameters(params).catch(() => {});
+  }
+  requestAnimationFrame(drawLoop);
+  setInterval(pollStats, 1000);
+}
+
+function waitForIce(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, 3000);   // host candidates arrive fast; don't wait for ever
+  });
+}
+
+async function pollStats() {
+  if (!state.pc) return;
+  const stats = await state.pc.getStats();
+  stats.forEach((s) => {
+    if (s.type === "candidate-pair" && s.state === "succeeded" && s.currentRoundTripTime !== undefined) {
+      state.rtt = s.currentRoundTripTime * 1000;
+    }
+    if (s.type === "remote-inbound-rtp" && s.roundTripTime !== undefined) state.rtt = s.roundTripTime * 1000;
+  });
+  const mine = state.participant && state.jitter[state.participant.id];
+  $("#latency").textContent =
+    `round trip: ${state.rtt == null ? "–" : state.rtt.toFixed(1) + " ms"} · ` +
+    `node-added: ${mine ? mine.node_added_ms.toFixed(1) + " ms" : "–"} · ` +
+    `jitter buffer: ${mine ? mine.target + " frame(s)" : "–"}`;
+}
+
+// -------------------------------------------------------------------- events
+function openEvents() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/api/sessions/${state.session.id}/events?token=${encodeURIComponent(state.token)}`);
+  state.ws = ws;
+  ws.onmessage = (ev) => handleEvent(JSON.parse(ev.data));
+  ws.onclose = () => setStatus("events closed");
+  setInterval(() => { if (ws.readyState === 1) ws.send(JSON.stringify({ type: "ping", t: performance.now() })); }, 2000);
+}
+
+function handleEvent(e) {
+  switch (e.type) {
+    case "session": setSession(e.session); break;
+    case "joined": case "participant":
+      state.participants.set(e.participant.id, e.participant); renderParticipants(); break;
+    case "left":
+      state.participants.delete(e.participant);
+      if (state.participant && e.participant === state.participant.id) leave(true);
+      renderParticipants(); break;
+    case "moved": {
+      const p = state.participants.get(e.participant);
+      if (p) { p.x = e.x; p.y = e.y; }
+      break;
+    }
+    case "levels": state.levels = e.levels; state.jitter = e.jitter; updateLevels(); break;
+    case "beat": showBeat(e.bar_beat); break;
+    case "chat": addChat(e); break;
+    case "recording":
+      state.recording = e.recording;
+      $("#record").textContent = e.recording ? "Stop recording" : "Start recording";
+      break;
+    case "closed": leave(true); break;
+    case "error": showError(e.error); break;
+    default: break;
+  }
+}
+
+function sendControl(msg) {
+  if (state.ws && state.ws.readyState === 1) state.ws.send(JSON.stringify(msg));
+  else api("POST", `/api/sessions/${state.session.id}/control`, msg, true).catch(showError);
+}
+
+// ---------------------------------------------------------------------- room
+function renderParticipants() {
+  const list = $("#participants");
+  list.replaceChildren();
+  const owner = state.session && state.session.owner.toLowerCase() === state.address.toLowerCase();
+  for (const p of state.participants.values()) {
+    const li = document.createElement("li");
+    li.dataset.id = p.id;
+    const me = state.participant && p.id === state.participant.id;
+    const name = document.createElement("span");
+    name.textContent = p.name + (me ? " (you)" : "") + (p.connected ? "" : " …");
+    if (me) name.className = "me";
+    const meter = document.createElement("div");
+    meter.className = "meter";
+    meter.append(document.createElement("div"));
+    li.append(name, meter);
+    if (!me) {
+      const vol = document.createElement("input");
+      vol.type = "range"; vol.min = 0; vol.max = 2; vol.step = 0.05; vol.value = 1;
+      vol.title = "volume in your mix";
+      const mute = document.createElement("input");
+      mute.type = "checkbox"; mute.title = "mute in your mix";
+      const send = () => sendControl({ type: "gain", source: p.id, gain: Number(vol.value), muted: mute.checked });
+      vol.oninput = send; mute.onchange = send;
+      li.append(vol, mute);
+      if (owner) {
+        const kick = document.createElement("button");
+        kick.textContent = "remove";
+        kick.onclick = () => api("DELETE", `/api/sessions/${state.session.id}/participants/${p.id}`, null, true).catch(showError);
+        li.append(kick);
+      }
+    }
+    list.append(li);
+  }
+}
+
+function updateLevels() {
+  for (const li of $("#participants").children) {
+    const level = state.levels[li.dataset.id] || 0;
+    const bar = li.querySelector(".meter > div");
+    if (bar) bar.style.width = Math.min(100, Math.sqrt(level) * 140) + "%";
+  }
+}
+
+function showBeat(barBeat) {
+  const dots = $("#beat").children;
+  for (let i = 0; i < dots.length; i++) dots[i].className = "";
+  const dot = dots[barBeat % dots.length];
+  dot.className = "on" + (barBeat === 0 ? " down" : "");
+  state.lastBeat = barBeat;
+}
+
+function addChat(e) {
+  const li = document.createElement("li");
+  li.textContent = `${e.name}: ${e.text}`;
+  $("#chat").append(li);
+  li.scrollIntoView({ block: "nearest" });
+}
+
+$("#chat-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const text = ev.target.text.value.trim();
+  if (text) sendControl({ type: "chat", text });
+  ev.target.text.value = "";
+});
+$("#click").onchange = (ev) => sendControl({ type: "click", on: ev.target.checked });
+$("#monitor").onchange = (ev) => sendControl({ type: "monitor", on: ev.target.checked });
+$("#leave").onclick = () => leave(false);
+$("#record").onclick = () => api("POST", `/api/sessions/${state.session.id}/recording`,
+  { action: state.recording ? "stop" : "start" }, true).catch(showError);
+$("#tempo").onchange = (ev) => api("PATCH", `/api/sessions/${state.session.id}`,
+  { tempo_bpm: Number(ev.target.value) }, true).catch(showError);
+$("#make-invite").onclick = async () => {
+  const expires = Math.floor(Date.now() / 1000) + 24 * 3600;
+  const message = `jamnet invite\nsession: ${state.session.id}\ninvitee: *\nexpires: ${expires}`;
+  const sig = await state.wallet.signMessage(message);
+  const json = JSON.stringify({ s: state.session.id, i: "*", e: expires, sig });
+  $("#invite-out").value = btoa(json).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+};
+
+async function leave(kicked) {
+  if (state.token && !kicked) await api("POST", `/api/sessions/${state.session.id}/leave`, null, true).catch(() => {});
+  if (state.pc) state.pc.close();
+  if (state.ws) state.ws.close();
+  if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
+  Object.assign(state, { pc: null, ws: null, stream: null, token: "", session: null, participant: null });
+  $("#room").hidden = true;
+  $("#lobby").hidden = false;
+  refreshSessions();
+}
+
+// --------------------------------------------------------------------- stage
+const stage = $("#stage");
+const ctx2d = stage.getContext("2d");
+const toPx = (m) => ((m + STAGE_M) / (2 * STAGE_M)) * stage.width;
+const toM = (px) => (px / stage.width) * 2 * STAGE_M - STAGE_M;
+let dragging = false;
+
+function stagePoint(ev) {
+  const r = stage.getBoundingClientRect();
+  const x = toM(((ev.clientX - r.left) / r.width) * stage.width);
+  const y = -toM(((ev.clientY - r.top) / r.height) * stage.height);   // screen y grows downwards
+  return { x: round(Math.max(-STAGE_M, Math.min(STAGE_M, x))), y: round(Math.max(-STAGE_M, Math.min(STAGE_M, y))) };
+}
+let lastPoseSent = 0;
+function moveMe(ev) {
+  if (!state.participant) return;
+  const p = stagePoint(ev);
+  const me = state.participants.get(state.participant.id);
+  if (me) { me.x = p.x; me.y = p.y; }
+  const now = performance.now();
+  if (now - lastPoseSent > 40) { lastPoseSent = now; sendControl({ type: "pose", ...p }); }
+}
+stage.addEventListener("pointerdown", (ev) => { dragging = true; stage.setPointerCapture(ev.pointerId); moveMe(ev); });
+stage.addEventListener("pointermove", (ev) => { if (dragging) moveMe(ev); });
+stage.addEventListener("pointerup", (ev) => { dragging = false; moveMe(ev); });
+
+function drawStage() {
+  const w = stage.width;
+  ctx2d.clearRect(0, 0, w, w);
+  ctx2d.strokeStyle = "#262a36";
+  for (let m = -STAGE_M; m <= STAGE_M; m += 2.5) {
+    ctx2d.beginPath(); ctx2d.moveTo(toPx(m), 0); ctx2d.lineTo(toPx(m), w); ctx2d.stroke();
+    ctx2d.beginPath(); ctx2d.moveTo(0, toPx(m)); ctx2d.lineTo(w, toPx(m)); ctx2d.stroke();
+  }
+  ctx2d.fillStyle = "#9094a4"; ctx2d.font = "12px system-ui"; ctx2d.fillText("front ↑", w / 2 - 20, 14);
+  for (const p of state.participants.values()) {
+    const me = state.participant && p.id === state.participant.id;
+    const level = state.levels[p.id] || 0;
+    const x = toPx(p.x), y = toPx(-p.y);
+    ctx2d.beginPath();
+    ctx2d.arc(x, y, 9 + Math.min(14, Math.sqrt(level) * 40), 0, Math.PI * 2);
+    ctx2d.fillStyle = me ? "rgba(90,209,164,.35)" : "rgba(160,170,255,.3)";
+    ctx2d.fill();
+    ctx2d.beginPath(); ctx2d.arc(x, y, 7, 0, Math.PI * 2);
+    ctx2d.fillStyle = me ? "#5ad1a4" : "#a0aaff"; ctx2d.fill();
+    ctx2d.fillStyle = "#e8e8ec"; ctx2d.fillText(p.name, x + 10, y - 8);
+  }
+}
+
+function rms(analyser) {
+  if (!analyser) return 0;
+  const buf = new Float32Array(analyser.fftSize);
+  analyser.getFloatTimeDomainData(buf);
+  let sum = 0;
+  for (const v of buf) sum += v * v;
+  return Math.sqrt(sum / buf.length);
+}
+
+function drawLoop() {
+  if (!state.session) return;
+  const mic = rms(state.micAnalyser);
+  state.micLevel = mic;
+  state.mixLevel = rms(state.mixAnalyser);
+  $("#mic-meter").style.width = Math.min(100, Math.sqrt(mic) * 140) + "%";
+  drawStage();
+  requestAnimationFrame(drawLoop);
+}
+
+loadIdentity().then(refreshSessions).catch(showError);
+setInterval(() => { if (!state.session) refreshSessions(); }, 5000);

@@ -1,0 +1,89 @@
+"""A real headless Chromium joins with a fake WAV capture and hears its mix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from playwright.async_api import async_playwright
+
+from client.session import ArraySink, ArraySource, JamClient
+from node.app import Node
+from tests.conftest import tone
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+async def poll(predicate, timeout_s: float = 20.0, every_s: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(every_s)
+
+
+async def test_browser_joins_sends_and_hears(node: Node, tmp_path: Path, account_factory) -> None:  # type: ignore[no-untyped-def]
+    assert Path(CHROMIUM).exists(), "Debian chromium is not installed: run `make install-test`"
+    wav = tmp_path / "capture.wav"
+    soundfile.write(str(wav), tone(660, 10), 48000)
+    assert node.service is not None
+    async with JamClient(node.url, account_factory(), "cli") as cli:
+        session = await cli.create_session("browser test")
+        await cli.join(session["id"])
+        await cli.connect(ArraySource(tone(440, 30), loop=True), ArraySink())
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-audio-capture={wav}",
+                    "--autoplay-policy=no-user-gesture-required",
+                ],
+            )
+            try:
+                page = await browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(node.url)
+                await page.wait_for_function("window.jamnet && window.jamnet.address")
+                await page.fill("#join-form input[name=session]", session["id"])
+                await page.fill("#join-form input[name=display]", "browser")
+                await page.click("#join-form button")
+                await page.wait_for_function("window.jamnet.participant !== null", timeout=15000)
+                browser_id = await page.evaluate("window.jamnet.participant.id")
+                mixer = node.service.mixers()[session["id"]]
+
+                async def node_hears_browser() -> bool:
+                    for slot in mixer.slots:
+                        if slot is not None and slot.key == browser_id:
+                            return slot.jitter.stats.played > 50 and mixer.levels[
+                                [s.key if s else None for s in mixer.slots].index(browser_id)
+                            ] > 0.01
+                    return False
+
+                await poll(node_hears_browser)
+                # The browser's own WebAudio analyser sees the CLI's tone in its mix.
+                level = await poll(lambda: page.evaluate(
+                    "window.jamnet.mixLevel > 0.01 ? window.jamnet.mixLevel : 0"))
+                assert level > 0.01
+                # The web page shows the other participant and beats once a click is on.
+                await page.check("#click")
+                await page.wait_for_function("window.jamnet.lastBeat !== undefined",
+                                             timeout=10000)
+                names = await page.locator("#participants li").all_inner_texts()
+                assert any("cli" in n for n in names) and any("browser" in n for n in names)
+                assert not errors, errors
+            finally:
+                await browser.close()
+    assert np.isfinite(level)
