@@ -36,9 +36,9 @@ class Metronome:
         self._period = 60.0 * sample_rate / tempo_bpm
 
     def set_tempo(self, tempo_bpm: float, beats_per_bar: int, at_sample: int) -> None:
-        """Change tempo from ``at_sample`` on; the next beat keeps its number."""
+        """The beat in progress at ``at_sample`` ends on the old grid; the new one starts next."""
         next_beat = self.beat_at(at_sample) + 1
-        self._origin = at_sample
+        self._origin = self.beat_start(next_beat)
         self._first_beat = next_beat
         self.tempo_bpm = tempo_bpm
         self.beats_per_bar = beats_per_bar

@@ -271,7 +271,11 @@ class SessionMixer:
         row = self.sources[index]
         slot.played_arrival_s = 0.0
         if kind == PopKind.PLAY and payload is not None:
-            if slot.decoder.decode(payload, row):
+            try:
+                decoded = slot.decoder.decode(payload, row)
+            except Exception:  # one bad stream must not silence the session
+                decoded = False
+            if decoded:
                 slot.played_arrival_s = jitter.last_arrival_s
                 if slot.concealing:
                     # Fade the real signal back in over the first 2 ms.
