@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-import av
 import numpy as np
 import numpy.typing as npt
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -27,7 +26,7 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from node.errors import AuthError, JamnetError
-from node.media.codec import OpusEncoder, OpusFrameDecoder
+from node.media.codec import EncodedPacket, OpusEncoder, OpusFrameDecoder
 from node.media.inbound import tap_receiver
 from node.media.peer import set_opus_params
 from node.session.jitter import JitterBuffer, PopKind
@@ -50,8 +49,9 @@ def load_or_create_key(path: Path, password: str | None = None) -> LocalAccount:
             keystore = json.loads(path.read_text())
             key = Account.decrypt(keystore, password)
         except (ValueError, KeyError) as exc:
-            raise AuthError(f"cannot open keyfile {path}: {exc} "
-                            "(set JAMNET_KEY_PASSWORD if it has a password)") from None
+            raise AuthError(
+                f"cannot open keyfile {path}: {exc} (set JAMNET_KEY_PASSWORD if it has a password)"
+            ) from None
         account: LocalAccount = Account.from_key(key)
         return account
     account = Account.create()
@@ -115,7 +115,10 @@ class MicSource:
 
         self._frames: collections.deque[F32] = collections.deque(maxlen=8)
         self._stream = sounddevice.InputStream(
-            samplerate=RATE, channels=1, dtype="float32", blocksize=FRAME,
+            samplerate=RATE,
+            channels=1,
+            dtype="float32",
+            blocksize=FRAME,
             callback=lambda data, *_: self._frames.append(data[:, 0].copy()),
         )
         self._stream.start()
@@ -169,8 +172,9 @@ class SpeakerSink:
     def __init__(self) -> None:
         import sounddevice
 
-        self._stream = sounddevice.OutputStream(samplerate=RATE, channels=2, dtype="float32",
-                                                blocksize=FRAME)
+        self._stream = sounddevice.OutputStream(
+            samplerate=RATE, channels=2, dtype="float32", blocksize=FRAME
+        )
         self._stream.start()
 
     def write(self, frame: F32) -> None:
@@ -189,16 +193,20 @@ class SourceTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, source: AudioSource, bitrate_bps: int = 96000,
-                 on_frame: Callable[[F32, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: AudioSource,
+        bitrate_bps: int = 96000,
+        on_frame: Callable[[F32, float], None] | None = None,
+    ) -> None:
         super().__init__()
         self._source = source
         self._encoder = OpusEncoder(1, bitrate_bps, complexity=5)
         self._next = 0.0
         self._on_frame = on_frame
-        self._pending: list[av.Packet] = []
+        self._pending: list[EncodedPacket] = []
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> EncodedPacket:  # aiortc sends packets as they are
         """Next packet, one every 20 ms."""
         while not self._pending:
             now = time.monotonic()
@@ -218,8 +226,9 @@ class SourceTrack(MediaStreamTrack):
 class JamClient:
     """Joins a session on a node and exchanges audio with it."""
 
-    def __init__(self, node_url: str, account: LocalAccount, name: str = "cli",
-                 verify_tls: bool = True) -> None:
+    def __init__(
+        self, node_url: str, account: LocalAccount, name: str = "cli", verify_tls: bool = True
+    ) -> None:
         self.node_url = node_url.rstrip("/")
         self.account = account
         self.name = name
@@ -234,7 +243,7 @@ class JamClient:
         self._inbox: list[tuple[int, int, bytes, float]] = []
         self._playout: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._ssl: ssl.SSLContext | bool = True if verify_tls else False
+        self._ssl: ssl.SSLContext | bool = verify_tls
         self.on_play: Callable[[F32, float, float], None] | None = None
         """Called with (frame, play time, arrival time of that frame) for each played frame."""
 
@@ -245,18 +254,22 @@ class JamClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                      auth: bool = False) -> dict[str, Any]:
+    async def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, auth: bool = False
+    ) -> dict[str, Any]:
         """Call the node's JSON API; raise ClientError with its message on refusal."""
         assert self._http is not None, "use `async with JamClient(...)`"
         headers = {"Authorization": f"Bearer {self.token}"} if auth else {}
         try:
-            async with self._http.request(method, self.node_url + path, json=body,
-                                          headers=headers, ssl=self._ssl) as response:
+            async with self._http.request(
+                method, self.node_url + path, json=body, headers=headers, ssl=self._ssl
+            ) as response:
                 data = await response.json(content_type=None)
                 if response.status >= 400:
-                    raise ClientError(f"{method} {path}: {response.status} "
-                                      f"{(data or {}).get('error', response.reason)}")
+                    raise ClientError(
+                        f"{method} {path}: {response.status} "
+                        f"{(data or {}).get('error', response.reason)}"
+                    )
                 result: dict[str, Any] = data
                 return result
         except aiohttp.ClientError as exc:
@@ -266,13 +279,17 @@ class JamClient:
         """A fresh challenge signed with our key: the fields a proven request carries."""
         issued = await self.request("POST", "/api/challenges", {"address": self.account.address})
         signature = self.account.sign_message(encode_defunct(text=issued["message"])).signature
-        return {"address": self.account.address, "nonce": issued["nonce"],
-                "signature": "0x" + signature.hex().removeprefix("0x")}
+        return {
+            "address": self.account.address,
+            "nonce": issued["nonce"],
+            "signature": "0x" + signature.hex().removeprefix("0x"),
+        }
 
     async def create_session(self, name: str, **settings: Any) -> dict[str, Any]:
         """Create a session owned by this key."""
-        return await self.request("POST", "/api/sessions",
-                                  {"name": name, **settings, **await self.signed()})
+        return await self.request(
+            "POST", "/api/sessions", {"name": name, **settings, **await self.signed()}
+        )
 
     async def join(self, session_id: str, invite: str | None = None) -> dict[str, Any]:
         """Sign in to a session."""
@@ -287,20 +304,28 @@ class JamClient:
 
     async def control(self, **body: Any) -> None:
         """Send a control message (pose, gain, monitor, click, chat)."""
-        await self.request("POST", f"/api/sessions/{self.session['id']}/control", body,
-                           auth=True)
+        await self.request("POST", f"/api/sessions/{self.session['id']}/control", body, auth=True)
 
-    async def connect(self, source: AudioSource, sink: AudioSink,
-                      on_send: Callable[[F32, float], None] | None = None) -> None:
+    async def connect(
+        self,
+        source: AudioSource,
+        sink: AudioSink,
+        on_send: Callable[[F32, float], None] | None = None,
+    ) -> None:
         """Open the WebRTC connection: send ``source``, play the personal mix into ``sink``."""
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc.addTrack(SourceTrack(source, on_frame=on_send))
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
-        sdp = set_opus_params(self.pc.localDescription.sdp,
-                              {"stereo": "1", "maxaveragebitrate": "128000"})
-        answer = await self.request("POST", f"/api/sessions/{self.session['id']}/rtc",
-                                    {"type": "offer", "sdp": sdp}, auth=True)
+        sdp = set_opus_params(
+            self.pc.localDescription.sdp, {"stereo": "1", "maxaveragebitrate": "128000"}
+        )
+        answer = await self.request(
+            "POST",
+            f"/api/sessions/{self.session['id']}/rtc",
+            {"type": "offer", "sdp": sdp},
+            auth=True,
+        )
         for transceiver in self.pc.getTransceivers():
             tap_receiver(transceiver.receiver, self._on_packet)
         await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
@@ -318,12 +343,11 @@ class JamClient:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 inbox, self._inbox = self._inbox, []
-                for seq, ts, payload, arrival in inbox:
-                    self.jitter.add(seq, ts, payload, arrival)
+                for seq, ts, data, arrival_s in inbox:
+                    self.jitter.add(seq, ts, data, arrival_s)
                 kind, payload = self.jitter.pop()
                 arrival = 0.0
-                if kind == PopKind.PLAY and payload and self._decoder.decode(payload,
-                                                                             self._frame):
+                if kind == PopKind.PLAY and payload and self._decoder.decode(payload, self._frame):
                     arrival = self.jitter.last_arrival_s
                     self._last[:] = self._frame
                 elif kind == PopKind.SILENT:
@@ -343,8 +367,7 @@ class JamClient:
         """Leave the session (best effort)."""
         if self.token and self.session:
             with contextlib.suppress(ClientError):
-                await self.request("POST", f"/api/sessions/{self.session['id']}/leave",
-                                   auth=True)
+                await self.request("POST", f"/api/sessions/{self.session['id']}/leave", auth=True)
             self.token = ""
 
     async def close(self) -> None:

@@ -59,9 +59,13 @@ def self_signed_certificate(directory: Path, host: str) -> tuple[Path, Path]:
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     key_path.chmod(0o600)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
@@ -111,16 +115,19 @@ class Node:
         metrics = Metrics()
         loop = asyncio.get_running_loop()
         self.clock = MixClock(
-            loop, config.media.tick_ms,
+            loop,
+            config.media.tick_ms,
             on_tick_time=metrics.tick_seconds.observe,
             on_node_latency=metrics.node_added_seconds.observe,
         )
         self.service = JamService(config, self.store, self.clock)
         metrics.watch(self.clock.stats, self.service.mixers)
-        challenges = ChallengeBook(f"{config.http.host}:{config.http.port}",
-                                   config.session.challenge_ttl_s)
-        app = build_app(self.service, challenges, self.clock, metrics,
-                        config.http.max_body_bytes, ROOT)
+        challenges = ChallengeBook(
+            f"{config.http.host}:{config.http.port}", config.session.challenge_ttl_s
+        )
+        app = build_app(
+            self.service, challenges, self.clock, metrics, config.http.max_body_bytes, ROOT
+        )
         await self.service.start()
         self.clock.start()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
@@ -128,9 +135,9 @@ class Node:
         site = web.TCPSite(self._runner, config.http.host, config.http.port, ssl_context=context)
         await site.start()
         port = config.http.port
-        server = site._server
-        if server is not None and getattr(server, "sockets", None):
-            port = server.sockets[0].getsockname()[1]
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:
+            port = sockets[0].getsockname()[1]
         scheme = "https" if context else "http"
         host = "localhost" if config.http.host in {"127.0.0.1", "0.0.0.0"} else config.http.host  # noqa: S104
         self.url = f"{scheme}://{host}:{port}/"

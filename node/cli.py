@@ -16,8 +16,13 @@ from node.logs import setup_logging
 def _node_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     http: dict[str, Any] = {}
-    for flag, key in (("host", "host"), ("port", "port"), ("tls", "tls"),
-                      ("cert", "cert_file"), ("key", "key_file")):
+    for flag, key in (
+        ("host", "host"),
+        ("port", "port"),
+        ("tls", "tls"),
+        ("cert", "cert_file"),
+        ("key", "key_file"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             http[key] = value
@@ -42,12 +47,18 @@ def _add_node_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default 8080; 0 = any free)")
     parser.add_argument("--data-dir", help="data directory (default ./data)")
-    parser.add_argument("--tls", choices=["off", "self-signed", "files"],
-                        help="serve HTTPS (browsers need it for the mic off localhost)")
+    parser.add_argument(
+        "--tls",
+        choices=["off", "self-signed", "files"],
+        help="serve HTTPS (browsers need it for the mic off localhost)",
+    )
     parser.add_argument("--cert", help="PEM certificate chain for --tls files")
     parser.add_argument("--key", help="PEM private key for --tls files")
-    parser.add_argument("--ice-server", action="append",
-                        help="STUN/TURN URL (repeatable; default: none, host candidates only)")
+    parser.add_argument(
+        "--ice-server",
+        action="append",
+        help="STUN/TURN URL (repeatable; default: none, host candidates only)",
+    )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-json", action="store_true", help="JSON log lines")
 
@@ -87,8 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     jam.add_argument("--create", action="store_true", help="create a session named SESSION")
     jam.add_argument("--input", default="mic", help='"mic" or an audio file (WAV/FLAC)')
     jam.add_argument("--output", default="speaker", help='"speaker" or a WAV file to write')
-    jam.add_argument("--keyfile", default=str(Path.home() / ".jamnet" / "key.json"),
-                     help="keystore made on first use (password: JAMNET_KEY_PASSWORD)")
+    jam.add_argument(
+        "--keyfile",
+        default=str(Path.home() / ".jamnet" / "key.json"),
+        help="keystore made on first use (password: JAMNET_KEY_PASSWORD)",
+    )
     jam.add_argument("--name", default="cli", help="display name")
     jam.add_argument("--invite", help="invite token for a private session")
     jam.add_argument("--x", type=float, default=0.0, help="stage x in metres (-10..10)")
@@ -97,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     jam.add_argument("--monitor", action="store_true", help="hear yourself")
     jam.add_argument("--loop", action="store_true", help="loop the input file")
     jam.add_argument("--duration", type=float, help="leave after this many seconds")
-    jam.add_argument("--insecure", action="store_true",
-                     help="accept a self-signed node certificate")
+    jam.add_argument(
+        "--insecure", action="store_true", help="accept a self-signed node certificate"
+    )
     jam.set_defaults(func=_run_jam)
     return parser
 

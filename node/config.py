@@ -108,25 +108,37 @@ class NodeConfig:
         """Check cross-field ranges; returns self so calls chain."""
         checks: list[tuple[bool, str]] = [
             (0 <= self.http.port <= 65535, "http.port must be 0-65535"),
-            (self.http.tls in {"off", "self-signed", "files"},
-             'http.tls must be "off", "self-signed" or "files"'),
-            (self.http.tls != "files" or bool(self.http.cert_file and self.http.key_file),
-             'http.tls = "files" needs http.cert_file and http.key_file'),
+            (
+                self.http.tls in {"off", "self-signed", "files"},
+                'http.tls must be "off", "self-signed" or "files"',
+            ),
+            (
+                self.http.tls != "files" or bool(self.http.cert_file and self.http.key_file),
+                'http.tls = "files" needs http.cert_file and http.key_file',
+            ),
             (self.media.tick_ms in {10, 20}, "media.tick_ms must be 10 or 20"),
             (self.media.sample_rate_hz == 48000, "media.sample_rate_hz must be 48000 (Opus)"),
-            (1 <= self.media.jitter_min_frames <= self.media.jitter_max_frames <= 50,
-             "need 1 <= media.jitter_min_frames <= media.jitter_max_frames <= 50"),
+            (
+                1 <= self.media.jitter_min_frames <= self.media.jitter_max_frames <= 50,
+                "need 1 <= media.jitter_min_frames <= media.jitter_max_frames <= 50",
+            ),
             (0 <= self.media.opus_complexity <= 10, "media.opus_complexity must be 0-10"),
-            (6000 <= self.media.downlink_bitrate_bps <= 510000,
-             "media.downlink_bitrate_bps must be 6000-510000"),
-            (6000 <= self.media.uplink_bitrate_bps <= 510000,
-             "media.uplink_bitrate_bps must be 6000-510000"),
+            (
+                6000 <= self.media.downlink_bitrate_bps <= 510000,
+                "media.downlink_bitrate_bps must be 6000-510000",
+            ),
+            (
+                6000 <= self.media.uplink_bitrate_bps <= 510000,
+                "media.uplink_bitrate_bps must be 6000-510000",
+            ),
             (1 <= self.media.outbound_queue_frames <= 100, "media.outbound_queue_frames 1-100"),
             (1 <= self.session.max_participants <= 256, "session.max_participants must be 1-256"),
             (1 <= self.session.max_sessions <= 10000, "session.max_sessions must be 1-10000"),
             (self.session.challenge_ttl_s > 0, "session.challenge_ttl_s must be > 0"),
-            (self.log.level in {"debug", "info", "warning", "error"},
-             "log.level must be debug, info, warning or error"),
+            (
+                self.log.level in {"debug", "info", "warning", "error"},
+                "log.level must be debug, info, warning or error",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -134,7 +146,7 @@ class NodeConfig:
         return self
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
+def _coerce(value: Any, annotation: Any, where: str) -> Any:  # noqa: PLR0911 - one per type
     """Convert a TOML/env/flag value to the annotated type, or raise naming ``where``."""
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
@@ -205,12 +217,12 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``JAMNET_HTTP__PORT=9000`` → ``{"http": {"port": "9000"}}``; ``JAMNET_DATA_DIR`` → data_dir."""
+    """``JAMNET_HTTP__PORT=9000`` → ``{"http": {"port": "9000"}}``; ``JAMNET_DATA_DIR``: root."""
     result: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name in {"JAMNET_CONFIG"}:
             continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
+        path = name[len(ENV_PREFIX) :].lower().split("__")
         cursor = result
         for part in path[:-1]:
             cursor = cursor.setdefault(part, {})

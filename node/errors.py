@@ -16,7 +16,7 @@ class InputError(JamnetError, ValueError):
 
 
 class AuthError(JamnetError):
-    """A signature, challenge, token or invite is missing, wrong, expired or replayed (HTTP 401/403)."""
+    """A signature, challenge, token or invite is missing, wrong, expired or replayed (HTTP 401)."""
 
 
 class ForbiddenError(AuthError):

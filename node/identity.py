@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from node.errors import AuthError, InputError
 
@@ -87,8 +87,9 @@ class ChallengeBook:
         self._open[nonce] = challenge
         return challenge
 
-    def consume(self, address: str, nonce: object, signature: object,
-                now: float | None = None) -> str:
+    def consume(
+        self, address: str, nonce: object, signature: object, now: float | None = None
+    ) -> str:
         """Verify a signed challenge and use it up; returns the proven address."""
         now = time.time() if now is None else now
         if not isinstance(nonce, str):
@@ -120,8 +121,9 @@ def make_invite(session_id: str, invitee: str, expires_at: int, signature: str) 
     return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
 
 
-def check_invite(token: object, session_id: str, owner: str, address: str,
-                 now: float | None = None) -> None:
+def check_invite(
+    token: object, session_id: str, owner: str, address: str, now: float | None = None
+) -> None:
     """Accept an invite token only if the owner signed it for this session and address."""
     now = time.time() if now is None else now
     if not isinstance(token, str) or not 0 < len(token) <= 2048:

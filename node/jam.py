@@ -66,8 +66,9 @@ class JamService:
             log.warning("recovered interrupted recording %s (%d frames)", row["id"], frames)
         for row in self.store.open_sessions():
             beats, unit = (int(v) for v in row["time_signature"].split("/"))
-            settings = SessionSettings(row["name"], row["tempo_bpm"], row["key"], (beats, unit),
-                                       bool(row["private"]))
+            settings = SessionSettings(
+                row["name"], row["tempo_bpm"], row["key"], (beats, unit), bool(row["private"])
+            )
             self._open(row["id"], row["owner"], settings, row["created_at"])
         self._tasks.append(asyncio.create_task(self._levels_loop(), name="levels"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="recording-stats"))
@@ -91,8 +92,9 @@ class JamService:
                     queue.put_nowait(None)
 
     # --------------------------------------------------------------- sessions
-    def _open(self, session_id: str, owner: str, settings: SessionSettings,
-              created_at: float) -> _Live:
+    def _open(
+        self, session_id: str, owner: str, settings: SessionSettings, created_at: float
+    ) -> _Live:
         media_cfg = self.config.media
         capacity = self.config.session.max_participants
         mixer = SessionMixer(
@@ -113,20 +115,27 @@ class JamService:
     def create(self, owner: str, settings: SessionSettings) -> Session:
         """A new session owned by ``owner`` (already authenticated)."""
         if len(self._live) >= self.config.session.max_sessions:
-            raise SessionError(f"this node hosts its maximum of "
-                               f"{self.config.session.max_sessions} sessions")
+            raise SessionError(
+                f"this node hosts its maximum of {self.config.session.max_sessions} sessions"
+            )
         live = self._open(secrets.token_hex(6), owner, settings, time.time())
         self._persist(live.session)
         return live.session
 
     def _persist(self, session: Session) -> None:
         beats, unit = session.settings.time_signature
-        self.store.save_session({
-            "id": session.id, "owner": session.owner, "name": session.settings.name,
-            "tempo_bpm": session.settings.tempo_bpm, "key": session.settings.key,
-            "time_signature": f"{beats}/{unit}", "private": int(session.settings.private),
-            "created_at": session.created_at,
-        })
+        self.store.save_session(
+            {
+                "id": session.id,
+                "owner": session.owner,
+                "name": session.settings.name,
+                "tempo_bpm": session.settings.tempo_bpm,
+                "key": session.settings.key,
+                "time_signature": f"{beats}/{unit}",
+                "private": int(session.settings.private),
+                "created_at": session.created_at,
+            }
+        )
 
     def get(self, session_id: str) -> Session:
         """A session by id."""
@@ -140,8 +149,7 @@ class JamService:
 
     def sessions(self) -> list[Session]:
         """All sessions, oldest first."""
-        return sorted((live.session for live in self._live.values()),
-                      key=lambda s: s.created_at)
+        return sorted((live.session for live in self._live.values()), key=lambda s: s.created_at)
 
     def mixers(self) -> dict[str, SessionMixer]:
         """Each session's mixer (for metrics)."""
@@ -159,8 +167,13 @@ class JamService:
         self._publish(live, {"type": "closed"})
         del self._live[session_id]
 
-    def update(self, session_id: str, tempo_bpm: float | None,
-               time_signature: tuple[int, int] | None, key: str | None) -> Session:
+    def update(
+        self,
+        session_id: str,
+        tempo_bpm: float | None,
+        time_signature: tuple[int, int] | None,
+        key: str | None,
+    ) -> Session:
         """Owner changes tempo, metre or key."""
         live = self._get(session_id)
         settings = live.session.settings
@@ -191,8 +204,7 @@ class JamService:
             raise SessionError(f"session is full ({session.max_participants} participants)")
         participant = session.add(address, name, slot=-1)
         try:
-            participant.slot = mixer.allocate(participant.id, OpusFrameDecoder(
-                mixer.frame_samples))
+            participant.slot = mixer.allocate(participant.id, OpusFrameDecoder(mixer.frame_samples))
         except OverflowError:
             del session.participants[participant.id]
             raise SessionError("session is full") from None
@@ -210,8 +222,11 @@ class JamService:
         mixer = live.media.mixer
         slot = participant.slot
         track = PacketTrack(media_cfg.outbound_queue_frames)
-        peer = Peer(media_cfg.ice_servers,
-                    lambda seq, ts, payload: mixer.push_packet(slot, seq, ts, payload), track)
+        peer = Peer(
+            media_cfg.ice_servers,
+            lambda seq, ts, payload: mixer.push_packet(slot, seq, ts, payload),
+            track,
+        )
         try:
             answer = await peer.answer(offer_sdp, media_cfg.uplink_bitrate_bps)
         except Exception:
@@ -219,8 +234,11 @@ class JamService:
             raise
         live.peers[participant.id] = peer
         live.media.listeners[slot] = Listener(
-            track, OpusEncoder(2, media_cfg.downlink_bitrate_bps, media_cfg.opus_complexity,
-                               media_cfg.tick_ms))
+            track,
+            OpusEncoder(
+                2, media_cfg.downlink_bitrate_bps, media_cfg.opus_complexity, media_cfg.tick_ms
+            ),
+        )
         participant.connected = True
         self._publish(live, {"type": "participant", "participant": participant.public()})
         return answer
@@ -260,8 +278,7 @@ class JamService:
         live.media.mixer.set_position(participant.slot, x, y)
         self._publish(live, {"type": "moved", "participant": participant.id, "x": x, "y": y})
 
-    def set_mix(self, session_id: str, listener: Participant, source_id: str,
-                gain: float) -> None:
+    def set_mix(self, session_id: str, listener: Participant, source_id: str, gain: float) -> None:
         """Set a source's gain in the listener's own mix (0 mutes)."""
         live = self._get(session_id)
         source = live.session.get(source_id)
@@ -278,10 +295,16 @@ class JamService:
 
     def chat(self, session_id: str, participant: Participant, text: str) -> None:
         """Broadcast a chat line."""
-        self._publish(self._get(session_id), {
-            "type": "chat", "from": participant.id, "name": participant.name, "text": text,
-            "at": time.time(),
-        })
+        self._publish(
+            self._get(session_id),
+            {
+                "type": "chat",
+                "from": participant.id,
+                "name": participant.name,
+                "text": text,
+                "at": time.time(),
+            },
+        )
 
     # -------------------------------------------------------------- recording
     def start_recording(self, session_id: str) -> str:
@@ -291,15 +314,17 @@ class JamService:
             raise SessionError("this session is already recording")
         recording_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         directory = self.recordings_dir / session_id / recording_id
-        recorder = Recorder(directory, self.config.media.sample_rate_hz,
-                            live.media.mixer.frame_samples)
+        recorder = Recorder(
+            directory, self.config.media.sample_rate_hz, live.media.mixer.frame_samples
+        )
         self.store.start_recording(recording_id, session_id, str(directory))
         live.recorder = recorder
         live.session.recording_id = recording_id
         mixer = live.media.mixer
         live.recording_base = {
             slot.key: (slot.counters.frames, slot.counters.active_frames, slot.counters.energy)
-            for slot in mixer.slots if slot is not None
+            for slot in mixer.slots
+            if slot is not None
         }
         mixer.post(lambda: setattr(mixer, "recording_sink", recorder.capture))
         self._publish(live, {"type": "recording", "recording": recording_id})
@@ -319,7 +344,8 @@ class JamService:
     def _stop_recording(self, live: _Live) -> str:
         recorder = live.recorder
         recording_id = live.session.recording_id
-        assert recorder is not None and recording_id is not None
+        assert recorder is not None
+        assert recording_id is not None
         mixer = live.media.mixer
         mixer.recording_sink = None  # the writer sees no frames after this tick
         self._save_stats(live)
@@ -346,12 +372,16 @@ class JamService:
             frames = slot.counters.frames - base[0]
             active = slot.counters.active_frames - base[1]
             energy = slot.counters.energy - base[2]
-            rows.append({
-                "address": participant.address, "name": participant.name,
-                "active_s": round(active * frame_s, 3),
-                "rms": (energy / frames) ** 0.5 if frames else 0.0,
-                "frames": frames, "stem": recorder.stem_name(slot.key),
-            })
+            rows.append(
+                {
+                    "address": participant.address,
+                    "name": participant.name,
+                    "active_s": round(active * frame_s, 3),
+                    "rms": (energy / frames) ** 0.5 if frames else 0.0,
+                    "frames": frames,
+                    "stem": recorder.stem_name(slot.key),
+                }
+            )
         if rows:
             self.store.save_contributions(recording_id, rows)
         recorder.flush()
@@ -380,8 +410,9 @@ class JamService:
     def _on_tick(self, live: _Live, report: TickReport) -> None:
         if report.beat is not None:
             beats = live.session.settings.time_signature[0]
-            self._publish(live, {"type": "beat", "beat": report.beat,
-                                 "bar_beat": report.beat % beats})
+            self._publish(
+                live, {"type": "beat", "beat": report.beat, "bar_beat": report.beat % beats}
+            )
 
     async def _levels_loop(self) -> None:
         while True:
@@ -390,15 +421,21 @@ class JamService:
                 if not live.subscribers:
                     continue
                 mixer = live.media.mixer
-                levels = {p.id: round(float(mixer.levels[p.slot]), 4)
-                          for p in live.session.participants.values() if p.slot >= 0}
+                levels = {
+                    p.id: round(float(mixer.levels[p.slot]), 4)
+                    for p in live.session.participants.values()
+                    if p.slot >= 0
+                }
                 jitter = {}
                 for p in live.session.participants.values():
                     slot = mixer.slots[p.slot] if p.slot >= 0 else None
                     if slot is not None:
-                        jitter[p.id] = {"target": slot.jitter.target, "depth": slot.jitter.depth,
-                                        "concealed": slot.jitter.stats.concealed,
-                                        "node_added_ms": round(slot.node_added_ms, 1)}
+                        jitter[p.id] = {
+                            "target": slot.jitter.target,
+                            "depth": slot.jitter.depth,
+                            "concealed": slot.jitter.stats.concealed,
+                            "node_added_ms": round(slot.node_added_ms, 1),
+                        }
                 self._publish(live, {"type": "levels", "levels": levels, "jitter": jitter})
 
     async def _stats_loop(self) -> None:
@@ -410,4 +447,3 @@ class JamService:
                         self._save_stats(live)
                     except Exception:
                         log.exception("saving recording stats failed")
-

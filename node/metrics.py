@@ -18,7 +18,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.tick_seconds = Histogram(
-            "jamnet_tick_seconds", "Time to mix and encode one tick for all sessions",
+            "jamnet_tick_seconds",
+            "Time to mix and encode one tick for all sessions",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05),
             registry=self.registry,
         )
@@ -29,7 +30,9 @@ class Metrics:
             registry=self.registry,
         )
         self.http_errors = Counter(
-            "jamnet_http_client_errors", "Requests refused with a 4xx status", ["status"],
+            "jamnet_http_client_errors",
+            "Requests refused with a 4xx status",
+            ["status"],
             registry=self.registry,
         )
 
@@ -46,33 +49,46 @@ class _LiveCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("jamnet_ticks", "Mix clock ticks", value=self._clock.ticks)
         yield CounterMetricFamily(
-            "jamnet_tick_overruns", "Ticks that took longer than the tick period",
+            "jamnet_tick_overruns",
+            "Ticks that took longer than the tick period",
             value=self._clock.overruns,
         )
         yield CounterMetricFamily(
-            "jamnet_ticks_skipped", "Ticks skipped after falling far behind",
+            "jamnet_ticks_skipped",
+            "Ticks skipped after falling far behind",
             value=self._clock.skipped,
         )
         mixers = self._mixers()
         yield GaugeMetricFamily("jamnet_sessions", "Sessions hosted", value=len(mixers))
         participants = GaugeMetricFamily(
-            "jamnet_participants", "Participants per session", labels=["session"])
+            "jamnet_participants", "Participants per session", labels=["session"]
+        )
         depth = GaugeMetricFamily(
-            "jamnet_jitter_depth_frames", "Jitter buffer depth", labels=["session", "participant"])
+            "jamnet_jitter_depth_frames", "Jitter buffer depth", labels=["session", "participant"]
+        )
         target = GaugeMetricFamily(
-            "jamnet_jitter_target_frames", "Jitter buffer target depth",
-            labels=["session", "participant"])
+            "jamnet_jitter_target_frames",
+            "Jitter buffer target depth",
+            labels=["session", "participant"],
+        )
         jitter = GaugeMetricFamily(
-            "jamnet_jitter_ms", "RFC 3550 interarrival jitter", labels=["session", "participant"])
+            "jamnet_jitter_ms", "RFC 3550 interarrival jitter", labels=["session", "participant"]
+        )
         late = CounterMetricFamily(
-            "jamnet_late_frames", "Frames that arrived after their play time",
-            labels=["session", "participant"])
+            "jamnet_late_frames",
+            "Frames that arrived after their play time",
+            labels=["session", "participant"],
+        )
         concealed = CounterMetricFamily(
-            "jamnet_concealed_frames", "Frames concealed (lost or late)",
-            labels=["session", "participant"])
+            "jamnet_concealed_frames",
+            "Frames concealed (lost or late)",
+            labels=["session", "participant"],
+        )
         lost = CounterMetricFamily(
-            "jamnet_lost_frames", "Frames that never arrived in time",
-            labels=["session", "participant"])
+            "jamnet_lost_frames",
+            "Frames that never arrived in time",
+            labels=["session", "participant"],
+        )
         for session_id, mixer in mixers.items():
             count = 0
             for slot in mixer.slots:

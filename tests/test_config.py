@@ -19,8 +19,9 @@ def test_defaults() -> None:
 def test_precedence_toml_env_flags(tmp_path: Path) -> None:
     toml = tmp_path / "node.toml"
     toml.write_text('data_dir = "x"\n[http]\nport = 9000\nhost = "0.0.0.0"\n')
-    config = load_config(toml, {"http": {"host": "127.0.0.2"}},
-                         environ={"JAMNET_HTTP__PORT": "9100"})
+    config = load_config(
+        toml, {"http": {"host": "127.0.0.2"}}, environ={"JAMNET_HTTP__PORT": "9100"}
+    )
     assert (config.data_dir, config.http.port, config.http.host) == ("x", 9100, "127.0.0.2")
 
 

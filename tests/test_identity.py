@@ -54,8 +54,9 @@ def test_bad_addresses(address: object) -> None:
 def test_invites() -> None:
     owner, guest, other = Account.create(), Account.create(), Account.create()
     expires = int(time.time()) + 60
-    token = make_invite("s1", guest.address, expires,
-                        sign(owner, invite_message("s1", guest.address, expires)))
+    token = make_invite(
+        "s1", guest.address, expires, sign(owner, invite_message("s1", guest.address, expires))
+    )
     check_invite(token, "s1", owner.address, guest.address)
     with pytest.raises(AuthError, match="different address"):
         check_invite(token, "s1", owner.address, other.address)

@@ -44,8 +44,12 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "client" / "web"
 VENDOR_FILES = {"ethers.js": Path("node_modules/ethers/dist/ethers.umd.min.js")}
 STATUS = {
-    InputError: 400, AuthError: 401, ForbiddenError: 403, NotFoundError: 404,
-    SessionError: 409, MediaError: 502,
+    InputError: 400,
+    AuthError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    SessionError: 409,
+    MediaError: 502,
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -129,14 +133,16 @@ async def health(request: web.Request) -> web.Response:
     clock = request.app[CLOCK]
     service = request.app[SERVICE]
     sessions = service.sessions()
-    return web.json_response({
-        "status": "ok",
-        "version": node.__version__,
-        "sessions": len(sessions),
-        "participants": sum(len(s.participants) for s in sessions),
-        "ticks": clock.stats.ticks,
-        "tick_overruns": clock.stats.overruns,
-    })
+    return web.json_response(
+        {
+            "status": "ok",
+            "version": node.__version__,
+            "sessions": len(sessions),
+            "participants": sum(len(s.participants) for s in sessions),
+            "ticks": clock.stats.ticks,
+            "tick_overruns": clock.stats.overruns,
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -150,8 +156,14 @@ async def challenge(request: web.Request) -> web.Response:
     body = await _body(request)
     address = parse_address(body.get("address"))
     issued = request.app[CHALLENGES].issue(address)
-    return web.json_response({"address": address, "nonce": issued.nonce,
-                              "message": issued.message, "expires_at": issued.expires_at})
+    return web.json_response(
+        {
+            "address": address,
+            "nonce": issued.nonce,
+            "message": issued.message,
+            "expires_at": issued.expires_at,
+        }
+    )
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -181,8 +193,7 @@ async def update_session(request: web.Request) -> web.Response:
     service.get(session_id).require_owner(participant)
     body = await _body(request)
     tempo = _number(body, "tempo_bpm", 20, 300) if "tempo_bpm" in body else None
-    signature = (parse_time_signature(body["time_signature"])
-                 if "time_signature" in body else None)
+    signature = parse_time_signature(body["time_signature"]) if "time_signature" in body else None
     key = body.get("key")
     if key is not None and (not isinstance(key, str) or not KEY_RE.match(key)):
         raise InputError('key must be a note name with optional mode, e.g. "C", "F#m"')
@@ -211,11 +222,14 @@ async def join(request: web.Request) -> web.Response:
     name = _text(body, "name", 32, default="musician")
     address = _prove(request, body)
     participant = service.join(session_id, address, name, body.get("invite"))
-    return web.json_response({
-        "participant": participant.public(),
-        "token": participant.token,
-        "session": service.get(session_id).public(),
-    }, status=201)
+    return web.json_response(
+        {
+            "participant": participant.public(),
+            "token": participant.token,
+            "session": service.get(session_id).public(),
+        },
+        status=201,
+    )
 
 
 async def rtc(request: web.Request) -> web.Response:
@@ -248,8 +262,9 @@ async def remove(request: web.Request) -> web.Response:
     return web.json_response({"removed": target})
 
 
-def _apply_control(service: JamService, session_id: str, participant: Any,
-                   body: dict[str, Any]) -> None:
+def _apply_control(
+    service: JamService, session_id: str, participant: Any, body: dict[str, Any]
+) -> None:
     kind = body.get("type")
     if kind == "pose":
         x, y = parse_position(body)
@@ -346,9 +361,13 @@ async def events(request: web.Request) -> web.WebSocketResponse:
                     raise InputError("messages must be JSON objects")
                 if body.get("type") == "ping":
                     t = body.get("t")
-                    await ws.send_json({"type": "pong", "t": t if isinstance(t, int | float)
-                                        and math.isfinite(t) else None,
-                                        "server_time": time.time()})
+                    await ws.send_json(
+                        {
+                            "type": "pong",
+                            "t": t if isinstance(t, int | float) and math.isfinite(t) else None,
+                            "server_time": time.time(),
+                        }
+                    )
                     continue
                 _apply_control(service, session_id, participant, body)
             except (ValueError, JamnetError) as exc:
@@ -378,8 +397,14 @@ async def vendor(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path)
 
 
-def build_app(service: JamService, challenges: ChallengeBook, clock: MixClock,
-              metrics_: Metrics, max_body_bytes: int, root: Path) -> web.Application:
+def build_app(
+    service: JamService,
+    challenges: ChallengeBook,
+    clock: MixClock,
+    metrics_: Metrics,
+    max_body_bytes: int,
+    root: Path,
+) -> web.Application:
     """The aiohttp application with every route."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
     app[SERVICE] = service

@@ -8,8 +8,10 @@ ready packets, which it only packetises.
 from __future__ import annotations
 
 import fractions
+from typing import TYPE_CHECKING, TypeAlias
 
 import av
+import av.stream
 import numpy as np
 import numpy.typing as npt
 
@@ -17,6 +19,11 @@ SAMPLE_RATE = 48000
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 F32 = npt.NDArray[np.float32]
 I16 = npt.NDArray[np.int16]
+if TYPE_CHECKING:
+    EncodedPacket: TypeAlias = av.Packet[av.stream.Stream]
+else:  # the runtime class is not generic
+    EncodedPacket = av.Packet
+"""An Opus packet ready for aiortc (pts in 1/48000 s)."""
 
 
 class OpusFrameDecoder:
@@ -26,9 +33,9 @@ class OpusFrameDecoder:
         self.frame_samples = frame_samples
         self.channels = channels
         self._codec = av.CodecContext.create("libopus", "r")
-        self._codec.format = "s16"  # type: ignore[attr-defined]
-        self._codec.layout = "stereo" if channels == 2 else "mono"  # type: ignore[attr-defined]
-        self._codec.sample_rate = SAMPLE_RATE  # type: ignore[attr-defined]
+        self._codec.format = "s16"
+        self._codec.layout = "stereo" if channels == 2 else "mono"
+        self._codec.sample_rate = SAMPLE_RATE
 
     def decode(self, payload: bytes, out: F32) -> bool:
         """Decode into ``out``; False (and ``out`` untouched) when the payload is not Opus."""
@@ -41,8 +48,9 @@ class OpusFrameDecoder:
         written = 0
         n = out.shape[0]
         for frame in frames:
-            samples = np.frombuffer(frame.planes[0], dtype=np.int16,
-                                    count=frame.samples * self.channels)
+            samples = np.frombuffer(
+                memoryview(frame.planes[0]), dtype=np.int16, count=frame.samples * self.channels
+            )
             take = min(n - written, samples.shape[0])
             np.multiply(samples[:take], 1.0 / 32768.0, out=out[written : written + take])
             written += take
@@ -67,9 +75,9 @@ class OpusEncoder:
         self.frame_samples = SAMPLE_RATE * frame_ms // 1000
         self._codec = av.CodecContext.create("libopus", "w")
         self._codec.bit_rate = bitrate_bps
-        self._codec.format = "s16"  # type: ignore[attr-defined]
-        self._codec.layout = "stereo" if channels == 2 else "mono"  # type: ignore[attr-defined]
-        self._codec.sample_rate = SAMPLE_RATE  # type: ignore[attr-defined]
+        self._codec.format = "s16"
+        self._codec.layout = "stereo" if channels == 2 else "mono"
+        self._codec.sample_rate = SAMPLE_RATE
         self._codec.time_base = TIME_BASE
         self._codec.options = {
             "application": "audio",
@@ -82,16 +90,14 @@ class OpusEncoder:
         self._pts = 0
         self._layout = "stereo" if channels == 2 else "mono"
 
-    def encode(self, pcm: I16) -> list[av.Packet]:
+    def encode(self, pcm: I16) -> list[EncodedPacket]:
         """Encode one frame: ``pcm`` is (frame_samples, channels) or flat interleaved s16."""
-        frame = av.AudioFrame.from_ndarray(
-            pcm.reshape(1, -1), format="s16", layout=self._layout
-        )
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=self._layout)
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._pts
         frame.time_base = TIME_BASE
         self._pts += self.frame_samples
-        packets = list(self._codec.encode(frame))  # type: ignore[attr-defined]
+        packets = list(self._codec.encode(frame))
         for packet in packets:
             packet.time_base = TIME_BASE
         return packets

@@ -15,9 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import av
-
-from node.media.codec import OpusEncoder
+from node.media.codec import EncodedPacket, OpusEncoder
 from node.media.outbound import PacketTrack
 from node.session.mixer import SessionMixer, Slot, TickReport
 
@@ -113,8 +111,14 @@ class MixClock:
             if delay > 0:
                 time.sleep(delay)
             started = time.perf_counter()
-            batch: list[tuple[SessionMedia, TickReport, list[tuple[PacketTrack, av.Packet]],
-                              list[tuple[Slot, float]]]] = []
+            batch: list[
+                tuple[
+                    SessionMedia,
+                    TickReport,
+                    list[tuple[PacketTrack, EncodedPacket]],
+                    list[tuple[Slot, float]],
+                ]
+            ] = []
             for media in self._snapshot:
                 batch.append(self._tick_session(media))
             elapsed = time.perf_counter() - started
@@ -138,10 +142,12 @@ class MixClock:
 
     def _tick_session(
         self, media: SessionMedia
-    ) -> tuple[SessionMedia, TickReport, list[tuple[PacketTrack, av.Packet]], list[tuple[Slot, float]]]:
+    ) -> tuple[
+        SessionMedia, TickReport, list[tuple[PacketTrack, EncodedPacket]], list[tuple[Slot, float]]
+    ]:
         mixer = media.mixer
         report = mixer.tick()
-        out: list[tuple[PacketTrack, av.Packet]] = []
+        out: list[tuple[PacketTrack, EncodedPacket]] = []
         for index, listener in list(media.listeners.items()):
             try:
                 for packet in listener.encoder.encode(mixer.out_pcm[index]):
@@ -149,15 +155,20 @@ class MixClock:
             except Exception:  # never let one listener's encoder stop the clock
                 log.exception("encoding the mix for slot %d failed", index)
         arrivals = [
-            (slot, slot.played_arrival_s) for slot in mixer.slots
-            if slot and slot.played_arrival_s
+            (slot, slot.played_arrival_s) for slot in mixer.slots if slot and slot.played_arrival_s
         ]
         return media, report, out, arrivals
 
     def _deliver(
         self,
-        batch: list[tuple[SessionMedia, TickReport, list[tuple[PacketTrack, av.Packet]],
-                          list[tuple[Slot, float]]]],
+        batch: list[
+            tuple[
+                SessionMedia,
+                TickReport,
+                list[tuple[PacketTrack, EncodedPacket]],
+                list[tuple[Slot, float]],
+            ]
+        ],
     ) -> None:
         now = time.monotonic()
         for media, report, packets, arrivals in batch:

@@ -7,8 +7,9 @@ import collections
 import time
 from collections.abc import Callable
 
-import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from node.media.codec import EncodedPacket
 
 
 class PacketTrack(MediaStreamTrack):
@@ -20,22 +21,23 @@ class PacketTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, max_frames: int = 4,
-                 on_send: Callable[[av.Packet, float], None] | None = None) -> None:
+    def __init__(
+        self, max_frames: int = 4, on_send: Callable[[EncodedPacket, float], None] | None = None
+    ) -> None:
         super().__init__()
-        self._queue: collections.deque[av.Packet] = collections.deque(maxlen=max_frames)
+        self._queue: collections.deque[EncodedPacket] = collections.deque(maxlen=max_frames)
         self._ready = asyncio.Event()
         self._on_send = on_send
         self.dropped = 0
 
-    def offer(self, packet: av.Packet) -> None:
+    def offer(self, packet: EncodedPacket) -> None:
         """Queue a packet for sending (event loop thread only)."""
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
         self._queue.append(packet)
         self._ready.set()
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> EncodedPacket:  # aiortc sends packets as they are
         """Next packet to send; waits for the mix clock."""
         while not self._queue:
             if self.readyState != "live":

@@ -23,8 +23,9 @@ def ice_configuration(urls: tuple[str, ...]) -> RTCConfiguration:
         match = re.match(r"^(turns?):([^:@]+):([^@]+)@(.+)$", url)
         if match:
             scheme, user, password, rest = match.groups()
-            servers.append(RTCIceServer(urls=f"{scheme}:{rest}", username=user,
-                                        credential=password))
+            servers.append(
+                RTCIceServer(urls=f"{scheme}:{rest}", username=user, credential=password)
+            )
         else:
             servers.append(RTCIceServer(urls=url))
     return RTCConfiguration(iceServers=servers)

@@ -31,8 +31,20 @@ def wav_header(channels: int, sample_rate: int, data_bytes: int) -> bytes:
     """A 16-bit PCM RIFF/WAVE header."""
     block = channels * 2
     return struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, channels,
-        sample_rate, sample_rate * block, block, 16, b"data", data_bytes,
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + data_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        channels,
+        sample_rate,
+        sample_rate * block,
+        block,
+        16,
+        b"data",
+        data_bytes,
     )
 
 
@@ -66,8 +78,7 @@ class _Block:
 class Recorder:
     """Records one session until ``stop``; ``capture`` is the mixer's recording sink."""
 
-    def __init__(self, directory: Path, sample_rate: int = 48000,
-                 frame_samples: int = 960) -> None:
+    def __init__(self, directory: Path, sample_rate: int = 48000, frame_samples: int = 960) -> None:
         self.directory = directory
         self.sample_rate = sample_rate
         self.frame_samples = frame_samples

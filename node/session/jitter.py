@@ -155,8 +155,7 @@ class JitterBuffer:
         self._seqs[slot] = ext
         self._payloads[slot] = payload
         self._arrivals[slot] = arrival_s
-        if ext > self._highest:
-            self._highest = ext
+        self._highest = max(self._highest, ext)
         if self._waiting and ext == self._next:
             # The frame an underrun waited for came after all: it was late, not lost.
             self.stats.late += 1

@@ -14,6 +14,7 @@ Row/column layout of the mix matrices (``capacity`` = most participants):
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import math
 import threading
@@ -120,7 +121,7 @@ class SessionMixer:
         self._energy = np.zeros(rows, dtype=np.float32)
         self.levels = np.zeros(capacity, dtype=np.float32)
         """Latest RMS level of each participant's source (read by the event loop)."""
-        factory = renderer_factory or (lambda lis, src, centered: StereoPanner(lis, src, centered))
+        factory = renderer_factory or StereoPanner
         self.renderer = factory(rows, rows, (capacity,))
         self.metronome = Metronome(tempo_bpm, beats_per_bar, sample_rate)
         self.sample = 0
@@ -147,12 +148,13 @@ class SessionMixer:
                         decoder=decoder,
                         jitter=JitterBuffer(self._jitter_min, self._jitter_max),
                     )
-                    self.post(lambda i=index: self._reset_slot(i))
+                    self.post(functools.partial(self._reset_slot, index))
                     return index
         raise OverflowError("no free slot in this session's mix")
 
     def release(self, index: int) -> None:
         """Free a slot (the participant left)."""
+
         def command() -> None:
             self.slots[index] = None
             self._reset_slot(index)
@@ -170,6 +172,7 @@ class SessionMixer:
 
     def set_position(self, index: int, x: float, y: float) -> None:
         """Move a participant on the stage (metres, already validated)."""
+
         def command() -> None:
             self.positions[index] = (x, y)
             self._geometry_dirty = True
@@ -178,6 +181,7 @@ class SessionMixer:
 
     def set_gain(self, listener: int, source: int, gain: float) -> None:
         """Set how loud ``source`` is in ``listener``'s own mix (0 mutes)."""
+
         def command() -> None:
             self.user_gain[listener, source] = gain
             self._weights_dirty = True
@@ -186,6 +190,7 @@ class SessionMixer:
 
     def set_self_monitor(self, index: int, on: bool) -> None:
         """Whether a participant hears themself."""
+
         def command() -> None:
             self.self_monitor[index] = on
             self._weights_dirty = True
@@ -194,6 +199,7 @@ class SessionMixer:
 
     def set_click(self, index: int, on: bool) -> None:
         """Whether a participant hears the metronome click."""
+
         def command() -> None:
             self.click_on[index] = on
             self._weights_dirty = True
@@ -265,8 +271,8 @@ class SessionMixer:
         jitter = slot.jitter
         inbox = slot.inbox
         while inbox:
-            seq, timestamp, payload, arrival = inbox.popleft()
-            jitter.add(seq, timestamp, payload, arrival)
+            seq, timestamp, data, arrival = inbox.popleft()
+            jitter.add(seq, timestamp, data, arrival)
         kind, payload = jitter.pop()
         row = self.sources[index]
         slot.played_arrival_s = 0.0

@@ -17,8 +17,9 @@ NAME_MAX = 64
 CHAT_MAX = 500
 
 
-def _number(body: dict[str, Any], key: str, lo: float, hi: float, default: float | None = None
-            ) -> float:
+def _number(
+    body: dict[str, Any], key: str, lo: float, hi: float, default: float | None = None
+) -> float:
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(f"{key} must be a number")

@@ -104,10 +104,11 @@ class Store:
             (time.time(), state, frames, recording_id),
         )
 
-    def recordings(self, session_id: str | None = None,
-                   state: str | None = None) -> list[dict[str, Any]]:
+    def recordings(
+        self, session_id: str | None = None, state: str | None = None
+    ) -> list[dict[str, Any]]:
         """Recordings, newest first, optionally of one session or in one state."""
-        sql, args = "SELECT * FROM recordings WHERE 1=1", []
+        sql, args = "SELECT * FROM recordings WHERE 1=1", list[str]()
         if session_id is not None:
             sql, args = sql + " AND session_id=?", [*args, session_id]
         if state is not None:
@@ -133,8 +134,16 @@ class Store:
                     " frames, stem, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT(recording_id, address) DO UPDATE SET active_s=excluded.active_s,"
                     " rms=excluded.rms, frames=excluded.frames, updated_at=excluded.updated_at",
-                    (recording_id, row["address"], row["name"], row["active_s"], row["rms"],
-                     row["frames"], row["stem"], now),
+                    (
+                        recording_id,
+                        row["address"],
+                        row["name"],
+                        row["active_s"],
+                        row["rms"],
+                        row["frames"],
+                        row["stem"],
+                        now,
+                    ),
                 )
             self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:

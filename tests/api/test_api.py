@@ -20,8 +20,9 @@ from tests.conftest import node_config
 
 @pytest.fixture
 async def small_node(tmp_path: Path) -> AsyncIterator[Node]:
-    config = node_config(tmp_path / "data", session={"max_participants": 2},
-                         http={"port": 0, "max_body_bytes": 8192})
+    config = node_config(
+        tmp_path / "data", session={"max_participants": 2}, http={"port": 0, "max_body_bytes": 8192}
+    )
     async with Node(config) as running:
         yield running
 
@@ -32,21 +33,27 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def call(http: aiohttp.ClientSession, node: Node, method: str, path: str,
-               token: str = "", **kwargs: Any) -> tuple[int, Any]:
+async def call(
+    http: aiohttp.ClientSession, node: Node, method: str, path: str, token: str = "", **kwargs: Any
+) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with http.request(method, node.url.rstrip("/") + path, headers=headers,
-                            **kwargs) as response:
+    async with http.request(
+        method, node.url.rstrip("/") + path, headers=headers, **kwargs
+    ) as response:
         return response.status, await response.json(content_type=None)
 
 
 async def test_session_lifecycle(small_node: Node, http: aiohttp.ClientSession) -> None:
-    async with JamClient(small_node.url, Account.create(), "owner") as owner, \
-            JamClient(small_node.url, Account.create(), "guest") as guest:
-        created = await owner.create_session("Blues", tempo_bpm=96, key="Em",
-                                             time_signature="3/4")
-        assert (created["tempo_bpm"], created["key"], created["time_signature"]) == (96, "Em",
-                                                                                   "3/4")
+    async with (
+        JamClient(small_node.url, Account.create(), "owner") as owner,
+        JamClient(small_node.url, Account.create(), "guest") as guest,
+    ):
+        created = await owner.create_session("Blues", tempo_bpm=96, key="Em", time_signature="3/4")
+        assert (created["tempo_bpm"], created["key"], created["time_signature"]) == (
+            96,
+            "Em",
+            "3/4",
+        )
         assert created["owner"] == owner.account.address
         status, listing = await call(http, small_node, "GET", "/api/sessions")
         assert status == 200 and [s["id"] for s in listing["sessions"]] == [created["id"]]
@@ -54,18 +61,32 @@ async def test_session_lifecycle(small_node: Node, http: aiohttp.ClientSession) 
         joined = await guest.join(created["id"])
         assert {p["name"] for p in joined["session"]["participants"]} == {"owner", "guest"}
         # Only the owner removes; the removed cannot come back.
-        status, body = await call(http, small_node, "DELETE",
-                                  f"/api/sessions/{created['id']}/participants/"
-                                  f"{owner.participant['id']}", guest.token)
+        status, body = await call(
+            http,
+            small_node,
+            "DELETE",
+            f"/api/sessions/{created['id']}/participants/{owner.participant['id']}",
+            guest.token,
+        )
         assert status == 403 and "owner" in body["error"]
-        status, _ = await call(http, small_node, "DELETE",
-                               f"/api/sessions/{created['id']}/participants/"
-                               f"{guest.participant['id']}", owner.token)
+        status, _ = await call(
+            http,
+            small_node,
+            "DELETE",
+            f"/api/sessions/{created['id']}/participants/{guest.participant['id']}",
+            owner.token,
+        )
         assert status == 200
         with pytest.raises(ClientError, match="403.*removed"):
             await guest.join(created["id"])
-        status, body = await call(http, small_node, "PATCH", f"/api/sessions/{created['id']}",
-                                  owner.token, json={"tempo_bpm": 100})
+        status, body = await call(
+            http,
+            small_node,
+            "PATCH",
+            f"/api/sessions/{created['id']}",
+            owner.token,
+            json={"tempo_bpm": 100},
+        )
         assert status == 200 and body["tempo_bpm"] == 100
         await owner.leave()
         status, body = await call(http, small_node, "GET", f"/api/sessions/{created['id']}")
@@ -73,7 +94,8 @@ async def test_session_lifecycle(small_node: Node, http: aiohttp.ClientSession) 
 
 
 async def test_bad_input_gets_clear_errors_and_node_keeps_serving(
-        small_node: Node, http: aiohttp.ClientSession) -> None:
+    small_node: Node, http: aiohttp.ClientSession
+) -> None:
     node = small_node
     status, body = await call(http, node, "POST", "/api/sessions", data=b"{not json")
     assert status == 400 and "not valid JSON" in body["error"]
@@ -85,55 +107,114 @@ async def test_bad_input_gets_clear_errors_and_node_keeps_serving(
     assert status == 404 and "no session" in body["error"]
     status, body = await call(http, node, "POST", "/api/challenges", json={"address": "0x12"})
     assert status == 400 and "address" in body["error"]
-    for bad in ({"name": "", "tempo_bpm": 120}, {"name": "x", "tempo_bpm": 1000},
-                {"name": "x", "key": "H"}, {"name": "x", "time_signature": "4/5"},
-                {"name": "x", "private": "yes"}):
+    for bad in (
+        {"name": "", "tempo_bpm": 120},
+        {"name": "x", "tempo_bpm": 1000},
+        {"name": "x", "key": "H"},
+        {"name": "x", "time_signature": "4/5"},
+        {"name": "x", "private": "yes"},
+    ):
         status, body = await call(http, node, "POST", "/api/sessions", json=bad)
         assert status == 400, bad
 
     alice = Account.create()
-    status, issued = await call(http, node, "POST", "/api/challenges",
-                                json={"address": alice.address})
+    status, issued = await call(
+        http, node, "POST", "/api/challenges", json={"address": alice.address}
+    )
     signature = alice.sign_message(encode_defunct(text=issued["message"])).signature.hex()
     wrong = Account.create().sign_message(encode_defunct(text=issued["message"])).signature.hex()
     create = {"name": "s", "address": alice.address, "nonce": issued["nonce"]}
-    status, body = await call(http, node, "POST", "/api/sessions",
-                              json={**create, "signature": "0x" + wrong.removeprefix("0x")})
+    status, body = await call(
+        http,
+        node,
+        "POST",
+        "/api/sessions",
+        json={**create, "signature": "0x" + wrong.removeprefix("0x")},
+    )
     assert status == 401 and "not made by this address" in body["error"]
     # The challenge was spent by the failed attempt: a replay with the right key fails too.
-    status, body = await call(http, node, "POST", "/api/sessions",
-                              json={**create, "signature": "0x" + signature.removeprefix("0x")})
+    status, body = await call(
+        http,
+        node,
+        "POST",
+        "/api/sessions",
+        json={**create, "signature": "0x" + signature.removeprefix("0x")},
+    )
     assert status == 401 and "already used" in body["error"]
 
-    async with JamClient(node.url, alice, "a") as a, \
-            JamClient(node.url, Account.create(), "b") as b, \
-            JamClient(node.url, Account.create(), "c") as c:
+    async with (
+        JamClient(node.url, alice, "a") as a,
+        JamClient(node.url, Account.create(), "b") as b,
+        JamClient(node.url, Account.create(), "c") as c,
+    ):
         session = await a.create_session("full")
         await a.join(session["id"])
         await b.join(session["id"])
         with pytest.raises(ClientError, match="409.*full"):
             await c.join(session["id"])
         sid = session["id"]
-        status, body = await call(http, node, "POST", f"/api/sessions/{sid}/control", a.token,
-                                  data=b'{"type": "pose", "x": NaN, "y": 0}')
+        status, body = await call(
+            http,
+            node,
+            "POST",
+            f"/api/sessions/{sid}/control",
+            a.token,
+            data=b'{"type": "pose", "x": NaN, "y": 0}',
+        )
         assert status == 400 and "NaN" in body["error"]
-        status, body = await call(http, node, "POST", f"/api/sessions/{sid}/control", a.token,
-                                  json={"type": "pose", "x": 11, "y": 0})
+        status, body = await call(
+            http,
+            node,
+            "POST",
+            f"/api/sessions/{sid}/control",
+            a.token,
+            json={"type": "pose", "x": 11, "y": 0},
+        )
         assert status == 400 and "between" in body["error"]
-        status, body = await call(http, node, "POST", f"/api/sessions/{sid}/control", a.token,
-                                  json={"type": "gain", "source": "nobody", "gain": 1})
+        status, body = await call(
+            http,
+            node,
+            "POST",
+            f"/api/sessions/{sid}/control",
+            a.token,
+            json={"type": "gain", "source": "nobody", "gain": 1},
+        )
         assert status == 404
-        status, body = await call(http, node, "POST", f"/api/sessions/{sid}/control", "bad",
-                                  json={"type": "click", "on": True})
+        status, body = await call(
+            http,
+            node,
+            "POST",
+            f"/api/sessions/{sid}/control",
+            "bad",
+            json={"type": "click", "on": True},
+        )
         assert status == 403
-        status, body = await call(http, node, "POST", f"/api/sessions/{sid}/rtc", a.token,
-                                  json={"type": "offer", "sdp": "v=0\r\nnonsense"})
+        status, body = await call(
+            http,
+            node,
+            "POST",
+            f"/api/sessions/{sid}/rtc",
+            a.token,
+            json={"type": "offer", "sdp": "v=0\r\nnonsense"},
+        )
         assert status == 400 and "Opus" in body["error"]
-        status, body = await call(http, node, "POST", f"/api/sessions/{sid}/rtc", a.token,
-                                  json={"type": "offer", "sdp": 12})
+        status, body = await call(
+            http,
+            node,
+            "POST",
+            f"/api/sessions/{sid}/rtc",
+            a.token,
+            json={"type": "offer", "sdp": 12},
+        )
         assert status == 400
-        status, body = await call(http, node, "POST", f"/api/sessions/{sid}/rtc", a.token,
-                                  json={"type": "offer", "sdp": "v=0" + "a" * 9000})
+        status, body = await call(
+            http,
+            node,
+            "POST",
+            f"/api/sessions/{sid}/rtc",
+            a.token,
+            json={"type": "offer", "sdp": "v=0" + "a" * 9000},
+        )
         assert status == 413
 
     status, body = await call(http, node, "GET", "/api/health")
@@ -142,8 +223,10 @@ async def test_bad_input_gets_clear_errors_and_node_keeps_serving(
 
 async def test_private_sessions_need_an_owner_invite(small_node: Node) -> None:
     owner_key, guest_key = Account.create(), Account.create()
-    async with JamClient(small_node.url, owner_key, "o") as owner, \
-            JamClient(small_node.url, guest_key, "g") as guest:
+    async with (
+        JamClient(small_node.url, owner_key, "o") as owner,
+        JamClient(small_node.url, guest_key, "g") as guest,
+    ):
         session = await owner.create_session("secret", private=True)
         sid = session["id"]
         assert session["private"] is True
@@ -162,6 +245,10 @@ async def test_health_and_metrics(node: Node, http: aiohttp.ClientSession) -> No
     assert status == 200 and body["ticks"] >= 0
     async with http.get(node.url + "metrics") as response:
         text = await response.text()
-    for name in ("jamnet_tick_seconds", "jamnet_tick_overruns", "jamnet_sessions",
-                 "jamnet_node_added_latency_seconds"):
+    for name in (
+        "jamnet_tick_seconds",
+        "jamnet_tick_overruns",
+        "jamnet_sessions",
+        "jamnet_node_added_latency_seconds",
+    ):
         assert name in text

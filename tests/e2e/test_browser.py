@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ async def poll(predicate, timeout_s: float = 20.0, every_s: float = 0.1):  # typ
 
 
 async def test_browser_joins_sends_and_hears(node: Node, tmp_path: Path, account_factory) -> None:  # type: ignore[no-untyped-def]
-    assert Path(CHROMIUM).exists(), "Debian chromium is not installed: run `make install-test`"
+    assert os.access(CHROMIUM, os.X_OK), "Debian chromium is not installed: run `make install-test`"
     wav = tmp_path / "capture.wav"
     soundfile.write(str(wav), tone(660, 10), 48000)
     assert node.service is not None
@@ -43,10 +44,16 @@ async def test_browser_joins_sends_and_hears(node: Node, tmp_path: Path, account
             browser = await pw.chromium.launch(
                 executable_path=CHROMIUM,
                 args=[
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream",
                     f"--use-file-for-fake-audio-capture={wav}",
                     "--autoplay-policy=no-user-gesture-required",
                 ],
@@ -67,20 +74,26 @@ async def test_browser_joins_sends_and_hears(node: Node, tmp_path: Path, account
                 async def node_hears_browser() -> bool:
                     for slot in mixer.slots:
                         if slot is not None and slot.key == browser_id:
-                            return slot.jitter.stats.played > 50 and mixer.levels[
-                                [s.key if s else None for s in mixer.slots].index(browser_id)
-                            ] > 0.01
+                            return (
+                                slot.jitter.stats.played > 50
+                                and mixer.levels[
+                                    [s.key if s else None for s in mixer.slots].index(browser_id)
+                                ]
+                                > 0.01
+                            )
                     return False
 
                 await poll(node_hears_browser)
                 # The browser's own WebAudio analyser sees the CLI's tone in its mix.
-                level = await poll(lambda: page.evaluate(
-                    "window.jamnet.mixLevel > 0.01 ? window.jamnet.mixLevel : 0"))
+                level = await poll(
+                    lambda: page.evaluate(
+                        "window.jamnet.mixLevel > 0.01 ? window.jamnet.mixLevel : 0"
+                    )
+                )
                 assert level > 0.01
                 # The web page shows the other participant and beats once a click is on.
                 await page.check("#click")
-                await page.wait_for_function("window.jamnet.lastBeat !== undefined",
-                                             timeout=10000)
+                await page.wait_for_function("window.jamnet.lastBeat !== undefined", timeout=10000)
                 names = await page.locator("#participants li").all_inner_texts()
                 assert any("cli" in n for n in names) and any("browser" in n for n in names)
                 assert not errors, errors

@@ -37,8 +37,13 @@ def read_line_matching(proc: subprocess.Popen[str], pattern: str, timeout_s: flo
 @pytest.fixture
 def node_process(tmp_path: Path):  # type: ignore[no-untyped-def]
     env = {**os.environ, "JAMNET_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([*JAMNET, "node", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(
+        [*JAMNET, "node", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     try:
         url = read_line_matching(proc, r"open (http\S+)")
         yield url
@@ -47,24 +52,55 @@ def node_process(tmp_path: Path):  # type: ignore[no-untyped-def]
         proc.communicate(timeout=15)
 
 
-def jam(url: str, tmp: Path, name: str, session: str, wav_in: Path, wav_out: Path,
-        *extra: str) -> subprocess.Popen[str]:
+def jam(
+    url: str, tmp: Path, name: str, session: str, wav_in: Path, wav_out: Path, *extra: str
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*JAMNET, "jam", session, "--node", url, "--name", name, "--input", str(wav_in),
-         "--output", str(wav_out), "--keyfile", str(tmp / f"{name}.json"), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *JAMNET,
+            "jam",
+            session,
+            "--node",
+            url,
+            "--name",
+            name,
+            "--input",
+            str(wav_in),
+            "--output",
+            str(wav_out),
+            "--keyfile",
+            str(tmp / f"{name}.json"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-def test_tone_from_a_is_heard_by_b_at_its_pan_and_not_by_a(node_process: str,
-                                                            tmp_path: Path) -> None:
+def test_tone_from_a_is_heard_by_b_at_its_pan_and_not_by_a(
+    node_process: str, tmp_path: Path
+) -> None:
     a_in, b_in = tmp_path / "a.wav", tmp_path / "b.wav"
     soundfile.write(str(a_in), tone(440, 12), 48000)
     soundfile.write(str(b_in), tone(660, 12), 48000)
     a_out, b_out = tmp_path / "a-out.wav", tmp_path / "b-out.wav"
     # A stands 3 m right of and 4 m in front of B (who is at the centre): pan = 3/5.
-    a = jam(node_process, tmp_path, "alice", "duo", a_in, a_out, "--create", "--x", "3",
-            "--y", "4", "--duration", "9")
+    a = jam(
+        node_process,
+        tmp_path,
+        "alice",
+        "duo",
+        a_in,
+        a_out,
+        "--create",
+        "--x",
+        "3",
+        "--y",
+        "4",
+        "--duration",
+        "9",
+    )
     session_id = read_line_matching(a, r"created session (\w+)")
     b = jam(node_process, tmp_path, "bob", session_id, b_in, b_out, "--duration", "6")
     _, b_err = b.communicate(timeout=60)

@@ -25,8 +25,13 @@ pytestmark = pytest.mark.slow
 
 def start_node(data_dir: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "JAMNET_DATA_DIR": str(data_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "node.cli", "node", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "node", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     return proc, read_line_matching(proc, r"open (http\S+)")
 
 
@@ -44,8 +49,10 @@ async def test_kill_mid_recording_loses_no_finished_recording_or_stats(tmp_path:
     data = tmp_path / "data"
     proc, url = start_node(data)
     try:
-        async with JamClient(url, Account.create(), "owner") as owner, \
-                JamClient(url, Account.create(), "guest") as guest:
+        async with (
+            JamClient(url, Account.create(), "owner") as owner,
+            JamClient(url, Account.create(), "guest") as guest,
+        ):
             session = await owner.create_session("take one")
             sid = session["id"]
             await owner.join(sid)
@@ -54,18 +61,25 @@ async def test_kill_mid_recording_loses_no_finished_recording_or_stats(tmp_path:
             await guest.connect(ArraySource(np.zeros(48000, np.float32)), ArraySink())
             await wait_for(lambda: _mix_is_flowing(owner, sid))
 
-            first = (await owner.request("POST", f"/api/sessions/{sid}/recording",
-                                         {"action": "start"}, auth=True))["recording"]
+            first = (
+                await owner.request(
+                    "POST", f"/api/sessions/{sid}/recording", {"action": "start"}, auth=True
+                )
+            )["recording"]
             await asyncio.sleep(2.0)
-            finished = await owner.request("POST", f"/api/sessions/{sid}/recording",
-                                           {"action": "stop"}, auth=True)
+            finished = await owner.request(
+                "POST", f"/api/sessions/{sid}/recording", {"action": "stop"}, auth=True
+            )
             assert finished["state"] == "finished" and finished["frames"] > 50
             stats = {c["name"]: c for c in finished["contributions"]}
             assert stats["owner"]["active_s"] > 0.5 and stats["owner"]["rms"] > 0.05
             assert stats["guest"]["active_s"] == 0.0
 
-            second = (await owner.request("POST", f"/api/sessions/{sid}/recording",
-                                          {"action": "start"}, auth=True))["recording"]
+            second = (
+                await owner.request(
+                    "POST", f"/api/sessions/{sid}/recording", {"action": "start"}, auth=True
+                )
+            )["recording"]
 
             async def stats_saved() -> bool:
                 rows = await owner.request("GET", f"/api/sessions/{sid}/recordings")
@@ -85,8 +99,12 @@ async def test_kill_mid_recording_loses_no_finished_recording_or_stats(tmp_path:
         async with JamClient(url, Account.create(), "reader") as reader:
             listing = await reader.request("GET", "/api/sessions")
             assert [s["id"] for s in listing["sessions"]] == [sid], "sessions survive restarts"
-            rows = {r["id"]: r for r in
-                    (await reader.request("GET", f"/api/sessions/{sid}/recordings"))["recordings"]}
+            rows = {
+                r["id"]: r
+                for r in (await reader.request("GET", f"/api/sessions/{sid}/recordings"))[
+                    "recordings"
+                ]
+            }
     finally:
         proc.terminate()
         proc.communicate(timeout=15)
@@ -102,8 +120,9 @@ async def test_kill_mid_recording_loses_no_finished_recording_or_stats(tmp_path:
 
 async def _mix_is_flowing(client: JamClient, sid: str) -> bool:
     session = await client.request("GET", f"/api/sessions/{sid}")
-    return all(p["connected"] for p in session["participants"]) and len(
-        session["participants"]) == 2
+    return (
+        all(p["connected"] for p in session["participants"]) and len(session["participants"]) == 2
+    )
 
 
 def _check_files(row: dict[str, Any], expect_tone: bool) -> None:
