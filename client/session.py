@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
+import av
 import numpy as np
 import numpy.typing as npt
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
@@ -227,7 +228,12 @@ class JamClient:
     """Joins a session on a node and exchanges audio with it."""
 
     def __init__(
-        self, node_url: str, account: LocalAccount, name: str = "cli", verify_tls: bool = True
+        self,
+        node_url: str,
+        account: LocalAccount,
+        name: str = "cli",
+        verify_tls: bool = True,
+        stock_receive: bool = False,
     ) -> None:
         self.node_url = node_url.rstrip("/")
         self.account = account
@@ -244,6 +250,8 @@ class JamClient:
         self._playout: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ssl: ssl.SSLContext | bool = verify_tls
+        self._stock_receive = stock_receive
+        """Play what aiortc's own receive path delivers (the benchmark baseline)."""
         self.on_play: Callable[[F32, float, float], None] | None = None
         """Called with (frame, play time, arrival time of that frame) for each played frame."""
 
@@ -326,10 +334,30 @@ class JamClient:
             {"type": "offer", "sdp": sdp},
             auth=True,
         )
-        for transceiver in self.pc.getTransceivers():
-            tap_receiver(transceiver.receiver, self._on_packet)
+        receiver = self.pc.getTransceivers()[0].receiver
+        if not self._stock_receive:
+            tap_receiver(receiver, self._on_packet)
         await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-        self._playout = asyncio.create_task(self._play(sink))
+        if self._stock_receive:
+            self._playout = asyncio.create_task(self._play_stock(receiver.track, sink))
+        else:
+            self._playout = asyncio.create_task(self._play(sink))
+
+    async def _play_stock(self, track: MediaStreamTrack, sink: AudioSink) -> None:
+        try:
+            while True:
+                try:
+                    frame = await track.recv()
+                except MediaStreamError:
+                    return
+                assert isinstance(frame, av.AudioFrame)
+                pcm = frame.to_ndarray().reshape(-1, 2).astype(np.float32) / 32768.0
+                sink.write(pcm)
+                if self.on_play is not None:
+                    self.on_play(pcm, time.monotonic(), 0.0)
+        except asyncio.CancelledError:
+            sink.close()
+            raise
 
     def _on_packet(self, seq: int, timestamp: int, payload: bytes) -> None:
         self._inbox.append((seq, timestamp, payload, time.monotonic()))

@@ -62,6 +62,8 @@ class MediaConfig:
     """STUN/TURN URLs ("stun:host:port", "turn:user:pass@host:port"); empty keeps ICE local."""
     outbound_queue_frames: int = 4
     """Per-listener outbound queue bound; on overflow the oldest frame is dropped."""
+    inbound: str = "jitter"
+    """"jitter" (the node's own jitter buffer) or "aiortc" (stock receive path: benchmarks only)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,10 @@ class NodeConfig:
                 "media.uplink_bitrate_bps must be 6000-510000",
             ),
             (1 <= self.media.outbound_queue_frames <= 100, "media.outbound_queue_frames 1-100"),
+            (
+                self.media.inbound in {"jitter", "aiortc"},
+                'media.inbound must be "jitter" or "aiortc"',
+            ),
             (1 <= self.session.max_participants <= 256, "session.max_participants must be 1-256"),
             (1 <= self.session.max_sessions <= 10000, "session.max_sessions must be 1-10000"),
             (self.session.challenge_ttl_s > 0, "session.challenge_ttl_s must be > 0"),

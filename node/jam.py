@@ -18,7 +18,7 @@ from typing import Any
 from node.config import NodeConfig
 from node.errors import NotFoundError, SessionError
 from node.identity import check_invite
-from node.media.codec import OpusEncoder, OpusFrameDecoder
+from node.media.codec import OpusEncoder, OpusFrameDecoder, PcmFrameDecoder, pump_decoded
 from node.media.engine import Listener, MixClock, SessionMedia
 from node.media.outbound import PacketTrack
 from node.media.peer import Peer
@@ -44,6 +44,7 @@ class _Live:
     subscribers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
     recorder: Recorder | None = None
     recording_base: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+    pumps: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
 
 class JamService:
@@ -204,7 +205,12 @@ class JamService:
             raise SessionError(f"session is full ({session.max_participants} participants)")
         participant = session.add(address, name, slot=-1)
         try:
-            participant.slot = mixer.allocate(participant.id, OpusFrameDecoder(mixer.frame_samples))
+            decoder = (
+                PcmFrameDecoder()
+                if self.config.media.inbound == "aiortc"
+                else OpusFrameDecoder(mixer.frame_samples)
+            )
+            participant.slot = mixer.allocate(participant.id, decoder)
         except OverflowError:
             del session.participants[participant.id]
             raise SessionError("session is full") from None
@@ -215,6 +221,9 @@ class JamService:
         """Open (or replace) the participant's WebRTC connection; returns the answer SDP."""
         live = self._get(session_id)
         old = live.peers.pop(participant.id, None)
+        old_pump = live.pumps.pop(participant.id, None)
+        if old_pump is not None:
+            old_pump.cancel()
         if old is not None:
             live.media.listeners.pop(participant.slot, None)
             await old.close()
@@ -222,17 +231,22 @@ class JamService:
         mixer = live.media.mixer
         slot = participant.slot
         track = PacketTrack(media_cfg.outbound_queue_frames)
-        peer = Peer(
-            media_cfg.ice_servers,
-            lambda seq, ts, payload: mixer.push_packet(slot, seq, ts, payload),
-            track,
-        )
+
+        def push(seq: int, ts: int, payload: bytes) -> None:
+            mixer.push_packet(slot, seq, ts, payload)
+
+        stock = media_cfg.inbound == "aiortc"
+        peer = Peer(media_cfg.ice_servers, None if stock else push, track)
         try:
             answer = await peer.answer(offer_sdp, media_cfg.uplink_bitrate_bps)
         except Exception:
             await peer.close()
             raise
         live.peers[participant.id] = peer
+        if stock:
+            live.pumps[participant.id] = asyncio.create_task(
+                pump_decoded(peer.receiver.track, push)
+            )
         live.media.listeners[slot] = Listener(
             track,
             OpusEncoder(
@@ -244,6 +258,9 @@ class JamService:
         return answer
 
     def _drop(self, live: _Live, participant: Participant) -> None:
+        pump = live.pumps.pop(participant.id, None)
+        if pump is not None:
+            pump.cancel()
         peer = live.peers.pop(participant.id, None)
         if peer is not None:
             task = asyncio.get_running_loop().create_task(peer.close())

@@ -8,7 +8,8 @@ ready packets, which it only packetises.
 from __future__ import annotations
 
 import fractions
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import av
 import av.stream
@@ -59,6 +60,30 @@ class OpusFrameDecoder:
         if written < n:
             out[written:] = 0.0
         return True
+
+
+class PcmFrameDecoder:
+    """Raw float32 frames (the stock-aiortc baseline hands the mixer decoded audio)."""
+
+    def decode(self, payload: bytes, out: F32) -> bool:
+        """Copy ``payload`` into ``out`` when it is exactly one frame."""
+        if len(payload) != out.shape[0] * 4:
+            return False
+        out[:] = np.frombuffer(payload, dtype=np.float32)
+        return True
+
+
+async def pump_decoded(track: Any, push: Callable[[int, int, bytes], None]) -> None:
+    """Feed frames decoded by aiortc's stock receive path to ``push`` as raw float32."""
+    seq = 0
+    while True:
+        try:
+            frame = await track.recv()
+        except Exception:  # MediaStreamError: the track ended
+            return
+        pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
+        push(seq % 65536, seq * 960, (pcm / 32768.0).astype(np.float32).tobytes())
+        seq += 1
 
 
 class OpusEncoder:

@@ -74,7 +74,10 @@ class MixClock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_tick_time = on_tick_time
-        self._on_node_latency = on_node_latency
+        self.latency_observers: list[LatencyObserver] = []
+        """Extra observers of node-added latency samples in seconds (benchmarks)."""
+        if on_node_latency is not None:
+            self.latency_observers.append(on_node_latency)
         self.stats = ClockStats()
 
     def add(self, key: str, media: SessionMedia) -> None:
@@ -177,8 +180,8 @@ class MixClock:
             for slot, arrival in arrivals:
                 added = now - arrival
                 slot.node_added_ms += (added * 1000.0 - slot.node_added_ms) * 0.1
-                if self._on_node_latency is not None:
-                    self._on_node_latency(added)
+                for observe in self.latency_observers:
+                    observe(added)
             if media.on_tick is not None:
                 try:
                     media.on_tick(report)

@@ -67,7 +67,9 @@ def set_opus_params(sdp: str, params: dict[str, str]) -> str:
 class Peer:
     """One participant's RTCPeerConnection: their audio in via the tap, their mix out."""
 
-    def __init__(self, ice_urls: tuple[str, ...], sink: PacketSink, track: PacketTrack) -> None:
+    def __init__(
+        self, ice_urls: tuple[str, ...], sink: PacketSink | None, track: PacketTrack
+    ) -> None:
         self.pc = RTCPeerConnection(ice_configuration(ice_urls))
         self.track = track
         self._sink = sink
@@ -88,7 +90,9 @@ class Peer:
         if not audio:
             raise InputError("offer has no audio transceiver")
         transceiver = audio[0]
-        tap_receiver(transceiver.receiver, self._sink)
+        self.receiver = transceiver.receiver
+        if self._sink is not None:  # None keeps aiortc's own receive path (benchmark baseline)
+            tap_receiver(transceiver.receiver, self._sink)
         self.pc.addTrack(self.track)  # reuses the offer's audio transceiver: sendrecv
         try:
             answer = await self.pc.createAnswer()

@@ -12,8 +12,8 @@ Policy, in frames of one tick each:
   so the delay does not grow;
 - late events raise the target at once (the network got worse); a calm period of
   ``calm_ticks`` with none lowers it by one;
-- when, over a window of ``window_ticks``, the buffer never held fewer than ``target + 1``
-  frames, one frame is dropped to give the latency back;
+- when, over a window of ``window_ticks``, the buffer never held fewer than ``target + k``
+  frames, those k frames are dropped to give the latency back;
 - the ring holds ``capacity`` frames; anything further ahead resynchronises (drop oldest).
 """
 
@@ -76,7 +76,7 @@ class JitterBuffer:
         max_frames: int = 8,
         capacity: int = 64,
         window_ticks: int = 50,
-        calm_ticks: int = 500,
+        calm_ticks: int = 250,
         frame_samples: int = 960,
         sample_rate: int = 48000,
     ) -> None:
@@ -253,11 +253,14 @@ class JitterBuffer:
         self._window_pos += 1
         if self._window_pos < self.window_ticks:
             return
-        # Drain: the buffer held more than target + 1 frames for the whole window.
-        if self._started and self._window_min_depth > self.target and not self._waiting:
-            self._clear(self._next)
-            self._next += 1
-            self.stats.dropped += 1
+        # Drain: the buffer never held fewer than target + k frames during the whole window,
+        # so k frames are standing latency: drop them at once (one glitch, not k).
+        excess = self._window_min_depth - self.target
+        if self._started and excess > 0 and not self._waiting:
+            for _ in range(excess):
+                self._clear(self._next)
+                self._next += 1
+            self.stats.dropped += excess
         self._window_pos = 0
         self._window_min_depth = 1 << 30
         self._late_in_window = 0

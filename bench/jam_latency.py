@@ -1,0 +1,250 @@
+"""Latency of the live path: node-added and client-to-client mouth-to-ear, on loopback.
+
+One process runs a node and two clients (real aiortc peers over UDP on this host). A sends a
+click every 200 ms; B's played-out audio is searched for each click. "Mouth" is the moment
+A's track took the frame holding the click (plus the click's offset in it), "ear" the moment
+B's playout clock handed the frame holding it to its sink (plus offset): sound-card buffers
+are not included (there is no sound card here).
+
+Runs, all in this process and one after the other:
+- clean: our receive path (node and client jitter buffers);
+- impaired: 1% loss and uniform 0-20 ms (10 ± 10 ms) extra delay on every RTP packet A sends
+  to the node, injected in user space at A's transport, 60 s;
+- impaired on both hops: the same on the node's packets to B as well;
+- the clean and impaired runs through stock aiortc's receive path on the node and on B.
+
+Prints progress to stderr and one JSON object on the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from eth_account import Account
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from client.session import FRAME, RATE, ArraySink, JamClient  # noqa: E402
+from node.app import Node  # noqa: E402
+from node.config import load_config  # noqa: E402
+
+CLICK_EVERY = 9600  # samples: one click each 200 ms
+CLICK_LEN = 240  # 5 ms burst
+CLICK_FREQS = (1000.0, 1500.0, 2000.0, 2500.0)  # click k uses CLICK_FREQS[k % 4]: an
+# onset's pitch names its click unambiguously for latencies up to 800 ms
+WARMUP_S = 2.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of ``values``."""
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+class ClickSource:
+    """Silence with a 5 ms tone burst every 200 ms; remembers when each frame was taken."""
+
+    def __init__(self) -> None:
+        self.frame_times: list[float] = []
+        t = np.arange(CLICK_LEN) / RATE
+        self._bursts = [(0.8 * np.sin(2 * np.pi * f * t) * np.hanning(CLICK_LEN)).astype(
+            np.float32) for f in CLICK_FREQS]
+        self._n = 0
+
+    def read(self) -> np.ndarray:
+        frame = np.zeros(FRAME, dtype=np.float32)
+        start = self._n * FRAME
+        for click in range((start // CLICK_EVERY) * CLICK_EVERY, start + FRAME, CLICK_EVERY):
+            lo = max(click, start)
+            hi = min(click + CLICK_LEN, start + FRAME)
+            if hi > lo:
+                burst = self._bursts[(click // CLICK_EVERY) % len(CLICK_FREQS)]
+                frame[lo - start : hi - start] = burst[lo - click : hi - click]
+        self.frame_times.append(time.monotonic())
+        self._n += 1
+        return frame
+
+    def send_time(self, click: int) -> float | None:
+        sample = click * CLICK_EVERY
+        index = sample // FRAME
+        if index >= len(self.frame_times):
+            return None
+        return self.frame_times[index] + (sample - index * FRAME) / RATE
+
+
+def onsets(sink: ArraySink) -> list[tuple[float, int]]:
+    """(play-out time, pitch class) of each click onset heard in ``sink``."""
+    if not sink.frames:
+        return []
+    audio = np.concatenate(sink.frames).mean(axis=1)
+    loud = np.flatnonzero(np.abs(audio) > 0.05)
+    result = []
+    last = -CLICK_EVERY
+    freqs = np.fft.rfftfreq(4096, 1 / RATE)
+    for sample in loud:
+        if sample - last > CLICK_EVERY // 2:
+            window = audio[sample : sample + CLICK_LEN]
+            peak = freqs[np.argmax(np.abs(np.fft.rfft(window, 4096)))]
+            pitch = int(np.argmin([abs(peak - f) for f in CLICK_FREQS]))
+            frame = sample // FRAME
+            result.append((sink.times[frame] + (sample - frame * FRAME) / RATE, pitch))
+        last = sample
+    return result
+
+
+def impair(transport: Any, loss: float, jitter_s: float, rng: random.Random) -> None:
+    """Drop ``loss`` of the RTP packets a DTLS transport sends and delay the rest 0..jitter_s."""
+    original: Callable[[bytes], Any] = transport._send_rtp
+    loop = asyncio.get_running_loop()
+
+    async def later(data: bytes, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await original(data)
+        except ConnectionError:
+            pass
+
+    async def send(data: bytes) -> None:
+        if len(data) > 1 and 192 <= data[1] <= 223:  # RTCP passes untouched
+            await original(data)
+            return
+        if rng.random() < loss:
+            return
+        task = loop.create_task(later(data, rng.uniform(0.0, jitter_s)))
+        task.add_done_callback(lambda _t: None)
+
+    transport._send_rtp = send
+
+
+async def run_case(label: str, seconds: float, stock: bool, impaired: int,
+                   seed: int) -> dict[str, Any]:
+    """One node, clients A and B; returns latencies for this case."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_config(None, {"http": {"port": 0}, "data_dir": tmp,
+                                    "media": {"inbound": "aiortc" if stock else "jitter"}},
+                             environ={})
+        node_added: list[float] = []
+        async with Node(config) as node:
+            assert node.clock is not None and node.service is not None
+            node.clock.latency_observers.append(
+                lambda v: node_added.append(v) if time.monotonic() - started > WARMUP_S else None)
+            started = time.monotonic() + 3600.0  # reset once both clients are connected
+            source = ClickSource()
+            sink = ArraySink()
+            async with JamClient(node.url, Account.create(), "A") as a, \
+                    JamClient(node.url, Account.create(), "B", stock_receive=stock) as b:
+                session = await a.create_session(f"bench {label}")
+                await a.join(session["id"])
+                await b.join(session["id"])
+                await b.connect(SilenceSource(), sink)
+                await a.connect(source, ArraySink())
+                if impaired:
+                    rng = random.Random(seed)
+                    assert a.pc is not None
+                    impair(a.pc.getTransceivers()[0].sender.transport, 0.01, 0.020, rng)
+                if impaired > 1:
+                    live = node.service._live[session["id"]]
+                    peer = live.peers[b.participant["id"]]
+                    impair(peer.pc.getTransceivers()[0].sender.transport, 0.01, 0.020, rng)
+                started = time.monotonic()
+                while time.monotonic() - started < seconds:
+                    await asyncio.sleep(1.0)
+                    print(f"  {label}: {time.monotonic() - started:4.0f}/{seconds:.0f} s",
+                          file=sys.stderr, end="\r")
+                print(file=sys.stderr)
+                slot = next(s for s in node.service.mixers()[session["id"]].slots
+                            if s is not None and s.key == a.participant["id"])
+                jitter = {"node_target": slot.jitter.target, "node_late": slot.jitter.stats.late,
+                          "node_lost": slot.jitter.stats.lost,
+                          "node_concealed": slot.jitter.stats.concealed,
+                          "node_dropped": slot.jitter.stats.dropped,
+                          "client_target": b.jitter.target, "client_late": b.jitter.stats.late,
+                          "client_lost": b.jitter.stats.lost,
+                          "client_dropped": b.jitter.stats.dropped}
+    heard = onsets(sink)
+    m2e: list[tuple[float, float]] = []  # (send time, latency)
+    for ear, pitch in heard:
+        # The latest click of this pitch sent before the onset was heard.
+        click = pitch
+        mouth = None
+        while (t := source.send_time(click)) is not None and t < ear:
+            mouth = t
+            click += len(CLICK_FREQS)
+        if mouth is not None and mouth - started > WARMUP_S:
+            m2e.append((mouth, (ear - mouth) * 1000))
+    latencies = [lat for _, lat in m2e]
+    first = [lat for t, lat in m2e if t - started < 10]
+    last = [lat for t, lat in m2e if t - started > seconds - 10]
+    return {
+        "clicks": len(latencies),
+        "m2e_ms_p50": percentile(latencies, 50),
+        "m2e_ms_p99": percentile(latencies, 99),
+        "growth_ms": (statistics.median(last) - statistics.median(first))
+        if first and last else float("nan"),
+        "node_added_ms_p50": percentile([v * 1000 for v in node_added], 50),
+        "node_added_ms_p99": percentile([v * 1000 for v in node_added], 99),
+        "jitter": jitter,
+    }
+
+
+class SilenceSource:
+    """B sends silence."""
+
+    def read(self) -> np.ndarray:
+        return np.zeros(FRAME, dtype=np.float32)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clean-seconds", type=float, default=45.0,
+                        help="length of the clean runs (200 ms per click: 45 s ≈ 225 clicks)")
+    parser.add_argument("--impaired-seconds", type=float, default=60.0,
+                        help="length of the impaired runs")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    results = {}
+    for label, stock, impaired, seconds in (
+        ("clean", False, 0, args.clean_seconds),
+        ("impaired", False, 1, args.impaired_seconds),
+        ("impaired_both_hops", False, 2, args.impaired_seconds),
+        ("baseline_clean", True, 0, args.clean_seconds),
+        ("baseline_impaired", True, 1, args.impaired_seconds),
+    ):
+        print(f"{label} …", file=sys.stderr)
+        results[label] = await run_case(label, seconds, stock, impaired, args.seed)
+        print(f"  {json.dumps(results[label])}", file=sys.stderr)
+    clean, imp = results["clean"], results["impaired"]
+    base, base_imp = results["baseline_clean"], results["baseline_impaired"]
+    summary = {
+        "node_added_ms_p50": clean["node_added_ms_p50"],
+        "node_added_ms_p99": clean["node_added_ms_p99"],
+        "m2e_ms_p50": clean["m2e_ms_p50"],
+        "m2e_ms_p99": clean["m2e_ms_p99"],
+        "m2e_impaired_ms_p50": imp["m2e_ms_p50"],
+        "m2e_impaired_ms_p99": imp["m2e_ms_p99"],
+        "m2e_impaired_growth_ms": imp["growth_ms"],
+        "node_added_impaired_ms_p50": imp["node_added_ms_p50"],
+        "m2e_impaired_both_hops_ms_p50": results["impaired_both_hops"]["m2e_ms_p50"],
+        "m2e_impaired_both_hops_growth_ms": results["impaired_both_hops"]["growth_ms"],
+        "baseline_m2e_ms_p50": base["m2e_ms_p50"],
+        "baseline_m2e_impaired_ms_p50": base_imp["m2e_ms_p50"],
+        "baseline_m2e_impaired_growth_ms": base_imp["growth_ms"],
+        "clicks": {k: v["clicks"] for k, v in results.items()},
+        "frame_ms": 20,
+        "cases": results,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
