@@ -45,7 +45,7 @@ class MediaConfig:
     """The real-time audio path."""
 
     tick_ms: int = 20
-    """Mix clock period; Opus frames on the WebRTC path are 20 ms."""
+    """Mix clock period; Opus frames on the WebRTC path are 20 ms (the only value for now)."""
     sample_rate_hz: int = 48000
     """Mixing sample rate (Opus runs at 48 kHz)."""
     jitter_min_frames: int = 1
@@ -118,7 +118,10 @@ class NodeConfig:
                 self.http.tls != "files" or bool(self.http.cert_file and self.http.key_file),
                 'http.tls = "files" needs http.cert_file and http.key_file',
             ),
-            (self.media.tick_ms in {10, 20}, "media.tick_ms must be 10 or 20"),
+            (
+                self.media.tick_ms == 20,
+                "media.tick_ms must be 20 (10 ms frames are not offered yet)",
+            ),
             (self.media.sample_rate_hz == 48000, "media.sample_rate_hz must be 48000 (Opus)"),
             (
                 1 <= self.media.jitter_min_frames <= self.media.jitter_max_frames <= 50,

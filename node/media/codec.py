@@ -16,6 +16,8 @@ import av.stream
 import numpy as np
 import numpy.typing as npt
 
+from node.media import opus
+
 SAMPLE_RATE = 48000
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 F32 = npt.NDArray[np.float32]
@@ -33,33 +35,22 @@ class OpusFrameDecoder:
     def __init__(self, frame_samples: int = 960, channels: int = 1) -> None:
         self.frame_samples = frame_samples
         self.channels = channels
-        self._codec = av.CodecContext.create("libopus", "r")
-        self._codec.format = "s16"
-        self._codec.layout = "stereo" if channels == 2 else "mono"
-        self._codec.sample_rate = SAMPLE_RATE
+        self._decoder = opus.Decoder(channels)
 
     def decode(self, payload: bytes, out: F32) -> bool:
-        """Decode into ``out``; False (and ``out`` untouched) when the payload is not Opus."""
+        """Decode into ``out``; False when the payload is not a valid Opus frame."""
         if not payload:
             return False
-        try:
-            frames = self._codec.decode(av.Packet(payload))
-        except (av.error.FFmpegError, ValueError):
+        samples = self._decoder.decode(payload, out)
+        if samples <= 0:
             return False
-        written = 0
-        n = out.shape[0]
-        for frame in frames:
-            samples = np.frombuffer(
-                memoryview(frame.planes[0]), dtype=np.int16, count=frame.samples * self.channels
-            )
-            take = min(n - written, samples.shape[0])
-            np.multiply(samples[:take], 1.0 / 32768.0, out=out[written : written + take])
-            written += take
-        if written == 0:
-            return False
-        if written < n:
-            out[written:] = 0.0
+        if samples < self.frame_samples:
+            out[samples * self.channels :] = 0.0
         return True
+
+    def conceal(self, out: F32) -> bool:
+        """Opus's own packet-loss concealment for one missing frame."""
+        return self._decoder.decode(None, out) > 0
 
 
 class PcmFrameDecoder:
@@ -98,31 +89,13 @@ class OpusEncoder:
     ) -> None:
         self.channels = channels
         self.frame_samples = SAMPLE_RATE * frame_ms // 1000
-        self._codec = av.CodecContext.create("libopus", "w")
-        self._codec.bit_rate = bitrate_bps
-        self._codec.format = "s16"
-        self._codec.layout = "stereo" if channels == 2 else "mono"
-        self._codec.sample_rate = SAMPLE_RATE
-        self._codec.time_base = TIME_BASE
-        self._codec.options = {
-            "application": "audio",
-            "frame_duration": str(frame_ms),
-            "compression_level": str(complexity),
-            "fec": "1",
-            "packet_loss": "1",
-        }
-        self._codec.open()
+        self._encoder = opus.Encoder(channels, bitrate_bps, complexity)
         self._pts = 0
-        self._layout = "stereo" if channels == 2 else "mono"
 
     def encode(self, pcm: I16) -> list[EncodedPacket]:
         """Encode one frame: ``pcm`` is (frame_samples, channels) or flat interleaved s16."""
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=self._layout)
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pts
-        frame.time_base = TIME_BASE
+        packet = av.Packet(self._encoder.encode(pcm))
+        packet.pts = self._pts
+        packet.time_base = TIME_BASE
         self._pts += self.frame_samples
-        packets = list(self._codec.encode(frame))
-        for packet in packets:
-            packet.time_base = TIME_BASE
-        return packets
+        return [packet]

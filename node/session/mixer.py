@@ -37,6 +37,7 @@ ACTIVE_RMS = 10 ** (-50 / 20)  # a source louder than -50 dBFS counts as playing
 CLICK_GAIN = 0.6
 CONCEAL_DECAY = 0.6  # each further concealed frame is this much quieter
 INBOX_FRAMES = 64
+MAX_CODEC_CONCEAL = 5  # after 100 ms of loss, fade out instead of extrapolating further
 
 
 class FrameDecoder(Protocol):
@@ -44,6 +45,8 @@ class FrameDecoder(Protocol):
 
     def decode(self, payload: bytes, out: F32) -> bool:
         """Decode ``payload`` into ``out``."""
+
+    # Optionally also ``conceal(out) -> bool``: the codec's own loss concealment.
 
 
 @dataclass
@@ -293,6 +296,15 @@ class SessionMixer:
             slot.counters.decode_errors += 1
             kind = PopKind.CONCEAL
         if kind == PopKind.CONCEAL:
+            conceal = getattr(slot.decoder, "conceal", None)
+            if conceal is not None and slot.concealing < MAX_CODEC_CONCEAL:
+                try:
+                    concealed = bool(conceal(row))
+                except Exception:
+                    concealed = False
+                if concealed:  # the codec's own concealment (Opus PLC)
+                    slot.concealing += 1
+                    return
             # Mirror the last frame (continuous at the joint) and let it decay.
             np.multiply(self._last[index, ::-1], self._ramp, out=row)
             row *= CONCEAL_DECAY**slot.concealing

@@ -1,0 +1,195 @@
+"""Capacity: the largest session this machine mixes in real time, with real WebRTC peers.
+
+The node runs in this process; light clients run in a second process: each replays Opus
+packets encoded once up front and does not decode what it receives (aiortc still does
+ICE, DTLS and SRTP for each), so the clients' CPU does not swamp the node's. For each session
+size N the clients join, connect, and then for ``--seconds`` we record every tick's time,
+the frames the node concealed, and the node process's CPU time.
+
+A size passes when tick p99 < 20 ms and concealed frames < 0.1% with every listener getting
+its personal mix. Prints progress to stderr and one JSON object on the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from node.app import Node  # noqa: E402
+from node.config import load_config  # noqa: E402
+
+
+def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) -> None:
+    """Child process: ``count`` light clients in one event loop."""
+    import av  # noqa: F401 - loaded before aiortc so packets are shared types
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamTrack
+    from eth_account import Account
+
+    from client.session import JamClient
+    from node.media.codec import OpusEncoder
+    from node.media.inbound import tap_receiver
+    from node.media.peer import set_opus_params
+
+    encoder = OpusEncoder(1, 96000)
+    t = np.arange(48000) / 48000
+    pcm = (np.sin(2 * np.pi * 330 * t) * 6000).astype(np.int16)
+    packets = [p for i in range(50) for p in encoder.encode(pcm[i * 960:(i + 1) * 960])]
+
+    class Replay(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._i = 0
+            self._next = 0.0
+
+        async def recv(self):  # type: ignore[no-untyped-def]
+            now = time.monotonic()
+            if self._next == 0.0:
+                self._next = now
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+            self._next += 0.02
+            packet = packets[self._i % len(packets)]
+            packet.pts = self._i * 960
+            self._i += 1
+            return packet
+
+    async def one(index: int) -> JamClient:
+        client = JamClient(url, Account.create(), f"c{index}")
+        await client.__aenter__()
+        await client.join(session_id)
+        await client.control(type="pose", x=float(np.cos(index) * 8), y=float(np.sin(index) * 8))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(Replay())
+        offer = await pc.createOffer()
+        await pc.setLocalDescription(offer)
+        answer = await client.request("POST", f"/api/sessions/{session_id}/rtc",
+                                      {"type": "offer", "sdp": set_opus_params(
+                                          pc.localDescription.sdp, {"stereo": "1"})}, auth=True)
+        tap_receiver(pc.getTransceivers()[0].receiver, lambda *_: None)  # never decode
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        client.pc = pc
+        return client
+
+    async def run() -> None:
+        clients = []
+        for i in range(count):
+            clients.append(await one(i))
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        for client in clients:
+            await client.close()
+
+    asyncio.run(run())
+
+
+async def measure(size: int, seconds: float) -> dict[str, Any]:
+    """One session of ``size`` participants for ``seconds``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_config(None, {"http": {"port": 0}, "data_dir": tmp,
+                                    "session": {"max_participants": max(size, 2)}},
+                             environ={})
+        async with Node(config) as node:
+            assert node.service is not None and node.clock is not None
+            owner_session = await _create(node.url)
+            ctx = mp.get_context("spawn")
+            ready, stop = ctx.Event(), ctx.Event()
+            proc = ctx.Process(target=_clients_main,
+                               args=(node.url, owner_session, size, ready, stop))
+            proc.start()
+            try:
+                deadline = time.monotonic() + 60 + size * 2
+                while not ready.is_set():
+                    if time.monotonic() > deadline or not proc.is_alive():
+                        raise RuntimeError(f"clients did not connect (size {size})")
+                    await asyncio.sleep(0.2)
+                mixer = node.service.mixers()[owner_session]
+                await asyncio.sleep(3.0)  # let every jitter buffer settle
+                ticks: list[float] = []
+                node.clock.tick_observers.append(ticks.append)
+                concealed0 = sum(s.jitter.stats.concealed for s in mixer.slots if s)
+                played0 = sum(s.jitter.stats.played for s in mixer.slots if s)
+                cpu0, wall0 = time.process_time(), time.monotonic()
+                while time.monotonic() - wall0 < seconds:
+                    await asyncio.sleep(1.0)
+                    print(f"  {size}: {time.monotonic() - wall0:3.0f}/{seconds:.0f} s",
+                          file=sys.stderr, end="\r")
+                cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+                node.clock.tick_observers.remove(ticks.append)
+                concealed = sum(s.jitter.stats.concealed for s in mixer.slots if s) - concealed0
+                played = sum(s.jitter.stats.played for s in mixer.slots if s) - played0
+                listeners = len(node.service._live[owner_session].media.listeners)
+            finally:
+                stop.set()
+                proc.join(timeout=60)
+                if proc.is_alive():
+                    proc.kill()
+    tick_ms = np.asarray(ticks) * 1000
+    ratio = concealed / max(1, concealed + played)
+    cpu_pct = 100 * cpu / wall
+    result = {
+        "participants": size,
+        "listeners_with_mix": listeners,
+        "tick_ms_p50": float(np.percentile(tick_ms, 50)),
+        "tick_ms_p99": float(np.percentile(tick_ms, 99)),
+        "concealed_ratio": ratio,
+        "node_cpu_pct": cpu_pct,
+        "node_cpu_pct_per_participant": cpu_pct / size,
+        "overruns": int(np.sum(tick_ms > 20)),
+    }
+    result["ok"] = bool(result["tick_ms_p99"] < 20 and ratio < 0.001 and listeners == size)
+    return result
+
+
+async def _create(url: str) -> str:
+    from eth_account import Account
+
+    from client.session import JamClient
+
+    async with JamClient(url, Account.create(), "owner") as owner:
+        return str((await owner.create_session("capacity"))["id"])
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="8,16,24,32,40,48",
+                        help="session sizes to try, in order; stops after the first failure")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measurement per size")
+    args = parser.parse_args()
+    runs = []
+    best = 0
+    for size in (int(s) for s in args.sizes.split(",")):
+        print(f"size {size} …", file=sys.stderr)
+        result = await measure(size, args.seconds)
+        print(f"\n  {json.dumps(result)}", file=sys.stderr)
+        runs.append(result)
+        if not result["ok"]:
+            break
+        best = size
+    top = next((r for r in runs if r["participants"] == best), runs[-1])
+    print(json.dumps({
+        "max_participants": best,
+        "tick_ms_p99": top["tick_ms_p99"],
+        "concealed_ratio": top["concealed_ratio"],
+        "node_cpu_pct_per_participant": top["node_cpu_pct_per_participant"],
+        "seconds_per_size": args.seconds,
+        "runs": runs,
+    }))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,145 @@
+"""A thin ctypes binding to the system libopus (Debian's libopus0).
+
+Why not PyAV's libopus: PyAV holds the GIL while it encodes, so every personal mix encoded on
+the mix thread stalls the event loop (and the other way round). ctypes releases the GIL for
+the duration of each foreign call, so encoding runs beside the loop on a second core. It
+also gives us what PyAV hides: the decoder's own packet-loss concealment.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from node.errors import MediaError
+
+OPUS_APPLICATION_AUDIO = 2049
+OPUS_SET_BITRATE = 4002
+OPUS_SET_COMPLEXITY = 4010
+OPUS_SET_INBAND_FEC = 4012
+OPUS_SET_PACKET_LOSS_PERC = 4014
+OPUS_SET_SIGNAL = 4024
+OPUS_SIGNAL_MUSIC = 3002
+MAX_PACKET = 4000
+
+_lib: Any = None
+
+
+def _load() -> Any:
+    global _lib  # noqa: PLW0603 - one shared library handle per process
+    if _lib is not None:
+        return _lib
+    name = ctypes.util.find_library("opus") or "libopus.so.0"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        raise MediaError(
+            "libopus is not installed: `apt-get install libopus0` (make install does this)"
+        ) from None
+    lib.opus_encoder_create.restype = ctypes.c_void_p
+    lib.opus_encoder_create.argtypes = [
+        ctypes.c_int32,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_int),
+    ]
+    lib.opus_encoder_ctl.restype = ctypes.c_int
+    lib.opus_encode.restype = ctypes.c_int32
+    lib.opus_encode.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int32,
+    ]
+    lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
+    lib.opus_decoder_create.restype = ctypes.c_void_p
+    lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    lib.opus_decode_float.restype = ctypes.c_int
+    lib.opus_decode_float.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int32,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
+    lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+    _lib = lib
+    return lib
+
+
+class Encoder:
+    """libopus encoder in music mode: int16 interleaved frames in, packet bytes out."""
+
+    def __init__(
+        self, channels: int, bitrate_bps: int, complexity: int = 5, sample_rate: int = 48000
+    ) -> None:
+        lib = _load()
+        error = ctypes.c_int(0)
+        handle = lib.opus_encoder_create(
+            sample_rate, channels, OPUS_APPLICATION_AUDIO, ctypes.byref(error)
+        )
+        if error.value != 0 or not handle:
+            raise MediaError(f"opus_encoder_create failed ({error.value})")
+        self._lib = lib
+        self._handle: ctypes.c_void_p | None = ctypes.c_void_p(handle)
+        self.channels = channels
+        for request, value in (
+            (OPUS_SET_BITRATE, bitrate_bps),
+            (OPUS_SET_COMPLEXITY, complexity),
+            (OPUS_SET_SIGNAL, OPUS_SIGNAL_MUSIC),
+            (OPUS_SET_INBAND_FEC, 1),
+            (OPUS_SET_PACKET_LOSS_PERC, 2),
+        ):
+            lib.opus_encoder_ctl(self._handle, ctypes.c_int(request), ctypes.c_int32(value))
+        self._out = ctypes.create_string_buffer(MAX_PACKET)
+
+    def encode(self, pcm: npt.NDArray[np.int16]) -> bytes:
+        """Encode one frame (samples × channels, C-contiguous int16)."""
+        frame_size = pcm.size // self.channels
+        data = np.ascontiguousarray(pcm)
+        size = self._lib.opus_encode(
+            self._handle, data.ctypes.data, frame_size, self._out, MAX_PACKET
+        )
+        if size < 0:
+            raise MediaError(f"opus_encode failed ({size})")
+        return self._out.raw[:size]
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle:
+            self._lib.opus_encoder_destroy(handle)
+            self._handle = None
+
+
+class Decoder:
+    """libopus decoder to float32 (interleaved when stereo), with built-in concealment."""
+
+    def __init__(self, channels: int, sample_rate: int = 48000) -> None:
+        lib = _load()
+        error = ctypes.c_int(0)
+        handle = lib.opus_decoder_create(sample_rate, channels, ctypes.byref(error))
+        if error.value != 0 or not handle:
+            raise MediaError(f"opus_decoder_create failed ({error.value})")
+        self._lib = lib
+        self._handle: ctypes.c_void_p | None = ctypes.c_void_p(handle)
+        self.channels = channels
+
+    def decode(self, payload: bytes | None, out: npt.NDArray[np.float32]) -> int:
+        """Decode ``payload`` (None: conceal one frame) into ``out``; samples per channel or <0."""
+        frame_size = out.size // self.channels
+        samples: int = self._lib.opus_decode_float(
+            self._handle, payload, len(payload) if payload else 0, out.ctypes.data, frame_size, 0
+        )
+        return samples
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle:
+            self._lib.opus_decoder_destroy(handle)
+            self._handle = None
