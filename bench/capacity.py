@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.app import Node  # noqa: E402
-from node.config import load_config  # noqa: E402
+from node.app import Node
+from node.config import load_config
 
 
 def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) -> None:
@@ -45,7 +45,7 @@ def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) 
     encoder = OpusEncoder(1, 96000)
     t = np.arange(48000) / 48000
     pcm = (np.sin(2 * np.pi * 330 * t) * 6000).astype(np.int16)
-    packets = [p for i in range(50) for p in encoder.encode(pcm[i * 960:(i + 1) * 960])]
+    packets = [p for i in range(50) for p in encoder.encode(pcm[i * 960 : (i + 1) * 960])]
 
     class Replay(MediaStreamTrack):
         kind = "audio"
@@ -76,9 +76,12 @@ def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) 
         pc.addTrack(Replay())
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
-        answer = await client.request("POST", f"/api/sessions/{session_id}/rtc",
-                                      {"type": "offer", "sdp": set_opus_params(
-                                          pc.localDescription.sdp, {"stereo": "1"})}, auth=True)
+        answer = await client.request(
+            "POST",
+            f"/api/sessions/{session_id}/rtc",
+            {"type": "offer", "sdp": set_opus_params(pc.localDescription.sdp, {"stereo": "1"})},
+            auth=True,
+        )
         tap_receiver(pc.getTransceivers()[0].receiver, lambda *_: None)  # never decode
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         client.pc = pc
@@ -89,8 +92,7 @@ def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) 
         for i in range(count):
             clients.append(await one(i))
         ready.set()
-        while not stop.is_set():
-            await asyncio.sleep(0.2)
+        await asyncio.to_thread(stop.wait)
         for client in clients:
             await client.close()
 
@@ -100,16 +102,20 @@ def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) 
 async def measure(size: int, seconds: float) -> dict[str, Any]:
     """One session of ``size`` participants for ``seconds``."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(None, {"http": {"port": 0}, "data_dir": tmp,
-                                    "session": {"max_participants": max(size, 2)}},
-                             environ={})
+        config = load_config(
+            None,
+            {"http": {"port": 0}, "data_dir": tmp, "session": {"max_participants": max(size, 2)}},
+            environ={},
+        )
         async with Node(config) as node:
-            assert node.service is not None and node.clock is not None
+            assert node.service is not None
+            assert node.clock is not None
             owner_session = await _create(node.url)
             ctx = mp.get_context("spawn")
             ready, stop = ctx.Event(), ctx.Event()
-            proc = ctx.Process(target=_clients_main,
-                               args=(node.url, owner_session, size, ready, stop))
+            proc = ctx.Process(
+                target=_clients_main, args=(node.url, owner_session, size, ready, stop)
+            )
             proc.start()
             try:
                 deadline = time.monotonic() + 60 + size * 2
@@ -126,8 +132,11 @@ async def measure(size: int, seconds: float) -> dict[str, Any]:
                 cpu0, wall0 = time.process_time(), time.monotonic()
                 while time.monotonic() - wall0 < seconds:
                     await asyncio.sleep(1.0)
-                    print(f"  {size}: {time.monotonic() - wall0:3.0f}/{seconds:.0f} s",
-                          file=sys.stderr, end="\r")
+                    print(
+                        f"  {size}: {time.monotonic() - wall0:3.0f}/{seconds:.0f} s",
+                        file=sys.stderr,
+                        end="\r",
+                    )
                 cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
                 node.clock.tick_observers.remove(ticks.append)
                 concealed = sum(s.jitter.stats.concealed for s in mixer.slots if s) - concealed0
@@ -166,8 +175,11 @@ async def _create(url: str) -> str:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="8,16,24,32,40,48",
-                        help="session sizes to try, in order; stops after the first failure")
+    parser.add_argument(
+        "--sizes",
+        default="8,16,24,32,40,48",
+        help="session sizes to try, in order; stops after the first failure",
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="measurement per size")
     args = parser.parse_args()
     runs = []
@@ -181,14 +193,18 @@ async def main() -> None:
             break
         best = size
     top = next((r for r in runs if r["participants"] == best), runs[-1])
-    print(json.dumps({
-        "max_participants": best,
-        "tick_ms_p99": top["tick_ms_p99"],
-        "concealed_ratio": top["concealed_ratio"],
-        "node_cpu_pct_per_participant": top["node_cpu_pct_per_participant"],
-        "seconds_per_size": args.seconds,
-        "runs": runs,
-    }))
+    print(
+        json.dumps(
+            {
+                "max_participants": best,
+                "tick_ms_p99": top["tick_ms_p99"],
+                "concealed_ratio": top["concealed_ratio"],
+                "node_cpu_pct_per_participant": top["node_cpu_pct_per_participant"],
+                "seconds_per_size": args.seconds,
+                "runs": runs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

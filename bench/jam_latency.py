@@ -35,9 +35,11 @@ from eth_account import Account
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from client.session import FRAME, RATE, ArraySink, JamClient  # noqa: E402
-from node.app import Node  # noqa: E402
-from node.config import load_config  # noqa: E402
+import contextlib
+
+from client.session import FRAME, RATE, ArraySink, JamClient
+from node.app import Node
+from node.config import load_config
 
 CLICK_EVERY = 9600  # samples: one click each 200 ms
 CLICK_LEN = 240  # 5 ms burst
@@ -57,8 +59,10 @@ class ClickSource:
     def __init__(self) -> None:
         self.frame_times: list[float] = []
         t = np.arange(CLICK_LEN) / RATE
-        self._bursts = [(0.8 * np.sin(2 * np.pi * f * t) * np.hanning(CLICK_LEN)).astype(
-            np.float32) for f in CLICK_FREQS]
+        self._bursts = [
+            (0.8 * np.sin(2 * np.pi * f * t) * np.hanning(CLICK_LEN)).astype(np.float32)
+            for f in CLICK_FREQS
+        ]
         self._n = 0
 
     def read(self) -> np.ndarray:
@@ -109,10 +113,8 @@ def impair(transport: Any, loss: float, jitter_s: float, rng: random.Random) -> 
 
     async def later(data: bytes, delay: float) -> None:
         await asyncio.sleep(delay)
-        try:
+        with contextlib.suppress(ConnectionError):
             await original(data)
-        except ConnectionError:
-            pass
 
     async def send(data: bytes) -> None:
         if len(data) > 1 and 192 <= data[1] <= 223:  # RTCP passes untouched
@@ -126,23 +128,34 @@ def impair(transport: Any, loss: float, jitter_s: float, rng: random.Random) -> 
     transport._send_rtp = send
 
 
-async def run_case(label: str, seconds: float, stock: bool, impaired: int,
-                   seed: int) -> dict[str, Any]:
+async def run_case(
+    label: str, seconds: float, stock: bool, impaired: int, seed: int
+) -> dict[str, Any]:
     """One node, clients A and B; returns latencies for this case."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(None, {"http": {"port": 0}, "data_dir": tmp,
-                                    "media": {"inbound": "aiortc" if stock else "jitter"}},
-                             environ={})
+        config = load_config(
+            None,
+            {
+                "http": {"port": 0},
+                "data_dir": tmp,
+                "media": {"inbound": "aiortc" if stock else "jitter"},
+            },
+            environ={},
+        )
         node_added: list[float] = []
         async with Node(config) as node:
-            assert node.clock is not None and node.service is not None
+            assert node.clock is not None
+            assert node.service is not None
             node.clock.latency_observers.append(
-                lambda v: node_added.append(v) if time.monotonic() - started > WARMUP_S else None)
+                lambda v: node_added.append(v) if time.monotonic() - started > WARMUP_S else None
+            )
             started = time.monotonic() + 3600.0  # reset once both clients are connected
             source = ClickSource()
             sink = ArraySink()
-            async with JamClient(node.url, Account.create(), "A") as a, \
-                    JamClient(node.url, Account.create(), "B", stock_receive=stock) as b:
+            async with (
+                JamClient(node.url, Account.create(), "A") as a,
+                JamClient(node.url, Account.create(), "B", stock_receive=stock) as b,
+            ):
                 session = await a.create_session(f"bench {label}")
                 await a.join(session["id"])
                 await b.join(session["id"])
@@ -159,18 +172,28 @@ async def run_case(label: str, seconds: float, stock: bool, impaired: int,
                 started = time.monotonic()
                 while time.monotonic() - started < seconds:
                     await asyncio.sleep(1.0)
-                    print(f"  {label}: {time.monotonic() - started:4.0f}/{seconds:.0f} s",
-                          file=sys.stderr, end="\r")
+                    print(
+                        f"  {label}: {time.monotonic() - started:4.0f}/{seconds:.0f} s",
+                        file=sys.stderr,
+                        end="\r",
+                    )
                 print(file=sys.stderr)
-                slot = next(s for s in node.service.mixers()[session["id"]].slots
-                            if s is not None and s.key == a.participant["id"])
-                jitter = {"node_target": slot.jitter.target, "node_late": slot.jitter.stats.late,
-                          "node_lost": slot.jitter.stats.lost,
-                          "node_concealed": slot.jitter.stats.concealed,
-                          "node_dropped": slot.jitter.stats.dropped,
-                          "client_target": b.jitter.target, "client_late": b.jitter.stats.late,
-                          "client_lost": b.jitter.stats.lost,
-                          "client_dropped": b.jitter.stats.dropped}
+                slot = next(
+                    s
+                    for s in node.service.mixers()[session["id"]].slots
+                    if s is not None and s.key == a.participant["id"]
+                )
+                jitter = {
+                    "node_target": slot.jitter.target,
+                    "node_late": slot.jitter.stats.late,
+                    "node_lost": slot.jitter.stats.lost,
+                    "node_concealed": slot.jitter.stats.concealed,
+                    "node_dropped": slot.jitter.stats.dropped,
+                    "client_target": b.jitter.target,
+                    "client_late": b.jitter.stats.late,
+                    "client_lost": b.jitter.stats.lost,
+                    "client_dropped": b.jitter.stats.dropped,
+                }
     heard = onsets(sink)
     m2e: list[tuple[float, float]] = []  # (send time, latency)
     for ear, pitch in heard:
@@ -190,7 +213,8 @@ async def run_case(label: str, seconds: float, stock: bool, impaired: int,
         "m2e_ms_p50": percentile(latencies, 50),
         "m2e_ms_p99": percentile(latencies, 99),
         "growth_ms": (statistics.median(last) - statistics.median(first))
-        if first and last else float("nan"),
+        if first and last
+        else float("nan"),
         "node_added_ms_p50": percentile([v * 1000 for v in node_added], 50),
         "node_added_ms_p99": percentile([v * 1000 for v in node_added], 99),
         "jitter": jitter,
@@ -206,10 +230,15 @@ class SilenceSource:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clean-seconds", type=float, default=45.0,
-                        help="length of the clean runs (200 ms per click: 45 s ≈ 225 clicks)")
-    parser.add_argument("--impaired-seconds", type=float, default=60.0,
-                        help="length of the impaired runs")
+    parser.add_argument(
+        "--clean-seconds",
+        type=float,
+        default=45.0,
+        help="length of the clean runs (200 ms per click: 45 s ≈ 225 clicks)",
+    )
+    parser.add_argument(
+        "--impaired-seconds", type=float, default=60.0, help="length of the impaired runs"
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     results = {}

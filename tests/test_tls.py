@@ -20,8 +20,10 @@ async def test_self_signed_tls(tmp_path: Path) -> None:
         cert = data / "tls-cert.pem"
         assert cert.exists() and (data / "tls-key.pem").stat().st_mode & 0o077 == 0
         context = ssl.create_default_context(cafile=str(cert))
-        async with aiohttp.ClientSession() as http, \
-                http.get(node.url + "api/health", ssl=context) as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(node.url + "api/health", ssl=context) as response,
+        ):
             assert response.status == 200
     first = cert.read_bytes()
     async with Node(node_config(data, http={"port": 0, "tls": "self-signed"})):
@@ -29,9 +31,15 @@ async def test_self_signed_tls(tmp_path: Path) -> None:
 
 
 async def test_missing_certificate_files_are_a_clear_error(tmp_path: Path) -> None:
-    config = node_config(tmp_path, http={"port": 0, "tls": "files",
-                                         "cert_file": str(tmp_path / "no.pem"),
-                                         "key_file": str(tmp_path / "no.key")})
+    config = node_config(
+        tmp_path,
+        http={
+            "port": 0,
+            "tls": "files",
+            "cert_file": str(tmp_path / "no.pem"),
+            "key_file": str(tmp_path / "no.key"),
+        },
+    )
     with pytest.raises(ConfigError, match="cannot load TLS certificate"):
         async with Node(config):
             pass

@@ -55,6 +55,10 @@ class SessionMedia:
 
 
 TickObserver = Callable[[float], None]
+TickOutput = tuple[
+    SessionMedia, TickReport, list[tuple[PacketTrack, EncodedPacket]], list[tuple[Slot, float]]
+]
+"""One session's tick: its report, the packets to send and the arrivals it played."""
 LatencyObserver = Callable[[float], None]
 
 
@@ -122,14 +126,7 @@ class MixClock:
             if delay > 0:
                 time.sleep(delay)
             started = time.perf_counter()
-            batch: list[
-                tuple[
-                    SessionMedia,
-                    TickReport,
-                    list[tuple[PacketTrack, EncodedPacket]],
-                    list[tuple[Slot, float]],
-                ]
-            ] = []
+            batch: list[TickOutput] = []
             for media in self._snapshot:
                 batch.append(self._tick_session(media))
             elapsed = time.perf_counter() - started
@@ -151,11 +148,7 @@ class MixClock:
                 self.stats.skipped += skipped
                 next_tick += skipped * self.period_s
 
-    def _tick_session(
-        self, media: SessionMedia
-    ) -> tuple[
-        SessionMedia, TickReport, list[tuple[PacketTrack, EncodedPacket]], list[tuple[Slot, float]]
-    ]:
+    def _tick_session(self, media: SessionMedia) -> TickOutput:
         mixer = media.mixer
         report = mixer.tick()
         out: list[tuple[PacketTrack, EncodedPacket]] = []
@@ -172,14 +165,7 @@ class MixClock:
 
     def _deliver(
         self,
-        batch: list[
-            tuple[
-                SessionMedia,
-                TickReport,
-                list[tuple[PacketTrack, EncodedPacket]],
-                list[tuple[Slot, float]],
-            ]
-        ],
+        batch: list[TickOutput],
     ) -> None:
         now = time.monotonic()
         for media, report, packets, arrivals in batch:

@@ -52,9 +52,9 @@ def repair_wav(path: Path) -> int:
     """Rewrite a WAV header's sizes from the file's length; returns the data bytes."""
     with path.open("r+b") as file:
         file.seek(22)
-        channels, sample_rate = struct.unpack("<HI", file.read(6))
+        channels, sample_rate = (int(v) for v in struct.unpack("<HI", file.read(6)))
         file.seek(0, 2)
-        data = max(0, file.tell() - HEADER_BYTES)
+        data: int = max(0, file.tell() - HEADER_BYTES)
         data -= data % (2 * channels)  # a torn last sample frame is not audio
         file.seek(0)
         file.write(wav_header(channels, sample_rate, data))

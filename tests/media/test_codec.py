@@ -55,8 +55,9 @@ params = st.dictionaries(
 
 @given(params, params)
 @example({}, {})
-def test_fmtp_munging_merges_and_keeps_the_rest(first: dict[str, str],
-                                                 second: dict[str, str]) -> None:
+def test_fmtp_munging_merges_and_keeps_the_rest(
+    first: dict[str, str], second: dict[str, str]
+) -> None:
     once = set_opus_params(SDP, first)
     twice = set_opus_params(once, second)
     fmtp = next(line for line in twice.split("\r\n") if line.startswith("a=fmtp:111 "))
@@ -74,8 +75,9 @@ def test_wav_left_by_a_crash_is_repaired(frames: int, channels: int, torn: int) 
         path = Path(tmp) / "x.wav"
         samples = (np.arange(frames * 960 * channels) % 1000).astype(np.int16)
         # What a killed writer leaves: a header claiming no data, then data, maybe torn.
-        path.write_bytes(wav_header(channels, 48000, 0) + samples.tobytes()[: max(
-            0, samples.nbytes - torn)])
+        path.write_bytes(
+            wav_header(channels, 48000, 0) + samples.tobytes()[: max(0, samples.nbytes - torn)]
+        )
         repair_wav(path)
         audio, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
         assert rate == 48000 and audio.shape[1] == channels
