@@ -1,10 +1,12 @@
 """Latency of the live path: node-added and client-to-client mouth-to-ear, on loopback.
 
 One process runs a node and two clients (real aiortc peers over UDP on this host). A sends a
-click every 200 ms; B's played-out audio is searched for each click. "Mouth" is the moment
-A's track took the frame holding the click (plus the click's offset in it), "ear" the moment
-B's playout clock handed the frame holding it to its sink (plus offset): sound-card buffers
-are not included (there is no sound card here).
+click every 200 ms; B's played-out audio is searched for each click. "Mouth" is when the
+click's first sample would have entered a microphone that hands over 20 ms frames (so the
+packetisation delay is included), "ear" when B's playout clock handed the frame holding it
+to its sink, plus its offset in the frame. Sound-card buffers are not included (there is no
+sound card here). Clean runs are repeated with fresh connections, because each connection
+draws new phases between the sender's, the node's and B's 20 ms clocks.
 
 Runs, all in this process and one after the other:
 - clean: our receive path (node and client jitter buffers);
@@ -79,11 +81,13 @@ class ClickSource:
         return frame
 
     def send_time(self, click: int) -> float | None:
+        """When click ``click`` entered the "microphone": a frame is only handed over once
+        all of it was captured, so its sample k is 20 ms - k/48000 older than the hand-over."""
         sample = click * CLICK_EVERY
         index = sample // FRAME
         if index >= len(self.frame_times):
             return None
-        return self.frame_times[index] + (sample - index * FRAME) / RATE
+        return self.frame_times[index] - (FRAME - (sample - index * FRAME)) / RATE
 
 
 def onsets(sink: ArraySink) -> list[tuple[float, int]]:
@@ -195,7 +199,7 @@ async def run_case(
                     "client_dropped": b.jitter.stats.dropped,
                 }
     heard = onsets(sink)
-    m2e: list[tuple[float, float]] = []  # (send time, latency)
+    m2e: list[tuple[float, float]] = []  # (seconds into the run, latency ms)
     for ear, pitch in heard:
         # The latest click of this pitch sent before the onset was heard.
         click = pitch
@@ -204,20 +208,30 @@ async def run_case(
             mouth = t
             click += len(CLICK_FREQS)
         if mouth is not None and mouth - started > WARMUP_S:
-            m2e.append((mouth, (ear - mouth) * 1000))
-    latencies = [lat for _, lat in m2e]
-    first = [lat for t, lat in m2e if t - started < 10]
-    last = [lat for t, lat in m2e if t - started > seconds - 10]
+            m2e.append((mouth - started, (ear - mouth) * 1000))
+    return {"m2e": m2e, "node_added_ms": [v * 1000 for v in node_added], "jitter": jitter}
+
+
+def summarize(trials: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """Figures over every click of every trial; growth within each trial, averaged."""
+    latencies = [lat for trial in trials for _, lat in trial["m2e"]]
+    node_added = [v for trial in trials for v in trial["node_added_ms"]]
+    growths = []
+    for trial in trials:
+        first = [lat for t, lat in trial["m2e"] if t < 10]
+        last = [lat for t, lat in trial["m2e"] if t > seconds - 10]
+        if seconds >= 30 and first and last:
+            growths.append(statistics.median(last) - statistics.median(first))
     return {
+        "trials": len(trials),
         "clicks": len(latencies),
         "m2e_ms_p50": percentile(latencies, 50),
         "m2e_ms_p99": percentile(latencies, 99),
-        "growth_ms": (statistics.median(last) - statistics.median(first))
-        if first and last
-        else float("nan"),
-        "node_added_ms_p50": percentile([v * 1000 for v in node_added], 50),
-        "node_added_ms_p99": percentile([v * 1000 for v in node_added], 99),
-        "jitter": jitter,
+        "m2e_ms_trial_p50s": [percentile([lat for _, lat in t["m2e"]], 50) for t in trials],
+        "growth_ms": statistics.mean(growths) if growths else None,
+        "node_added_ms_p50": percentile(node_added, 50),
+        "node_added_ms_p99": percentile(node_added, 99),
+        "jitter": [trial["jitter"] for trial in trials],
     }
 
 
@@ -233,8 +247,14 @@ async def main() -> None:
     parser.add_argument(
         "--clean-seconds",
         type=float,
-        default=45.0,
-        help="length of the clean runs (200 ms per click: 45 s ≈ 225 clicks)",
+        default=12.0,
+        help="length of each clean trial (a click each 200 ms after 2 s of warm-up)",
+    )
+    parser.add_argument(
+        "--clean-trials",
+        type=int,
+        default=5,
+        help="clean trials, each with fresh connections: every trial draws new clock phases",
     )
     parser.add_argument(
         "--impaired-seconds", type=float, default=60.0, help="length of the impaired runs"
@@ -242,15 +262,19 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     results = {}
-    for label, stock, impaired, seconds in (
-        ("clean", False, 0, args.clean_seconds),
-        ("impaired", False, 1, args.impaired_seconds),
-        ("impaired_both_hops", False, 2, args.impaired_seconds),
-        ("baseline_clean", True, 0, args.clean_seconds),
-        ("baseline_impaired", True, 1, args.impaired_seconds),
+    for label, stock, impaired, seconds, trials in (
+        ("clean", False, 0, args.clean_seconds, args.clean_trials),
+        ("impaired", False, 1, args.impaired_seconds, 1),
+        ("impaired_both_hops", False, 2, args.impaired_seconds, 1),
+        ("baseline_clean", True, 0, args.clean_seconds, args.clean_trials),
+        ("baseline_impaired", True, 1, args.impaired_seconds, 1),
     ):
         print(f"{label} …", file=sys.stderr)
-        results[label] = await run_case(label, seconds, stock, impaired, args.seed)
+        runs = [
+            await run_case(f"{label} {n + 1}/{trials}", seconds, stock, impaired, args.seed + n)
+            for n in range(trials)
+        ]
+        results[label] = summarize(runs, seconds)
         print(f"  {json.dumps(results[label])}", file=sys.stderr)
     clean, imp = results["clean"], results["impaired"]
     base, base_imp = results["baseline_clean"], results["baseline_impaired"]

@@ -31,6 +31,7 @@ from node.media.codec import EncodedPacket, OpusEncoder, OpusFrameDecoder
 from node.media.inbound import tap_receiver
 from node.media.peer import set_opus_params
 from node.session.jitter import JitterBuffer, PopKind
+from node.session.phase import ALIGN_EVERY_TICKS, alignment_shift
 
 FRAME = 960
 RATE = 48000
@@ -241,7 +242,7 @@ class JamClient:
         self.token = ""
         self.participant: dict[str, Any] = {}
         self.session: dict[str, Any] = {}
-        self.jitter = JitterBuffer(1, 8)
+        self.jitter = JitterBuffer()
         self.pc: RTCPeerConnection | None = None
         self._decoder = OpusFrameDecoder(FRAME, channels=2)
         self._frame = np.zeros(FRAME * 2, dtype=np.float32)
@@ -364,16 +365,22 @@ class JamClient:
 
     async def _play(self, sink: AudioSink) -> None:
         next_tick = time.monotonic()
+        ticks = 0
         try:
             while True:
                 next_tick += FRAME / RATE
+                ticks += 1
+                due = self.jitter.next_due_s()
+                if ticks % ALIGN_EVERY_TICKS == 0 and due is not None:
+                    # Play each frame right after it is due, as the node mixes (phase.py).
+                    next_tick += alignment_shift(next_tick, [due % (FRAME / RATE)], FRAME / RATE)
                 delay = next_tick - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 inbox, self._inbox = self._inbox, []
                 for seq, ts, data, arrival_s in inbox:
                     self.jitter.add(seq, ts, data, arrival_s)
-                kind, payload = self.jitter.pop()
+                kind, payload = self.jitter.pop(time.monotonic())
                 arrival = 0.0
                 if kind == PopKind.PLAY and payload and self._decoder.decode(payload, self._frame):
                     arrival = self.jitter.last_arrival_s

@@ -48,10 +48,10 @@ class MediaConfig:
     """Mix clock period; Opus frames on the WebRTC path are 20 ms (the only value for now)."""
     sample_rate_hz: int = 48000
     """Mixing sample rate (Opus runs at 48 kHz)."""
-    jitter_min_frames: int = 1
-    """Smallest jitter-buffer target depth in frames."""
-    jitter_max_frames: int = 8
-    """Largest jitter-buffer target depth in frames."""
+    jitter_min_delay_ms: float = 0.0
+    """Smallest playout delay a jitter buffer keeps beyond the fastest measured transit."""
+    jitter_max_delay_ms: float = 160.0
+    """Largest playout delay a jitter buffer may grow to."""
     uplink_bitrate_bps: int = 96000
     """Bitrate asked of clients for their mono uplink."""
     downlink_bitrate_bps: int = 128000
@@ -124,8 +124,8 @@ class NodeConfig:
             ),
             (self.media.sample_rate_hz == 48000, "media.sample_rate_hz must be 48000 (Opus)"),
             (
-                1 <= self.media.jitter_min_frames <= self.media.jitter_max_frames <= 50,
-                "need 1 <= media.jitter_min_frames <= media.jitter_max_frames <= 50",
+                0 <= self.media.jitter_min_delay_ms <= self.media.jitter_max_delay_ms <= 1000,
+                "need 0 <= media.jitter_min_delay_ms <= media.jitter_max_delay_ms <= 1000",
             ),
             (0 <= self.media.opus_complexity <= 10, "media.opus_complexity must be 0-10"),
             (

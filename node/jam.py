@@ -103,8 +103,8 @@ class JamService:
             tempo_bpm=settings.tempo_bpm,
             beats_per_bar=settings.time_signature[0],
             frame_samples=media_cfg.sample_rate_hz * media_cfg.tick_ms // 1000,
-            jitter_min_frames=media_cfg.jitter_min_frames,
-            jitter_max_frames=media_cfg.jitter_max_frames,
+            jitter_min_delay_s=media_cfg.jitter_min_delay_ms / 1000,
+            jitter_max_delay_s=media_cfg.jitter_max_delay_ms / 1000,
         )
         session = Session(session_id, owner, settings, created_at, capacity)
         live = _Live(session, SessionMedia(mixer))

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from node.media.codec import EncodedPacket, OpusEncoder
 from node.media.outbound import PacketTrack
 from node.session.mixer import SessionMixer, Slot, TickReport
+from node.session.phase import ALIGN_EVERY_TICKS, alignment_shift
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class ClockStats:
     overruns: int = 0
     skipped: int = 0
     last_tick_s: float = 0.0
+    phase_shift_s: float = 0.0
 
 
 @dataclass
@@ -142,11 +144,28 @@ class MixClock:
                 except RuntimeError:  # loop closed during shutdown
                     return
             next_tick += self.period_s
+            if self.stats.ticks % ALIGN_EVERY_TICKS == 0:
+                next_tick += self._phase_correction(next_tick)
             behind = time.monotonic() - next_tick
             if behind > _RESYNC_AFTER_TICKS * self.period_s:
                 skipped = int(behind / self.period_s)
                 self.stats.skipped += skipped
                 next_tick += skipped * self.period_s
+
+    def _phase_correction(self, next_tick: float) -> float:
+        """Shift the tick grid so frames wait as little as possible between their due time and
+        the tick that mixes them. One clock serves every session: the phase minimises the
+        mean wait over all streams (for one or two musicians, almost none)."""
+        period = self.period_s
+        phases = []
+        for media in self._snapshot:
+            for slot in media.mixer.slots:
+                due = slot.jitter.next_due_s() if slot is not None else None
+                if due is not None:
+                    phases.append(due % period)
+        shift = alignment_shift(next_tick, phases, period)
+        self.stats.phase_shift_s += shift
+        return shift
 
     def _tick_session(self, media: SessionMedia) -> TickOutput:
         mixer = media.mixer

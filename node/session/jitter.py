@@ -1,31 +1,40 @@
 """Adaptive jitter buffer for one inbound audio stream (one Opus frame per RTP packet).
 
-Pure logic: ``add()`` is called for each arriving packet, ``pop()`` once per mix tick. It
+Pure logic: ``add()`` is called for each arriving packet, ``pop(now)`` once per mix tick. It
 returns what the tick should do — play a payload, conceal a missing frame, or stay silent —
 and keeps the counters the node exports.
 
-Policy, in frames of one tick each:
-- playback starts once ``target`` frames are buffered;
-- a missing frame with later frames already here is *lost*: conceal it and move on;
-- an empty buffer is an *underrun*: conceal, keep waiting for that frame; if it then arrives
-  it was *late* (a late event), if a later one arrives first the frame was lost and is skipped
-  so the delay does not grow;
-- late events raise the target at once (the network got worse); a calm period of
-  ``calm_ticks`` with none lowers it by one;
-- when, over a window of ``window_ticks``, the buffer never held fewer than ``target + k``
-  frames, those k frames are dropped to give the latency back;
-- the ring holds ``capacity`` frames; anything further ahead resynchronises (drop oldest).
+It schedules by time, not by counting frames:
+- each packet's *transit* is its arrival time minus its RTP timestamp (in seconds); the
+  smallest transit over the last ``window`` packets is the path's fastest delivery, and a
+  packet's *delay* is how much slower than that it was;
+- a frame is due ``delay_s`` after its fastest possible arrival; at each tick the buffer
+  plays the frame that is due, so frames are held only as long as the measured jitter needs
+  (a whole frame of slack is never added just to round up);
+- ``delay_s`` rises at once to cover any packet that was slower than it (plus a margin), and
+  after ``calm_ticks`` without such a packet it falls back, at most ``release_s`` per
+  second, towards the ``percentile`` of recent delays;
+- a frame not here when due is concealed (the codec extrapolates) and counted *lost*; if it
+  arrives afterwards it is *late*; when the schedule moves (delay changed, clocks drifted)
+  the buffer drops frames that are overdue or holds (conceals) for one that is early;
+- the ring holds ``capacity`` frames; anything further ahead resynchronises.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
+import math
 from dataclasses import dataclass
 
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
-_SILENT_AFTER_UNDERRUNS = 25  # 0.5 s of nothing: the sender stopped; stop concealing.
+_SILENT_AFTER_MISSES = 25  # 0.5 s of nothing: the sender stopped; stop concealing.
 _RESET_JUMP = 3000  # a sequence jump this large is a new stream, not loss.
+# A frame plays on the first tick at or after its due time. Ticks wobble by a millisecond or
+# so, hence a little tolerance before holding, and hysteresis before skipping.
+EARLY_FRAMES = 0.1  # play a frame up to 2 ms before it is due
+_SKIP_AT_FRAMES = 1.3  # skip once the next frame is 26 ms overdue
 
 
 class AddResult(enum.Enum):
@@ -55,7 +64,7 @@ class JitterStats:
     late: int = 0
     lost: int = 0
     concealed: int = 0
-    underruns: int = 0
+    held: int = 0
     dropped: int = 0
     resyncs: int = 0
 
@@ -68,50 +77,66 @@ def unwrap(value: int, reference: int, modulus: int) -> int:
 
 
 class JitterBuffer:
-    """Reorders, de-duplicates and paces one stream's frames; sizes itself from lateness."""
+    """Reorders, de-duplicates and schedules one stream's frames; sizes itself from jitter."""
 
     def __init__(
         self,
-        min_frames: int = 1,
-        max_frames: int = 8,
+        min_delay_s: float = 0.0,
+        max_delay_s: float = 0.160,
+        margin_s: float = 0.002,
         capacity: int = 64,
-        window_ticks: int = 50,
+        window: int = 250,
+        percentile: float = 0.98,
         calm_ticks: int = 250,
+        release_s: float = 0.005,
         frame_samples: int = 960,
         sample_rate: int = 48000,
     ) -> None:
-        if not 1 <= min_frames <= max_frames < capacity:
-            raise ValueError("need 1 <= min_frames <= max_frames < capacity")
-        self.min_frames = min_frames
-        self.max_frames = max_frames
+        frame_s = frame_samples / sample_rate
+        if not 0 <= min_delay_s <= max_delay_s < capacity * frame_s:
+            raise ValueError("need 0 <= min_delay_s <= max_delay_s < capacity frames")
+        self.min_delay_s = min_delay_s
+        self.max_delay_s = max_delay_s
+        self.margin_s = margin_s
         self.capacity = capacity
-        self.window_ticks = window_ticks
+        self.percentile = percentile
         self.calm_ticks = calm_ticks
+        self.release_s = release_s
         self.frame_samples = frame_samples
         self.sample_rate = sample_rate
-        self.target = min_frames
+        self.frame_s = frame_s
+        self.delay_s = min_delay_s
+        """Current playout delay beyond the fastest transit."""
         self.stats = JitterStats()
         self._payloads: list[bytes | None] = [None] * capacity
         self._seqs: list[int] = [-1] * capacity
         self._arrivals: list[float] = [0.0] * capacity
-        self._next = 0  # extended sequence number the next tick wants
-        self._highest = -1  # highest extended sequence number received
-        self._last_ts = 0  # last extended RTP timestamp
+        self._next = 0  # extended sequence number of the next frame to play
+        self._next_ts = 0  # its extended RTP timestamp
+        self._highest = -1
+        self._last_ts = 0
         self._have_packet = False
         self._started = False
-        self._waiting = False  # an underrun is waiting for frame ``_next``
-        self._underrun_run = 0
-        self._window_pos = 0
-        self._window_min_depth = 1 << 30
-        self._ticks_since_late = 0
-        self._late_in_window = 0
-        self._last_transit = 0.0
+        self._misses = 0
+        # Sliding minimum of transits (monotonic deque of (index, transit)).
+        self._transits: collections.deque[tuple[int, float]] = collections.deque()
+        self._delays: collections.deque[float] = collections.deque(maxlen=window)
+        self._window = window
+        self._count = 0
+        self._ticks = 0
+        self._ticks_since_raise = 0
         self.jitter_ms = 0.0
         """RFC 3550 interarrival jitter estimate in milliseconds."""
+        self._last_transit: float | None = None
         self.last_arrival_s = 0.0
         """Arrival time of the most recently played frame (for latency accounting)."""
 
-    # ----------------------------------------------------------------- arrivals
+    # ----------------------------------------------------------------- figures
+    @property
+    def target(self) -> int:
+        """The playout delay in whole frames (at least one: the frame being played)."""
+        return max(1, math.ceil(self.delay_s / self.frame_s - 1e-9))
+
     @property
     def depth(self) -> int:
         """Frames from the next wanted one up to the newest received (gaps included)."""
@@ -119,33 +144,47 @@ class JitterBuffer:
             return 0
         return max(0, self._highest - self._next + 1)
 
+    def next_due_s(self) -> float | None:
+        """Monotonic time at which the next frame is due (None before playback starts)."""
+        if not self._started or not self._transits:
+            return None
+        return self.base_s + self.delay_s + self._next_ts / self.sample_rate
+
+    @property
+    def base_s(self) -> float:
+        """The fastest transit seen over the window (arrival minus media time)."""
+        return self._transits[0][1] if self._transits else 0.0
+
+    # ---------------------------------------------------------------- arrivals
     def add(self, seq: int, timestamp: int, payload: bytes, arrival_s: float) -> AddResult:
         """Store one packet's payload; ``arrival_s`` is a monotonic arrival time in seconds."""
         self.stats.received += 1
         if not self._have_packet:
             self._reset_to(seq, timestamp)
-            ext = seq
+            ext, ext_ts = seq, timestamp
         else:
             ext = unwrap(seq, self._highest, SEQ_MOD)
+            ext_ts = unwrap(timestamp, self._last_ts, TS_MOD)
         result = AddResult.ACCEPTED
         if abs(ext - self._highest) > _RESET_JUMP:
             self._reset_to(seq, timestamp)
-            ext = seq
+            ext, ext_ts = seq, timestamp
             self.stats.resyncs += 1
             result = AddResult.RESYNC
-        elif ext < self._next:
+        self._observe(ext_ts, arrival_s)
+        if ext < self._next:
             if self._started:
                 self.stats.late += 1
-                self._late_event()
                 return AddResult.LATE
-            self._next = ext  # before playback starts, an earlier frame extends the start
+            self._next, self._next_ts = ext, ext_ts  # before playback: an earlier start
         elif ext >= self._next + self.capacity:
             # Too far ahead for the ring: drop the oldest frames to make room.
-            new_next = ext - self.capacity + 1
-            for old in range(self._next, min(new_next, self._highest + 1)):
+            skip = ext - self.capacity + 1 - self._next
+            for old in range(self._next, min(self._next + skip, self._highest + 1)):
                 self._clear(old)
-            self.stats.dropped += new_next - self._next
-            self._next = new_next
+            self._next += skip
+            self._next_ts += skip * self.frame_samples
+            self.stats.dropped += skip
             self.stats.resyncs += 1
             result = AddResult.RESYNC
         slot = ext % self.capacity
@@ -156,11 +195,6 @@ class JitterBuffer:
         self._payloads[slot] = payload
         self._arrivals[slot] = arrival_s
         self._highest = max(self._highest, ext)
-        if self._waiting and ext == self._next:
-            # The frame an underrun waited for came after all: it was late, not lost.
-            self.stats.late += 1
-            self._late_event()
-        self._update_jitter(unwrap(timestamp, self._last_ts, TS_MOD), arrival_s)
         return result
 
     def _reset_to(self, seq: int, timestamp: int) -> None:
@@ -170,20 +204,35 @@ class JitterBuffer:
         self._have_packet = True
         self._highest = seq - 1
         self._next = seq
+        self._next_ts = timestamp
         self._last_ts = timestamp
         self._started = False
-        self._waiting = False
-        self._underrun_run = 0
-        self._last_transit = 0.0
+        self._misses = 0
+        self._transits.clear()
+        self._delays.clear()
+        self._last_transit = None
 
-    def _update_jitter(self, ext_ts: int, arrival_s: float) -> None:
-        transit = arrival_s * self.sample_rate - ext_ts
-        if self._last_transit:
-            d = abs(transit - self._last_transit)
-            # RFC 3550 section 6.4.1, in samples, reported in ms.
-            self.jitter_ms += (d * 1000.0 / self.sample_rate - self.jitter_ms) / 16.0
+    def _observe(self, ext_ts: int, arrival_s: float) -> None:
+        """Update the transit window, the delay and the RFC 3550 jitter."""
+        self._last_ts = max(self._last_ts, ext_ts)
+        transit = arrival_s - ext_ts / self.sample_rate
+        index = self._count
+        self._count += 1
+        while self._transits and self._transits[-1][1] >= transit:
+            self._transits.pop()
+        self._transits.append((index, transit))
+        while self._transits[0][0] <= index - self._window:
+            self._transits.popleft()
+        delay = transit - self._transits[0][1]
+        self._delays.append(delay)
+        wanted = min(self.max_delay_s, delay + self.margin_s)
+        if wanted > self.delay_s:
+            self.delay_s = wanted  # a slow packet: cover it from now on
+            self._ticks_since_raise = 0
+        if self._last_transit is not None:
+            d = abs(transit - self._last_transit) * 1000.0
+            self.jitter_ms += (d - self.jitter_ms) / 16.0
         self._last_transit = transit
-        self._last_ts = ext_ts
 
     def _clear(self, ext: int) -> None:
         slot = ext % self.capacity
@@ -191,76 +240,60 @@ class JitterBuffer:
             self._seqs[slot] = -1
             self._payloads[slot] = None
 
-    def _late_event(self) -> None:
-        self._late_in_window += 1
-        self._ticks_since_late = 0
-        if self.target < self.max_frames:
-            self.target += 1
-
-    # -------------------------------------------------------------------- ticks
-    def pop(self) -> tuple[PopKind, bytes | None]:
-        """One tick: the payload to decode, or whether to conceal or stay silent."""
-        depth = self.depth
-        self._end_of_tick_bookkeeping(depth)
+    # ------------------------------------------------------------------- ticks
+    def pop(self, now_s: float) -> tuple[PopKind, bytes | None]:
+        """One tick at monotonic time ``now_s``: what to play for this stream."""
+        self._adapt()
+        if not self._have_packet:
+            return PopKind.SILENT, None
+        due_ts = (now_s - self.base_s - self.delay_s) * self.sample_rate
+        lag = (due_ts - self._next_ts) / self.frame_samples  # frames overdue (0: just due)
         if not self._started:
-            if self._have_packet and depth >= self.target:
-                self._started = True
-            else:
-                return PopKind.SILENT, None
-        slot = self._next % self.capacity
-        if self._seqs[slot] == self._next:
-            return self._play(slot)
-        if depth > 0:
-            # Later frames are here, so frame ``_next`` is missing.
-            if self._waiting:
-                # We already concealed a tick for it: skip to the next frame we have.
-                while self._seqs[self._next % self.capacity] != self._next:
-                    self.stats.lost += 1
-                    self._next += 1
-                return self._play(self._next % self.capacity)
-            self.stats.lost += 1
+            if lag < -EARLY_FRAMES:
+                return PopKind.SILENT, None  # the first frame is not due yet
+            self._started = True
+        if lag < -EARLY_FRAMES:
+            # The schedule moved later (delay rose): hold this frame back one tick.
+            self.stats.held += 1
             self.stats.concealed += 1
-            self._next += 1
             return PopKind.CONCEAL, None
-        # Underrun: nothing buffered at all.
-        self.stats.underruns += 1
-        self._waiting = True
-        self._underrun_run += 1
-        if self._underrun_run > _SILENT_AFTER_UNDERRUNS:
+        if lag >= _SKIP_AT_FRAMES:
+            # The schedule moved earlier (delay fell, clocks drifted): skip overdue frames.
+            skip = int(lag)
+            for old in range(self._next, self._next + skip):
+                self._clear(old)
+            self._next += skip
+            self._next_ts += skip * self.frame_samples
+            self.stats.dropped += skip
+        slot = self._next % self.capacity
+        self._next += 1
+        self._next_ts += self.frame_samples
+        if self._seqs[slot] == self._next - 1:
+            payload = self._payloads[slot]
+            self.last_arrival_s = self._arrivals[slot]
+            self._payloads[slot] = None
+            self._seqs[slot] = -1
+            self._misses = 0
+            self.stats.played += 1
+            return PopKind.PLAY, payload
+        self.stats.lost += 1
+        self._misses += 1
+        if self._misses > _SILENT_AFTER_MISSES and self.depth == 0:
+            # The sender stopped: go quiet and start afresh with its next packet.
             self._started = False
+            self._have_packet = False
             return PopKind.SILENT, None
         self.stats.concealed += 1
         return PopKind.CONCEAL, None
 
-    def _play(self, slot: int) -> tuple[PopKind, bytes | None]:
-        payload = self._payloads[slot]
-        self.last_arrival_s = self._arrivals[slot]
-        self._payloads[slot] = None
-        self._seqs[slot] = -1
-        self._next += 1
-        self._waiting = False
-        self._underrun_run = 0
-        self.stats.played += 1
-        return PopKind.PLAY, payload
-
-    def _end_of_tick_bookkeeping(self, depth: int) -> None:
-        if self._started and depth < self._window_min_depth:
-            self._window_min_depth = depth
-        self._ticks_since_late += 1
-        if self._ticks_since_late >= self.calm_ticks and self.target > self.min_frames:
-            self.target -= 1
-            self._ticks_since_late = 0
-        self._window_pos += 1
-        if self._window_pos < self.window_ticks:
+    def _adapt(self) -> None:
+        """Once a second: after a calm spell, let the delay fall towards recent jitter."""
+        self._ticks += 1
+        self._ticks_since_raise += 1
+        if self._ticks % 50 or self._ticks_since_raise < self.calm_ticks or not self._delays:
             return
-        # Drain: the buffer never held fewer than target + k frames during the whole window,
-        # so k frames are standing latency: drop them at once (one glitch, not k).
-        excess = self._window_min_depth - self.target
-        if self._started and excess > 0 and not self._waiting:
-            for _ in range(excess):
-                self._clear(self._next)
-                self._next += 1
-            self.stats.dropped += excess
-        self._window_pos = 0
-        self._window_min_depth = 1 << 30
-        self._late_in_window = 0
+        ordered = sorted(self._delays)
+        wanted = ordered[min(len(ordered) - 1, int(self.percentile * len(ordered)))]
+        wanted = max(self.min_delay_s, wanted + self.margin_s)
+        if wanted < self.delay_s:
+            self.delay_s = max(wanted, self.delay_s - self.release_s)

@@ -97,15 +97,15 @@ class SessionMixer:
         beats_per_bar: int = 4,
         frame_samples: int = 960,
         sample_rate: int = 48000,
-        jitter_min_frames: int = 1,
-        jitter_max_frames: int = 8,
+        jitter_min_delay_s: float = 0.0,
+        jitter_max_delay_s: float = 0.160,
         renderer_factory: Callable[[int, int, tuple[int, ...]], Renderer] | None = None,
     ) -> None:
         self.capacity = capacity
         self.frame_samples = frame_samples
         self.sample_rate = sample_rate
-        self._jitter_min = jitter_min_frames
-        self._jitter_max = jitter_max_frames
+        self._jitter_min = jitter_min_delay_s
+        self._jitter_max = jitter_max_delay_s
         rows = capacity + 1
         self.slots: list[Slot | None] = [None] * capacity
         self.positions = np.zeros((rows, 2), dtype=np.float32)
@@ -164,14 +164,18 @@ class SessionMixer:
 
         self.post(command)
 
-    def push_packet(self, index: int, seq: int, timestamp: int, payload: bytes) -> None:
+    def push_packet(
+        self, index: int, seq: int, timestamp: int, payload: bytes, arrival: float | None = None
+    ) -> None:
         """Queue an arriving RTP payload; the oldest is dropped when the inbox is full."""
         slot = self.slots[index]
         if slot is None:
             return
         if len(slot.inbox) == slot.inbox.maxlen:
             slot.counters.inbox_dropped += 1
-        slot.inbox.append((seq, timestamp, payload, time.monotonic()))
+        slot.inbox.append(
+            (seq, timestamp, payload, time.monotonic() if arrival is None else arrival)
+        )
 
     def set_position(self, index: int, x: float, y: float) -> None:
         """Move a participant on the stage (metres, already validated)."""
@@ -235,9 +239,10 @@ class SessionMixer:
         self.weights[cap, cap] = 0.0  # recordings carry no click
         self._weights_dirty = False
 
-    def tick(self) -> TickReport:
-        """Mix one frame for every listener. Never raises."""
+    def tick(self, now: float | None = None) -> TickReport:
+        """Mix one frame for every listener at monotonic time ``now``. Never raises."""
         started = time.perf_counter()
+        now = time.monotonic() if now is None else now
         beat: int | None = None
         try:
             while self._commands:
@@ -245,7 +250,7 @@ class SessionMixer:
             for index, slot in enumerate(self.slots):
                 if slot is None:
                     continue
-                self._pull_source(index, slot)
+                self._pull_source(index, slot, now)
             beat = self.metronome.render(self.sample, self.sources[self.capacity])
             if self._geometry_dirty:
                 self.renderer.set_geometry(self.positions)
@@ -270,13 +275,13 @@ class SessionMixer:
         self.ticks += 1
         return TickReport(self.sample, beat, time.perf_counter() - started)
 
-    def _pull_source(self, index: int, slot: Slot) -> None:
+    def _pull_source(self, index: int, slot: Slot, now: float) -> None:
         jitter = slot.jitter
         inbox = slot.inbox
         while inbox:
             seq, timestamp, data, arrival = inbox.popleft()
             jitter.add(seq, timestamp, data, arrival)
-        kind, payload = jitter.pop()
+        kind, payload = jitter.pop(now)
         row = self.sources[index]
         slot.played_arrival_s = 0.0
         if kind == PopKind.PLAY and payload is not None:

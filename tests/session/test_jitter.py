@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from node.session.jitter import AddResult, JitterBuffer, PopKind, unwrap
 
 FRAME_S = 0.020
+TICK_PHASE_S = 0.010  # ticks run 10 ms after each frame boundary
 
 
 def payload(seq: int) -> bytes:
@@ -28,12 +29,12 @@ def run_stream(
     out: list[tuple[PopKind, int | None]] = []
     i = 0
     for tick in range(ticks):
-        now = tick * FRAME_S
+        now = tick * FRAME_S + TICK_PHASE_S
         while i < len(events) and events[i][0] <= now:
             _, n = events[i]
             jb.add((seq0 + n) % 65536, (ts0 + n * 960) % (1 << 32), payload(n), events[i][0])
             i += 1
-        kind, data = jb.pop()
+        kind, data = jb.pop(now)
         out.append((kind, int.from_bytes(data, "big") if data is not None else None))
     return out
 
@@ -53,102 +54,110 @@ def test_unwrap_inverts_wrapping(value: int, reference: int) -> None:
 @given(
     seq0=st.integers(0, 65535),
     ts0=st.integers(0, 2**32 - 1),
-    swaps=st.lists(st.integers(0, 198), max_size=20),
+    swaps=st.lists(st.integers(1, 197), max_size=20),
     dups=st.lists(st.integers(0, 199), max_size=20),
 )
 @example(seq0=65530, ts0=2**32 - 2000, swaps=[], dups=[])
+@example(seq0=0, ts0=0, swaps=[1, 50, 51, 100], dups=[0, 0, 199])
 def test_reordering_and_duplicates_play_every_frame_once_in_order(
     seq0: int, ts0: int, swaps: list[int], dups: list[int]
 ) -> None:
-    """Adjacent reorderings within a tick and duplicates never change what is played."""
-    jb = JitterBuffer(min_frames=2, max_frames=8)
-    order = list(range(200))
-    for s in swaps:
-        order[s], order[s + 1] = order[s + 1], order[s]
-    # Frame n is sent at n*20 ms; a reordered pair arrives together, duplicates arrive twice.
-    arrivals = [(n * FRAME_S + 0.001 + k * 1e-6, n) for k, n in enumerate(order)]
-    arrivals += [(d * FRAME_S + 0.002, d) for d in dups]
-    out = run_stream(jb, arrivals, 215, seq0, ts0)
+    """Swapped neighbours (the earlier one arriving a frame late) and duplicates change nothing
+    that is played once the buffer allows one frame of delay."""
+    jb = JitterBuffer(min_delay_s=0.025)
+    sent = {n: n * FRAME_S + 0.001 for n in range(200)}
+    arrival = dict(sent)
+    for s in set(swaps):
+        arrival[s] = sent[s + 1] + 1e-6  # frame s comes right after frame s+1
+    arrivals = [(t, n) for n, t in arrival.items()]
+    arrivals += [(arrival[d] + 0.002, d) for d in dups]
+    out = run_stream(jb, arrivals, 201, seq0, ts0)
     assert played(out) == list(range(200))
     assert jb.stats.duplicates == len(dups)
     assert jb.stats.lost == 0
+    assert jb.stats.late == 0
 
 
 @settings(max_examples=60, deadline=None)
 @given(seq0=st.integers(0, 65535), lost=st.sets(st.integers(5, 190), max_size=15))
 @example(seq0=65535 - 10, lost={9, 10, 11, 12})
 def test_loss_is_concealed_and_latency_does_not_grow(seq0: int, lost: set[int]) -> None:
-    jb = JitterBuffer(min_frames=1, max_frames=8)
+    jb = JitterBuffer()
     arrivals = [(n * FRAME_S + 0.005, n) for n in range(200) if n not in lost]
-    out = run_stream(jb, arrivals, 210, seq0)
+    out = run_stream(jb, arrivals, 200, seq0)
     assert played(out) == [n for n in range(200) if n not in lost]
     assert jb.stats.lost == len(lost)
-    # Each frame that is played is played on the tick after it arrived: no added delay.
+    # Every frame plays on the first tick after it arrived: nothing is added for loss.
     for tick, (kind, n) in enumerate(out):
         if kind == PopKind.PLAY:
             assert n is not None
-            assert tick == n + 1
-    assert jb.target == 1  # pure loss is not lateness: the buffer does not grow
+            assert tick == n
+        elif n is None and tick < 200 and tick in lost:
+            assert kind == PopKind.CONCEAL
+    assert jb.delay_s < 0.005  # pure loss is not lateness: the buffer does not grow
 
 
 def test_sequence_and_timestamp_wraparound() -> None:
-    jb = JitterBuffer(min_frames=1)
+    jb = JitterBuffer()
     arrivals = [(n * FRAME_S + 0.003, n) for n in range(100)]
-    out = run_stream(jb, arrivals, 105, seq0=65500, ts0=2**32 - 960 * 30)
+    out = run_stream(jb, arrivals, 100, seq0=65500, ts0=2**32 - 960 * 30)
     assert played(out) == list(range(100))
     assert jb.stats.resyncs == 0
+    assert jb.stats.dropped == 0
     assert jb.jitter_ms < 0.5  # a regular stream has no jitter across the wrap
 
 
-def test_late_frames_raise_target_and_calm_lowers_it() -> None:
-    jb = JitterBuffer(min_frames=1, max_frames=8, calm_ticks=250)
+def test_late_frames_raise_the_delay_and_calm_lowers_it() -> None:
+    """Frames lost to lateness push the delay up at once; a calm network brings it back."""
+    jb = JitterBuffer(calm_ticks=250)
     rng = random.Random(7)
     # First 10 s: up to 30 ms of extra delay per packet; then 20 s of a clean network.
     arrivals = []
     for n in range(1500):
         extra = rng.uniform(0, 0.030) if n < 500 else 0.0
         arrivals.append((n * FRAME_S + 0.002 + extra, n))
-    targets = []
-    jb_out: list[tuple[PopKind, int | None]] = []
+    delays = []
     events = sorted(arrivals)
     i = 0
+    kinds = []
     for tick in range(1520):
-        now = tick * FRAME_S
+        now = tick * FRAME_S + TICK_PHASE_S
         while i < len(events) and events[i][0] <= now:
             t, n = events[i]
             jb.add(n % 65536, n * 960, payload(n), t)
             i += 1
-        jb_out.append(jb.pop())  # type: ignore[arg-type]
-        targets.append(jb.target)
-    assert max(targets[:500]) >= 2, "lateness must raise the target"
-    assert jb.stats.late > 0
-    assert targets[-1] == 1, "a calm network must bring the target back down"
-    # Once calm, the buffer drained back: the last frames play one tick after arrival.
-    assert played(jb_out)[-1] == 1499 or jb_out[-1][0] != PopKind.PLAY
+        kinds.append(jb.pop(now)[0])
+        delays.append(jb.delay_s)
+    assert max(delays[:500]) >= 0.028, "lateness must raise the delay"
+    lost_early = kinds[100:500].count(PopKind.CONCEAL)
+    assert lost_early < 8, "once raised, the delay covers the jitter"
+    assert delays[-1] < 0.005, "a calm network must bring the delay back down"
+    assert kinds[-120:-20].count(PopKind.PLAY) == 100
 
 
 def test_duplicate_and_late_results() -> None:
-    jb = JitterBuffer(min_frames=1)
+    jb = JitterBuffer()
     assert jb.add(10, 0, b"a", 0.0) == AddResult.ACCEPTED
     assert jb.add(10, 0, b"a", 0.0) == AddResult.DUPLICATE
-    assert jb.pop() == (PopKind.PLAY, b"a")
+    assert jb.pop(0.005) == (PopKind.PLAY, b"a")
     assert jb.add(11, 960, b"b", 0.02) == AddResult.ACCEPTED
-    assert jb.pop() == (PopKind.PLAY, b"b")
+    assert jb.pop(0.025) == (PopKind.PLAY, b"b")
     assert jb.add(10, 0, b"a", 0.03) == AddResult.LATE
+    assert jb.stats.late == 1
 
 
 def test_far_jump_resyncs_to_new_stream() -> None:
-    jb = JitterBuffer(min_frames=1)
+    jb = JitterBuffer()
     jb.add(100, 0, b"x", 0.0)
-    assert jb.pop()[0] == PopKind.PLAY
+    assert jb.pop(0.005)[0] == PopKind.PLAY
     assert jb.add(40000, 12345, b"y", 0.02) == AddResult.RESYNC
-    assert jb.pop() == (PopKind.PLAY, b"y")
+    assert jb.pop(0.025) == (PopKind.PLAY, b"y")
 
 
 def test_long_silence_stops_concealing() -> None:
-    jb = JitterBuffer(min_frames=1)
+    jb = JitterBuffer()
     jb.add(1, 0, b"x", 0.0)
-    jb.pop()
-    kinds = [jb.pop()[0] for _ in range(40)]
+    jb.pop(0.005)
+    kinds = [jb.pop(0.005 + 0.02 * (k + 1))[0] for k in range(40)]
     assert kinds[0] == PopKind.CONCEAL
     assert kinds[-1] == PopKind.SILENT

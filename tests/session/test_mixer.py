@@ -28,10 +28,11 @@ def frame(value: float) -> bytes:
 
 
 def run(mixer: SessionMixer, sources: dict[int, float], ticks: int) -> None:
+    """Frame n arrives at n×20 ms + 1 ms; tick n runs at n×20 ms + 5 ms (simulated time)."""
     for n in range(ticks):
         for slot, value in sources.items():
-            mixer.push_packet(slot, n, n * 960, frame(value))
-        mixer.tick()
+            mixer.push_packet(slot, n, n * 960, frame(value), arrival=n * 0.02 + 0.001)
+        mixer.tick(now=n * 0.02 + 0.005)
 
 
 def test_each_listener_hears_the_others_panned_not_itself() -> None:
@@ -82,8 +83,10 @@ def test_missing_frames_are_concealed_without_a_jump() -> None:
     out = []
     for n in range(20):
         if n != 10:  # frame 10 is lost
-            mixer.push_packet(a, n, n * 960, wave[n * 960 : (n + 1) * 960].tobytes())
-        mixer.tick()
+            mixer.push_packet(
+                a, n, n * 960, wave[n * 960 : (n + 1) * 960].tobytes(), arrival=n * 0.02 + 0.001
+            )
+        mixer.tick(now=n * 0.02 + 0.005)
         out.append(mixer.out_right[b].copy())
     signal = np.concatenate(out)
     assert mixer.slots[a].jitter.stats.lost == 1  # type: ignore[union-attr]
@@ -132,7 +135,7 @@ def test_full_session_refuses_more_slots() -> None:
 def test_tick_never_raises_on_bad_payloads() -> None:
     mixer = SessionMixer(2)
     a = mixer.allocate("a", PcmDecoder())
-    mixer.push_packet(a, 0, 0, b"garbage")
-    mixer.tick()
+    mixer.push_packet(a, 0, 0, b"garbage", arrival=0.0)
+    mixer.tick(now=0.005)
     assert mixer.slots[a].counters.decode_errors == 1  # type: ignore[union-attr]
     assert mixer.tick_errors == 0
