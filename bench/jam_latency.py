@@ -1,18 +1,19 @@
 """Latency of the live path: node-added and client-to-client mouth-to-ear, on loopback.
 
-One process runs a node and two clients (real aiortc peers over UDP on this host). A sends a
-click every 200 ms; B's played-out audio is searched for each click. "Mouth" is when the
-click's first sample would have entered a microphone that hands over 20 ms frames (so the
-packetisation delay is included), "ear" when B's playout clock handed the frame holding it
-to its sink, plus its offset in the frame. Sound-card buffers are not included (there is no
-sound card here). Clean runs are repeated with fresh connections, because each connection
-draws new phases between the sender's, the node's and B's 20 ms clocks.
+One process runs a node and two clients (real aiortc peers over UDP on this host). A and B
+each send a click every 200 ms; each one's played-out audio is searched for the other's.
+"Mouth" is when the click's first sample would have entered a microphone that hands over
+20 ms frames (so the packetisation delay is included), "ear" when the listener's playout
+clock handed the frame holding it to its sink, plus its offset in the frame. Sound-card
+buffers are not included (there is no sound card here). Clean runs are repeated with fresh
+connections: each connection draws new phases between the senders' and the node's clocks.
 
 Runs, all in this process and one after the other:
 - clean: our receive path (node and client jitter buffers);
 - impaired: 1% loss and uniform 0-20 ms (10 ± 10 ms) extra delay on every RTP packet A sends
-  to the node, injected in user space at A's transport, 60 s;
-- impaired on both hops: the same on the node's packets to B as well;
+  to the node, injected in user space at A's transport, 60 s (so A→B crosses one impaired
+  hop, B→A none: the impaired figures are for A→B only);
+- impaired on both hops: the same on the node's packets to B as well (A→B only);
 - the clean and impaired runs through stock aiortc's receive path on the node and on B.
 
 Prints progress to stderr and one JSON object on the last line of stdout.
@@ -154,8 +155,10 @@ async def run_case(
                 lambda v: node_added.append(v) if time.monotonic() - started > WARMUP_S else None
             )
             started = time.monotonic() + 3600.0  # reset once both clients are connected
-            source = ClickSource()
-            sink = ArraySink()
+            # Both musicians click; each hears the other. The node's one mix clock cannot be
+            # in phase with both senders, so both directions are measured.
+            source_a, source_b = ClickSource(), ClickSource()
+            sink_a, sink_b = ArraySink(), ArraySink()
             async with (
                 JamClient(node.url, Account.create(), "A") as a,
                 JamClient(node.url, Account.create(), "B", stock_receive=stock) as b,
@@ -163,8 +166,8 @@ async def run_case(
                 session = await a.create_session(f"bench {label}")
                 await a.join(session["id"])
                 await b.join(session["id"])
-                await b.connect(SilenceSource(), sink)
-                await a.connect(source, ArraySink())
+                await b.connect(source_b, sink_b)
+                await a.connect(source_a, sink_a)
                 if impaired:
                     rng = random.Random(seed)
                     assert a.pc is not None
@@ -198,17 +201,18 @@ async def run_case(
                     "client_lost": b.jitter.stats.lost,
                     "client_dropped": b.jitter.stats.dropped,
                 }
-    heard = onsets(sink)
     m2e: list[tuple[float, float]] = []  # (seconds into the run, latency ms)
-    for ear, pitch in heard:
-        # The latest click of this pitch sent before the onset was heard.
-        click = pitch
-        mouth = None
-        while (t := source.send_time(click)) is not None and t < ear:
-            mouth = t
-            click += len(CLICK_FREQS)
-        if mouth is not None and mouth - started > WARMUP_S:
-            m2e.append((mouth - started, (ear - mouth) * 1000))
+    directions = [(source_a, sink_b)] + ([] if impaired else [(source_b, sink_a)])
+    for source, sink in directions:
+        for ear, pitch in onsets(sink):
+            # The latest click of this pitch sent before the onset was heard.
+            click = pitch
+            mouth = None
+            while (t := source.send_time(click)) is not None and t < ear:
+                mouth = t
+                click += len(CLICK_FREQS)
+            if mouth is not None and mouth - started > WARMUP_S:
+                m2e.append((mouth - started, (ear - mouth) * 1000))
     return {"m2e": m2e, "node_added_ms": [v * 1000 for v in node_added], "jitter": jitter}
 
 
@@ -233,13 +237,6 @@ def summarize(trials: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
         "node_added_ms_p99": percentile(node_added, 99),
         "jitter": [trial["jitter"] for trial in trials],
     }
-
-
-class SilenceSource:
-    """B sends silence."""
-
-    def read(self) -> np.ndarray:
-        return np.zeros(FRAME, dtype=np.float32)
 
 
 async def main() -> None:

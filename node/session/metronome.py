@@ -52,6 +52,11 @@ class Metronome:
         """Number of the beat in progress at ``sample`` (the grid's first beat is 0)."""
         return self._first_beat + math.floor((sample - self._origin) / self._period)
 
+    def beat_in(self, start: int, length: int) -> int | None:
+        """The number of a beat that starts in [start, start+length), or None."""
+        beat = self.beat_at(start + length - 1)
+        return beat if self.beat_start(beat) >= start else None
+
     def render(self, start: int, out: npt.NDArray[np.float32]) -> int | None:
         """Write clicks for samples [start, start+len(out)) into ``out``.
 

@@ -247,6 +247,12 @@ class SessionMixer:
         try:
             while self._commands:
                 self._commands.popleft()()
+            if not any(self.slots):
+                # An empty session costs nothing but keeps its beat grid running.
+                beat = self.metronome.beat_in(self.sample, self.frame_samples)
+                self.sample += self.frame_samples
+                self.ticks += 1
+                return TickReport(self.sample, beat, time.perf_counter() - started)
             for index, slot in enumerate(self.slots):
                 if slot is None:
                     continue

@@ -116,6 +116,12 @@ def test_click_only_for_listeners_who_want_it_and_on_the_grid() -> None:
     assert np.any((onsets >= 19200) & (onsets < 19200 + 48))
 
 
+def test_an_empty_session_still_counts_beats() -> None:
+    mixer = SessionMixer(2, tempo_bpm=150)
+    beats = [mixer.tick(now=n * 0.02).beat for n in range(45)]
+    assert [(i, b) for i, b in enumerate(beats) if b is not None] == [(0, 0), (20, 1), (40, 2)]
+
+
 def test_metronome_tempo_change_keeps_counting() -> None:
     metronome = Metronome(120, 4)
     assert metronome.beat_start(2) == 48000
