@@ -142,6 +142,13 @@ async def measure(size: int, seconds: float) -> dict[str, Any]:
                 concealed = sum(s.jitter.stats.concealed for s in mixer.slots if s) - concealed0
                 played = sum(s.jitter.stats.played for s in mixer.slots if s) - played0
                 listeners = len(node.service._live[owner_session].media.listeners)
+                jitter = {
+                    name: sum(getattr(s.jitter.stats, name) for s in mixer.slots if s)
+                    for name in ("lost", "late", "held", "dropped", "received", "played")
+                }
+                jitter["delay_ms_max"] = max(
+                    (s.jitter.delay_s * 1000 for s in mixer.slots if s), default=0.0
+                )
             finally:
                 stop.set()
                 proc.join(timeout=60)
@@ -159,6 +166,7 @@ async def measure(size: int, seconds: float) -> dict[str, Any]:
         "node_cpu_pct": cpu_pct,
         "node_cpu_pct_per_participant": cpu_pct / size,
         "overruns": int(np.sum(tick_ms > 20)),
+        "jitter_totals": jitter,
     }
     result["ok"] = bool(result["tick_ms_p99"] < 20 and ratio < 0.001 and listeners == size)
     return result

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from node.media.codec import EncodedPacket, OpusEncoder
 from node.media.outbound import PacketTrack
 from node.session.mixer import SessionMixer, Slot, TickReport
-from node.session.phase import ALIGN_EVERY_TICKS, alignment_shift
+from node.session.phase import ALIGN_EVERY_TICKS, ALIGN_MIN_GAP_TICKS, alignment_shift
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class MixClock:
         if on_node_latency is not None:
             self.latency_observers.append(on_node_latency)
         self.stats = ClockStats()
+        self._last_shift_tick: int | None = None
 
     def add(self, key: str, media: SessionMedia) -> None:
         """Start ticking a session."""
@@ -163,8 +164,16 @@ class MixClock:
                 due = slot.jitter.next_due_s() if slot is not None else None
                 if due is not None:
                     phases.append(due % period)
+        if self._last_shift_tick is not None and (
+            self.stats.ticks - self._last_shift_tick < ALIGN_MIN_GAP_TICKS
+        ):
+            return 0.0
         shift = alignment_shift(next_tick, phases, period)
-        self.stats.phase_shift_s += shift
+        if shift:
+            # Every move makes the streams due just before the new tick wait one frame (a
+            # concealed frame each), so after the first, moves are rare.
+            self._last_shift_tick = self.stats.ticks
+            self.stats.phase_shift_s += shift
         return shift
 
     def _tick_session(self, media: SessionMedia) -> TickOutput:

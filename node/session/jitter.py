@@ -11,9 +11,9 @@ It schedules by time, not by counting frames:
 - a frame is due ``delay_s`` after its fastest possible arrival; at each tick the buffer
   plays the frame that is due, so frames are held only as long as the measured jitter needs
   (a whole frame of slack is never added just to round up);
-- ``delay_s`` rises at once to cover any packet that was slower than it (plus a margin), and
-  after ``calm_ticks`` without such a packet it falls back, at most ``release_s`` per
-  second, towards the ``percentile`` of recent delays;
+- when a packet misses its tick, ``delay_s`` rises at once to cover packets that slow (plus
+  a margin); after ``calm_ticks`` without a late packet it falls back, at most
+  ``release_s`` per second, towards the ``percentile`` of recent delays (plus the margin);
 - a frame not here when due is concealed (the codec extrapolates) and counted *lost*; if it
   arrives afterwards it is *late*; when the schedule moves (delay changed, clocks drifted)
   the buffer drops frames that are overdue or holds (conceals) for one that is early;
@@ -128,6 +128,7 @@ class JitterBuffer:
         self.jitter_ms = 0.0
         """RFC 3550 interarrival jitter estimate in milliseconds."""
         self._last_transit: float | None = None
+        self._last_delay = 0.0
         self.last_arrival_s = 0.0
         """Arrival time of the most recently played frame (for latency accounting)."""
 
@@ -174,7 +175,11 @@ class JitterBuffer:
         self._observe(ext_ts, arrival_s)
         if ext < self._next:
             if self._started:
+                # It missed its tick: from now on, wait long enough for packets this slow.
                 self.stats.late += 1
+                wanted = min(self.max_delay_s, self._last_delay + self.margin_s)
+                self.delay_s = max(self.delay_s, wanted)
+                self._ticks_since_raise = 0
                 return AddResult.LATE
             self._next, self._next_ts = ext, ext_ts  # before playback: an earlier start
         elif ext >= self._next + self.capacity:
@@ -223,12 +228,8 @@ class JitterBuffer:
         self._transits.append((index, transit))
         while self._transits[0][0] <= index - self._window:
             self._transits.popleft()
-        delay = transit - self._transits[0][1]
-        self._delays.append(delay)
-        wanted = min(self.max_delay_s, delay + self.margin_s)
-        if wanted > self.delay_s:
-            self.delay_s = wanted  # a slow packet: cover it from now on
-            self._ticks_since_raise = 0
+        self._last_delay = transit - self._transits[0][1]
+        self._delays.append(self._last_delay)
         if self._last_transit is not None:
             d = abs(transit - self._last_transit) * 1000.0
             self.jitter_ms += (d - self.jitter_ms) / 16.0

@@ -13,7 +13,8 @@ from node.session.jitter import EARLY_FRAMES
 
 ALIGN_EVERY_TICKS = 50  # re-aim the clock's phase once a second
 ALIGN_AFTER_DUE_S = 0.001  # tick this long after the chosen frames are due
-ALIGN_GAIN_S = 0.001  # move only when each stream would wait this much less on average
+ALIGN_GAIN_S = 0.002  # move only when each stream would wait this much less on average
+ALIGN_MIN_GAP_TICKS = 1500  # after a move, the node's clock stays put for 30 s
 
 
 def total_wait(tick_phase: float, due_phases: list[float], period_s: float) -> float:
