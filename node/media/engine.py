@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from node.session.phase import ALIGN_EVERY_TICKS, ALIGN_MIN_GAP_TICKS, alignment
 
 log = logging.getLogger(__name__)
 
+SWITCH_INTERVAL_S = 0.0005
 _RESYNC_AFTER_TICKS = 5  # further behind than this: skip ahead instead of bursting
 
 
@@ -108,6 +110,9 @@ class MixClock:
         """Start the clock thread (idempotent)."""
         if self._thread is not None:
             return
+        # The event loop and this thread share the GIL; by default a thread that wants it
+        # waits up to 5 ms, a quarter of a tick. Hand it over more often.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="jamnet-mix-clock", daemon=True)
         self._thread.start()
