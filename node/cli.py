@@ -81,7 +81,9 @@ def _run_jam(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands."""
-    parser = argparse.ArgumentParser(prog="jamnet", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="jamnet", description="Run a jamnet node, or jam from the terminal."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start a node on its embedded defaults and print its URL")
