@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMPS := .make
-APT_RUN_PKGS  := libportaudio2 libsndfile1 libopus0
+APT_RUN_PKGS  := libportaudio2 libsndfile1 libopus0 libmysofa1
 APT_TEST_PKGS := chromium chromium-driver iproute2
 
 .PHONY: run test install install-test lint typecheck pytest clean

@@ -52,7 +52,8 @@ async def jam(args: argparse.Namespace) -> int:
             print(f"created session {session_id}", flush=True)
         joined = await client.join(session_id, args.invite)
         print(f"joined {joined['session']['name']!r} as {account.address}", flush=True)
-        await client.control(type="pose", x=args.x, y=args.y)
+        await client.control(type="pose", x=args.x, y=args.y, yaw_deg=args.yaw, pitch_deg=0.0)
+        await client.control(type="render", binaural=args.binaural, room=args.room)
         if args.click:
             await client.control(type="click", on=True)
         if args.monitor:

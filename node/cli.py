@@ -79,6 +79,21 @@ def _run_jam(args: argparse.Namespace) -> int:
     return asyncio.run(jam(args))
 
 
+def _run_demo(args: argparse.Namespace) -> int:
+    from node.spatial.demo import run
+
+    config: NodeConfig = load_config(args.config, {})
+    sofa = args.sofa or config.spatial.sofa_file
+    run(
+        Path(args.out),
+        Path(args.png) if args.png else None,
+        args.seconds,
+        sofa,
+        config.spatial.hrir_taps,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands."""
     parser = argparse.ArgumentParser(
@@ -109,6 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     jam.add_argument("--invite", help="invite token for a private session")
     jam.add_argument("--x", type=float, default=0.0, help="stage x in metres (-10..10)")
     jam.add_argument("--y", type=float, default=0.0, help="stage y in metres (-10..10)")
+    jam.add_argument(
+        "--yaw", type=float, default=0.0, help="which way you face, degrees clockwise from +y"
+    )
+    jam.add_argument(
+        "--binaural",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="HRTF binaural mix for headphones (--no-binaural: stereo panning)",
+    )
+    jam.add_argument(
+        "--room",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hear the session's room, if it has one",
+    )
     jam.add_argument("--click", action="store_true", help="hear the metronome")
     jam.add_argument("--monitor", action="store_true", help="hear yourself")
     jam.add_argument("--loop", action="store_true", help="loop the input file")
@@ -117,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure", action="store_true", help="accept a self-signed node certificate"
     )
     jam.set_defaults(func=_run_jam)
+
+    demo = sub.add_parser("demo", help="hear and see what jamnet does")
+    demos = demo.add_subparsers(dest="demo", required=True)
+    spatial = demos.add_parser(
+        "spatial", help="render a binaural scene to a WAV and plot the HRTF set's ITD/ILD"
+    )
+    spatial.add_argument("out", help="output WAV (48 kHz stereo; listen on headphones)")
+    spatial.add_argument("--png", help="plot file (default: OUT with .png)")
+    spatial.add_argument("--seconds", type=float, default=8.0, help="scene length (1-120)")
+    spatial.add_argument("--sofa", help="HRTF set (default: spatial.sofa_file from config)")
+    spatial.add_argument("--config", help="TOML config file")
+    spatial.set_defaults(func=_run_demo)
     return parser
 
 

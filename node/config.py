@@ -81,6 +81,22 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class SpatialConfig:
+    """Binaural (HRTF) rendering of every listener's personal mix."""
+
+    sofa_file: str = "/usr/share/libmysofa/MIT_KEMAR_normal_pinna.sofa"
+    """HRTF set (SOFA SimpleFreeFieldHRIR); the default is MIT KEMAR from Debian's libmysofa1."""
+    hrir_taps: int = 320
+    """HRIR length kept after resampling to 48 kHz; longer filters use more partitions."""
+    binaural: bool = True
+    """Whether listeners start with binaural rendering (else constant-power stereo panning)."""
+    near_m: float = 2.0
+    """Distance below which a source gets no louder (inverse-distance law reference)."""
+    far_m: float = 40.0
+    """Distance beyond which a source gets no quieter."""
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Structured logging."""
 
@@ -99,6 +115,7 @@ class NodeConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
+    spatial: SpatialConfig = field(default_factory=SpatialConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -140,6 +157,11 @@ class NodeConfig:
             (
                 self.media.inbound in {"jitter", "aiortc"},
                 'media.inbound must be "jitter" or "aiortc"',
+            ),
+            (32 <= self.spatial.hrir_taps <= 4096, "spatial.hrir_taps must be 32-4096"),
+            (
+                0.1 <= self.spatial.near_m < self.spatial.far_m <= 1000,
+                "need 0.1 <= spatial.near_m < spatial.far_m <= 1000",
             ),
             (1 <= self.session.max_participants <= 256, "session.max_participants must be 1-256"),
             (1 <= self.session.max_sessions <= 10000, "session.max_sessions must be 1-10000"),

@@ -37,3 +37,7 @@ class MediaError(JamnetError):
 
 class StoreError(JamnetError):
     """Persistence failed."""
+
+
+class SpatialError(JamnetError, ValueError):
+    """An HRTF file, position, orientation or room is invalid."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -24,7 +25,11 @@ from node.media.outbound import PacketTrack
 from node.media.peer import Peer
 from node.media.recorder import Recorder, recover
 from node.session.mixer import SessionMixer, TickReport
+from node.session.render import Renderer, StereoPanner
 from node.session.session import Participant, Session, SessionSettings
+from node.spatial.bank import HrtfBank, load_bank
+from node.spatial.renderer import BinauralRenderer
+from node.spatial.room import Room
 from node.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -56,11 +61,16 @@ class JamService:
         self.clock = clock
         self._live: dict[str, _Live] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.bank: HrtfBank | None = None
+        """The HRTF set every session renders with (loaded by ``start``)."""
         self.recordings_dir = config.data_path / "recordings"
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        """Recover interrupted recordings, restore open sessions, start periodic work."""
+        """Load the HRTF set, recover recordings, restore open sessions, start periodic work."""
+        spatial = self.config.spatial
+        self.bank = await asyncio.to_thread(load_bank, spatial.sofa_file, spatial.hrir_taps)
+        log.info("HRTF set %s: %d-point FFTs", self.bank.name, self.bank.fft_size)
         for row in self.store.recordings(state="recording"):
             frames = recover(Path(row["path"]))
             self.store.finish_recording(row["id"], frames, state="recovered")
@@ -70,7 +80,12 @@ class JamService:
             settings = SessionSettings(
                 row["name"], row["tempo_bpm"], row["key"], (beats, unit), bool(row["private"])
             )
-            self._open(row["id"], row["owner"], settings, row["created_at"])
+            live = self._open(row["id"], row["owner"], settings, row["created_at"])
+            if row.get("room"):
+                try:
+                    self._set_room(live, Room.parse(json.loads(row["room"])))
+                except (ValueError, TypeError) as exc:
+                    log.warning("session %s: stored room ignored (%s)", row["id"], exc)
         self._tasks.append(asyncio.create_task(self._levels_loop(), name="levels"))
         self._tasks.append(asyncio.create_task(self._stats_loop(), name="recording-stats"))
 
@@ -105,6 +120,8 @@ class JamService:
             frame_samples=media_cfg.sample_rate_hz * media_cfg.tick_ms // 1000,
             jitter_min_delay_s=media_cfg.jitter_min_delay_ms / 1000,
             jitter_max_delay_s=media_cfg.jitter_max_delay_ms / 1000,
+            renderer_factory=self._renderer,
+            binaural=self.config.spatial.binaural,
         )
         session = Session(session_id, owner, settings, created_at, capacity)
         live = _Live(session, SessionMedia(mixer))
@@ -112,6 +129,24 @@ class JamService:
         self._live[session_id] = live
         self.clock.add(session_id, live.media)
         return live
+
+    def _renderer(self, listeners: int, sources: int, centered: tuple[int, ...]) -> Renderer:
+        if self.bank is None:  # only before start(): tests of the bare service
+            return StereoPanner(listeners, sources, centered)
+        spatial = self.config.spatial
+        return BinauralRenderer(
+            self.bank,
+            listeners,
+            sources,
+            centered,
+            near_m=spatial.near_m,
+            far_m=spatial.far_m,
+            sample_rate=self.config.media.sample_rate_hz,
+        )
+
+    def _set_room(self, live: _Live, room: Room | None) -> None:
+        live.session.room = room
+        live.media.mixer.set_room(room)
 
     def create(self, owner: str, settings: SessionSettings) -> Session:
         """A new session owned by ``owner`` (already authenticated)."""
@@ -135,6 +170,7 @@ class JamService:
                 "time_signature": f"{beats}/{unit}",
                 "private": int(session.settings.private),
                 "created_at": session.created_at,
+                "room": json.dumps(session.room.public()) if session.room else None,
             }
         )
 
@@ -174,8 +210,9 @@ class JamService:
         tempo_bpm: float | None,
         time_signature: tuple[int, int] | None,
         key: str | None,
+        room: Room | bool | None = False,
     ) -> Session:
-        """Owner changes tempo, metre or key."""
+        """Owner changes tempo, metre, key or room (``False``: leave the room as it is)."""
         live = self._get(session_id)
         settings = live.session.settings
         if tempo_bpm is not None:
@@ -184,6 +221,8 @@ class JamService:
             settings.time_signature = time_signature
         if key is not None:
             settings.key = key
+        if room is not False:
+            self._set_room(live, room if isinstance(room, Room) else None)
         live.media.mixer.set_tempo(settings.tempo_bpm, settings.time_signature[0])
         self._persist(live.session)
         self._publish(live, {"type": "session", "session": live.session.public()})
@@ -294,6 +333,30 @@ class JamService:
         participant.x, participant.y = x, y
         live.media.mixer.set_position(participant.slot, x, y)
         self._publish(live, {"type": "moved", "participant": participant.id, "x": x, "y": y})
+
+    def turn(
+        self, session_id: str, participant: Participant, yaw_deg: float, pitch_deg: float
+    ) -> None:
+        """Set which way a participant faces (validated degrees)."""
+        live = self._get(session_id)
+        participant.yaw_deg, participant.pitch_deg = yaw_deg, pitch_deg
+        live.media.mixer.set_orientation(participant.slot, yaw_deg, pitch_deg)
+        self._publish(
+            live,
+            {
+                "type": "turned",
+                "participant": participant.id,
+                "yaw_deg": yaw_deg,
+                "pitch_deg": pitch_deg,
+            },
+        )
+
+    def set_render(
+        self, session_id: str, participant: Participant, binaural: bool, room: bool
+    ) -> None:
+        """Binaural rendering and the room, on or off in this participant's own mix."""
+        participant.binaural, participant.room = binaural, room
+        self._get(session_id).media.mixer.set_modes(participant.slot, binaural, room)
 
     def set_mix(self, session_id: str, listener: Participant, source_id: str, gain: float) -> None:
         """Set a source's gain in the listener's own mix (0 mutes)."""

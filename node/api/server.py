@@ -23,6 +23,7 @@ from node.errors import (
     MediaError,
     NotFoundError,
     SessionError,
+    SpatialError,
 )
 from node.identity import ChallengeBook, parse_address
 from node.jam import JamService
@@ -35,9 +36,11 @@ from node.session.session import (
     _number,
     _text,
     parse_chat,
+    parse_orientation,
     parse_position,
     parse_time_signature,
 )
+from node.spatial.room import Room
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ STATUS = {
     NotFoundError: 404,
     SessionError: 409,
     MediaError: 502,
+    SpatialError: 400,
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -187,7 +191,7 @@ async def show_session(request: web.Request) -> web.Response:
 
 
 async def update_session(request: web.Request) -> web.Response:
-    """Owner changes tempo, time signature or key."""
+    """Owner changes tempo, time signature, key or room (an object, or null for none)."""
     session_id, participant = _participant(request)
     service = request.app[SERVICE]
     service.get(session_id).require_owner(participant)
@@ -197,10 +201,13 @@ async def update_session(request: web.Request) -> web.Response:
     key = body.get("key")
     if key is not None and (not isinstance(key, str) or not KEY_RE.match(key)):
         raise InputError('key must be a note name with optional mode, e.g. "C", "F#m"')
-    unknown = set(body) - {"tempo_bpm", "time_signature", "key"}
+    unknown = set(body) - {"tempo_bpm", "time_signature", "key", "room"}
     if unknown:
         raise InputError(f"unknown field {sorted(unknown)[0]!r}")
-    session = service.update(session_id, tempo, signature, key)
+    room: Room | bool | None = False
+    if "room" in body:
+        room = None if body["room"] is None else Room.parse(body["room"])
+    session = service.update(session_id, tempo, signature, key, room)
     return web.json_response(session.public())
 
 
@@ -267,8 +274,20 @@ def _apply_control(
 ) -> None:
     kind = body.get("type")
     if kind == "pose":
-        x, y = parse_position(body)
-        service.move(session_id, participant, x, y)
+        if "x" not in body and "y" not in body and not {"yaw_deg", "pitch_deg"} & set(body):
+            raise InputError("a pose needs x and y, yaw_deg/pitch_deg, or both")
+        if "x" in body or "y" in body:
+            x, y = parse_position(body)
+            service.move(session_id, participant, x, y)
+        if "yaw_deg" in body or "pitch_deg" in body:
+            yaw, pitch = parse_orientation(body, participant.yaw_deg, participant.pitch_deg)
+            service.turn(session_id, participant, yaw, pitch)
+    elif kind == "render":
+        binaural = body.get("binaural", participant.binaural)
+        room = body.get("room", participant.room)
+        if not isinstance(binaural, bool) or not isinstance(room, bool):
+            raise InputError("binaural and room must be true or false")
+        service.set_render(session_id, participant, binaural, room)
     elif kind == "gain":
         source = body.get("source")
         if not isinstance(source, str):
@@ -291,7 +310,7 @@ def _apply_control(
     elif kind == "chat":
         service.chat(session_id, participant, parse_chat(body))
     else:
-        raise InputError('type must be one of "pose", "gain", "monitor", "click", "chat"')
+        raise InputError('type must be one of "pose", "render", "gain", "monitor", "click", "chat"')
 
 
 async def control(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,9 @@ import numpy.typing as npt
 from node.session.jitter import JitterBuffer, PopKind
 from node.session.metronome import Metronome
 from node.session.render import STAGE_HALF_M, Renderer, StereoPanner
+
+if TYPE_CHECKING:
+    from node.spatial.room import Room
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,7 @@ class SessionMixer:
         jitter_min_delay_s: float = 0.0,
         jitter_max_delay_s: float = 0.160,
         renderer_factory: Callable[[int, int, tuple[int, ...]], Renderer] | None = None,
+        binaural: bool = True,
     ) -> None:
         self.capacity = capacity
         self.frame_samples = frame_samples
@@ -110,6 +114,15 @@ class SessionMixer:
         self.slots: list[Slot | None] = [None] * capacity
         self.positions = np.zeros((rows, 2), dtype=np.float32)
         self.positions[capacity] = (0.0, -STAGE_HALF_M)  # the recording mix hears from the front
+        self.orientations = np.zeros((rows, 2), dtype=np.float32)
+        """Each listener's (yaw, pitch) in degrees; yaw 0 faces +y, +90 faces +x."""
+        self._binaural_default = binaural
+        self.binaural = np.full(rows, binaural, dtype=bool)
+        self.binaural[capacity] = False  # the recording mix is for loudspeakers: stereo
+        self.room_on = np.ones(rows, dtype=bool)
+        self._distance = np.ones(rows, dtype=bool)
+        self._distance[capacity] = False  # ... and hears everyone at full level
+        self._modes_dirty = True
         self.user_gain = np.ones((rows, rows), dtype=np.float32)
         self.self_monitor = np.zeros(capacity, dtype=bool)
         self.click_on = np.zeros(rows, dtype=bool)
@@ -186,6 +199,29 @@ class SessionMixer:
 
         self.post(command)
 
+    def set_orientation(self, index: int, yaw_deg: float, pitch_deg: float) -> None:
+        """Turn a listener's head (degrees, already validated)."""
+
+        def command() -> None:
+            self.orientations[index] = (yaw_deg, pitch_deg)
+            self._geometry_dirty = True
+
+        self.post(command)
+
+    def set_modes(self, index: int, binaural: bool, room: bool) -> None:
+        """Binaural rendering and the room, on or off in one listener's mix."""
+
+        def command() -> None:
+            self.binaural[index] = binaural
+            self.room_on[index] = room
+            self._modes_dirty = True
+
+        self.post(command)
+
+    def set_room(self, room: Room | None) -> None:
+        """The session's room, or None for a dry stage."""
+        self.post(lambda: self.renderer.set_room(room))
+
     def set_gain(self, listener: int, source: int, gain: float) -> None:
         """Set how loud ``source`` is in ``listener``'s own mix (0 mutes)."""
 
@@ -224,6 +260,10 @@ class SessionMixer:
         self.self_monitor[index] = False
         self.click_on[index] = False
         self.positions[index] = (0.0, 0.0)
+        self.orientations[index] = (0.0, 0.0)
+        self.binaural[index] = self._binaural_default
+        self.room_on[index] = True
+        self._modes_dirty = True
         self.sources[index].fill(0.0)
         self._last[index].fill(0.0)
         self.levels[index] = 0.0
@@ -258,8 +298,11 @@ class SessionMixer:
                     continue
                 self._pull_source(index, slot, now)
             beat = self.metronome.render(self.sample, self.sources[self.capacity])
+            if self._modes_dirty:
+                self.renderer.set_modes(self.binaural, self.room_on, self._distance)
+                self._modes_dirty = False
             if self._geometry_dirty:
-                self.renderer.set_geometry(self.positions)
+                self.renderer.set_geometry(self.positions, self.orientations)
                 self._geometry_dirty = False
             if self._weights_dirty:
                 self._update_weights()

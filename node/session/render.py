@@ -9,12 +9,16 @@ in ``render``.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+if TYPE_CHECKING:
+    from node.spatial.room import Room
+
 F32 = npt.NDArray[np.float32]
+B8 = npt.NDArray[np.bool_]
 
 STAGE_HALF_M = 10.0
 """The stage spans -10..10 m on both axes; +y is the front, listeners face +y."""
@@ -23,8 +27,14 @@ STAGE_HALF_M = 10.0
 class Renderer(Protocol):
     """Mixes ``sources`` (S×N) into ``out_left``/``out_right`` (L×N) for every listener."""
 
-    def set_geometry(self, positions: F32) -> None:
-        """New stage positions (rows: slots, columns: x, y in metres)."""
+    def set_geometry(self, positions: F32, orientations: F32 | None = None) -> None:
+        """Stage positions (rows: slots; x, y in metres) and listener (yaw, pitch) in degrees."""
+
+    def set_modes(self, binaural: B8, room: B8, distance: B8) -> None:
+        """Per listener: binaural (else stereo panning), room, and the distance law, on/off."""
+
+    def set_room(self, room: Room | None) -> None:
+        """The session's room, or None for a dry stage."""
 
     def render(self, weights: F32, sources: F32, out_left: F32, out_right: F32) -> None:
         """``weights`` (L×S) holds each listener's gain for each source (0 = not heard)."""
@@ -33,8 +43,9 @@ class Renderer(Protocol):
 class StereoPanner:
     """Constant-power panning by the source's azimuth as seen from the listener.
 
-    Azimuth 0 is straight ahead (+y), +90° to the right (+x); ``pan = sin(azimuth)``, so a
-    source behind is placed like its mirror image in front (stereo has no front/back).
+    Azimuth 0 is straight ahead of the listener (yaw 0 faces +y), +90° to the right;
+    ``pan = sin(azimuth)``, so a source behind is placed like its mirror image in front
+    (stereo has no front/back). Rooms and binaural modes do not apply.
     """
 
     def __init__(self, listeners: int, sources: int, centered: tuple[int, ...] = ()) -> None:
@@ -45,11 +56,20 @@ class StereoPanner:
         self._right = np.zeros((listeners, sources), dtype=np.float32)
         self.set_geometry(np.zeros((min(listeners, sources), 2), dtype=np.float32))
 
-    def set_geometry(self, positions: F32) -> None:
+    def set_modes(self, binaural: B8, room: B8, distance: B8) -> None:
+        """Stereo panning has no modes."""
+
+    def set_room(self, room: Room | None) -> None:
+        """Stereo panning has no room."""
+
+    def set_geometry(self, positions: F32, orientations: F32 | None = None) -> None:
         """Recompute the pan matrices; called when someone moves, not every tick."""
         n = positions.shape[0]
         dx = positions[None, :, 0] - positions[:n, None, 0]
         dy = positions[None, :, 1] - positions[:n, None, 1]
+        if orientations is not None:  # turn into each listener's frame (yaw, clockwise)
+            yaw = np.radians(orientations[:n, 0:1].astype(np.float64))
+            dx, dy = dx * np.cos(yaw) - dy * np.sin(yaw), dx * np.sin(yaw) + dy * np.cos(yaw)
         distance = np.hypot(dx, dy)
         with np.errstate(invalid="ignore", divide="ignore"):
             pan = np.where(distance > 1e-6, dx / np.maximum(distance, 1e-6), 0.0)

@@ -11,6 +11,7 @@ from typing import Any
 
 from node.errors import ForbiddenError, InputError, NotFoundError, SessionError
 from node.session.render import STAGE_HALF_M
+from node.spatial.room import Room
 
 KEY_RE = re.compile(r"^[A-G][#b]?(m| major| minor|maj|min)?$")
 NAME_MAX = 64
@@ -85,6 +86,16 @@ def parse_position(body: dict[str, Any]) -> tuple[float, float]:
     )
 
 
+def parse_orientation(body: dict[str, Any], yaw: float, pitch: float) -> tuple[float, float]:
+    """Optional ``yaw_deg`` (-180..360, wrapped to ±180) and ``pitch_deg`` (-90..90)."""
+    if "yaw_deg" in body:
+        yaw = _number(body, "yaw_deg", -360, 360)
+        yaw = (yaw + 180.0) % 360.0 - 180.0
+    if "pitch_deg" in body:
+        pitch = _number(body, "pitch_deg", -90, 90)
+    return yaw, pitch
+
+
 def parse_chat(body: dict[str, Any]) -> str:
     """A chat line: 1-500 printable characters."""
     return _text(body, "text", CHAT_MAX)
@@ -102,6 +113,10 @@ class Participant:
     joined_at: float
     x: float = 0.0
     y: float = 0.0
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    binaural: bool = True
+    room: bool = True
     click: bool = False
     connected: bool = False
 
@@ -113,6 +128,8 @@ class Participant:
             "name": self.name,
             "x": self.x,
             "y": self.y,
+            "yaw_deg": self.yaw_deg,
+            "pitch_deg": self.pitch_deg,
             "connected": self.connected,
             "joined_at": self.joined_at,
         }
@@ -130,6 +147,7 @@ class Session:
     participants: dict[str, Participant] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
     recording_id: str | None = None
+    room: Room | None = None
 
     def public(self) -> dict[str, Any]:
         """The directory entry / detail view."""
@@ -146,6 +164,7 @@ class Session:
             "participants": [p.public() for p in self.participants.values()],
             "max_participants": self.max_participants,
             "recording": self.recording_id,
+            "room": self.room.public() if self.room is not None else None,
         }
 
     def by_token(self, token: str) -> Participant:

@@ -59,6 +59,9 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}
+            if "room" not in columns:  # added with spatial rooms; older files get it here
+                self._db.execute("ALTER TABLE sessions ADD COLUMN room TEXT")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
 
@@ -74,9 +77,9 @@ class Store:
         """Insert or update a session."""
         self._db.execute(
             "INSERT INTO sessions (id, owner, name, tempo_bpm, key, time_signature, private,"
-            " created_at) VALUES (:id, :owner, :name, :tempo_bpm, :key, :time_signature,"
-            " :private, :created_at) ON CONFLICT(id) DO UPDATE SET name=:name,"
-            " tempo_bpm=:tempo_bpm, key=:key, time_signature=:time_signature",
+            " created_at, room) VALUES (:id, :owner, :name, :tempo_bpm, :key, :time_signature,"
+            " :private, :created_at, :room) ON CONFLICT(id) DO UPDATE SET name=:name,"
+            " tempo_bpm=:tempo_bpm, key=:key, time_signature=:time_signature, room=:room",
             row,
         )
 

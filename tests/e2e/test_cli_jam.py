@@ -102,7 +102,10 @@ def test_tone_from_a_is_heard_by_b_at_its_pan_and_not_by_a(
         "9",
     )
     session_id = read_line_matching(a, r"created session (\w+)")
-    b = jam(node_process, tmp_path, "bob", session_id, b_in, b_out, "--duration", "6")
+    # B listens through the stereo panner (exact pan check); A keeps the binaural default.
+    b = jam(
+        node_process, tmp_path, "bob", session_id, b_in, b_out, "--duration", "6", "--no-binaural"
+    )
     _, b_err = b.communicate(timeout=60)
     assert b.returncode == 0, b_err
     _, a_err = a.communicate(timeout=60)
@@ -118,5 +121,7 @@ def test_tone_from_a_is_heard_by_b_at_its_pan_and_not_by_a(
 
     own, _ = soundfile.read(str(a_out), dtype="float32")
     window = own[48000 * 2 : 48000 * 5]  # while both were connected
-    assert band_rms(window.mean(axis=1), 660) > 0.01, "A hears B"
+    assert max(band_rms(window[:, 0], 660), band_rms(window[:, 1], 660)) > 0.01, "A hears B"
     assert band_rms(window.mean(axis=1), 440) < 0.002, "A must not hear itself"
+    # Binaurally, B (behind A's left shoulder, azimuth -143°) is louder in A's left ear.
+    assert band_rms(window[:, 0], 660) > 1.5 * band_rms(window[:, 1], 660)

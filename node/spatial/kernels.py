@@ -1,0 +1,183 @@
+"""Compiled inner loops of the room simulation (numba; they release the GIL).
+
+Early reflections are a few delayed, scaled copies of each source per listener ear — sparse
+work that numpy can only do as thousands of tiny operations. The late reverb is a feedback
+delay network: recursive, sample by sample. Both run here as plain loops that numba turns
+into machine code, vectorised across listeners where the data allows.
+
+Compilation happens once per process (and is cached on disk when the package directory is
+writable); ``warm_up()`` does it ahead of the first tick.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def reflect(
+    history: np.ndarray,
+    end: int,
+    delays: np.ndarray,
+    gains: np.ndarray,
+    ear_delays: np.ndarray,
+    ear_gains: np.ndarray,
+    only: np.ndarray,
+    envelope: np.ndarray,
+    bus: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Add early reflections to ``out`` (L, 2, B) for the listeners flagged in ``only``.
+
+    Two stages per listener and wall: the wall's bus sums every source's image (``delays``
+    and ``gains`` (L, S, W): extra path in samples, level) from ``history`` (S, T), whose
+    current block ends at ``end``; then each ear hears the bus from the wall's direction
+    (``ear_delays``/``ear_gains`` (L, W, 2): arrival time and level at that ear).
+    ``bus`` (L, W, PAD + B) is scratch; the PAD samples before the block let an ear hear the
+    bus up to PAD samples late. ``envelope`` (B,) scales the result (a crossfade ramp).
+    """
+    listeners, sources, walls = delays.shape
+    block = out.shape[2]
+    pad = bus.shape[2] - block
+    span = pad + block
+    starts = np.empty(sources + 3, dtype=np.int64)
+    levels = np.zeros(sources + 3, dtype=np.float32)
+    rows = np.zeros(sources + 3, dtype=np.int64)
+    for li in range(listeners):
+        if not only[li]:
+            continue
+        for w in range(walls):
+            count = 0
+            for s in range(sources):
+                g = gains[li, s, w]
+                if g != 0.0:
+                    rows[count] = s
+                    starts[count] = end - span - delays[li, s, w]
+                    levels[count] = g
+                    count += 1
+            acc = bus[li, w]
+            acc[:] = 0.0
+            k = 0
+            while k + 4 <= count:  # four sources per pass: one load and store of acc
+                x0 = history[rows[k], starts[k] : starts[k] + span]
+                x1 = history[rows[k + 1], starts[k + 1] : starts[k + 1] + span]
+                x2 = history[rows[k + 2], starts[k + 2] : starts[k + 2] + span]
+                x3 = history[rows[k + 3], starts[k + 3] : starts[k + 3] + span]
+                g0, g1, g2, g3 = levels[k], levels[k + 1], levels[k + 2], levels[k + 3]
+                for n in range(span):
+                    acc[n] += g0 * x0[n] + g1 * x1[n] + g2 * x2[n] + g3 * x3[n]
+                k += 4
+            while k < count:
+                _add_scaled(acc, history[rows[k], starts[k] : starts[k] + span], levels[k])
+                k += 1
+            for e in range(2):
+                g = ear_gains[li, w, e]
+                if g != 0.0:
+                    first = pad - ear_delays[li, w, e]
+                    target = out[li, e]
+                    for n in range(block):
+                        target[n] += g * envelope[n] * acc[first + n]
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _add_scaled(acc: np.ndarray, x: np.ndarray, g: float) -> None:
+    for n in range(acc.shape[0]):
+        acc[n] += g * x[n]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def reverb(
+    send: np.ndarray,
+    lines: np.ndarray,
+    lengths: np.ndarray,
+    positions: np.ndarray,
+    feedback: np.ndarray,
+    damping: float,
+    state: np.ndarray,
+    taps_left: np.ndarray,
+    taps_right: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """An 8-line feedback delay network per listener, all listeners in lock step.
+
+    ``send`` (B, L) is each listener's reverb input; ``lines`` (8, Dmax, L) the delay lines
+    (line i uses its first ``lengths[i]`` rows, read and written at ``positions[i]``);
+    ``feedback[i]`` the per-pass gain that sets the decay time; ``damping`` the one-pole
+    low-pass coefficient (air and wall absorption of high frequencies); ``state`` (8, L) the
+    low-pass memories. The lines are mixed by an orthogonal 8×8 Hadamard matrix. Output
+    (2, B, L) is added to.
+    """
+    count = lines.shape[0]
+    block, listeners = send.shape
+    value = np.empty((count, listeners), dtype=np.float32)
+    scale = np.float32(1.0 / np.sqrt(8.0))
+    for n in range(block):
+        for i in range(count):
+            row = positions[i]
+            for li in range(listeners):
+                damped = lines[i, row, li] + damping * (state[i, li] - lines[i, row, li])
+                state[i, li] = damped
+                value[i, li] = damped
+                out[0, n, li] += taps_left[i] * damped
+                out[1, n, li] += taps_right[i] * damped
+        for li in range(listeners):  # fast Walsh-Hadamard transform of the 8 outputs
+            a0 = value[0, li] + value[1, li]
+            a1 = value[0, li] - value[1, li]
+            a2 = value[2, li] + value[3, li]
+            a3 = value[2, li] - value[3, li]
+            a4 = value[4, li] + value[5, li]
+            a5 = value[4, li] - value[5, li]
+            a6 = value[6, li] + value[7, li]
+            a7 = value[6, li] - value[7, li]
+            b0 = a0 + a2
+            b2 = a0 - a2
+            b1 = a1 + a3
+            b3 = a1 - a3
+            b4 = a4 + a6
+            b6 = a4 - a6
+            b5 = a5 + a7
+            b7 = a5 - a7
+            value[0, li] = (b0 + b4) * scale
+            value[4, li] = (b0 - b4) * scale
+            value[1, li] = (b1 + b5) * scale
+            value[5, li] = (b1 - b5) * scale
+            value[2, li] = (b2 + b6) * scale
+            value[6, li] = (b2 - b6) * scale
+            value[3, li] = (b3 + b7) * scale
+            value[7, li] = (b3 - b7) * scale
+        for i in range(count):
+            row = positions[i]
+            g = feedback[i]
+            for li in range(listeners):
+                lines[i, row, li] = g * value[i, li] + send[n, li]
+            positions[i] = row + 1 if row + 1 < lengths[i] else 0
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) both kernels on tiny inputs."""
+    f32 = np.float32
+    reflect(
+        np.zeros((1, 16), dtype=f32),
+        16,
+        np.zeros((1, 1, 6), dtype=np.int32),
+        np.ones((1, 1, 6), dtype=f32),
+        np.zeros((1, 6, 2), dtype=np.int32),
+        np.ones((1, 6, 2), dtype=f32),
+        np.ones(1, dtype=np.bool_),
+        np.ones(4, dtype=f32),
+        np.zeros((1, 6, 8), dtype=f32),
+        np.zeros((1, 2, 4), dtype=f32),
+    )
+    reverb(
+        np.zeros((4, 1), dtype=f32),
+        np.zeros((8, 2, 1), dtype=f32),
+        np.full(8, 2, dtype=np.int64),
+        np.zeros(8, dtype=np.int64),
+        np.full(8, 0.5, dtype=f32),
+        0.2,
+        np.zeros((8, 1), dtype=f32),
+        np.ones(8, dtype=f32),
+        np.ones(8, dtype=f32),
+        np.zeros((2, 4, 1), dtype=f32),
+    )
