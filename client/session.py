@@ -312,7 +312,7 @@ class JamClient:
         return joined
 
     async def control(self, **body: Any) -> None:
-        """Send a control message (pose, gain, monitor, click, chat)."""
+        """Send a control message (pose, render, gain, monitor, click, chat)."""
         await self.request("POST", f"/api/sessions/{self.session['id']}/control", body, auth=True)
 
     async def connect(

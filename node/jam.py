@@ -170,7 +170,7 @@ class JamService:
                 "time_signature": f"{beats}/{unit}",
                 "private": int(session.settings.private),
                 "created_at": session.created_at,
-                "room": json.dumps(session.room.public()) if session.room else None,
+                "room": json.dumps(session.room.settings()) if session.room else None,
             }
         )
 

@@ -10,6 +10,7 @@ const state = {
   wallet: null, address: "", session: null, participant: null, token: "",
   pc: null, ws: null, stream: null, participants: new Map(), levels: {}, jitter: {},
   audioCtx: null, micAnalyser: null, mixAnalyser: null, recording: null, rtt: null,
+  yaw: 0, pitch: 0,
 };
 // Exposed for end-to-end tests (read-only use).
 window.jamnet = state;
@@ -105,7 +106,11 @@ async function join(sessionId, invite, name) {
   await startMedia();
   // Start somewhere on the stage that is not on top of everyone else.
   const angle = Math.random() * Math.PI * 2;
-  sendControl({ type: "pose", x: round(4 * Math.cos(angle)), y: round(4 * Math.sin(angle)) });
+  // ... facing the middle of the stage, with this page's mix settings.
+  const x = round(4 * Math.cos(angle)), y = round(4 * Math.sin(angle));
+  state.yaw = Math.round(Math.atan2(-x, -y) * 1800 / Math.PI) / 10; state.pitch = 0;
+  sendControl({ type: "pose", x, y, yaw_deg: state.yaw, pitch_deg: 0 });
+  sendRender();
 }
 
 function round(v) { return Math.round(v * 100) / 100; }
@@ -114,8 +119,11 @@ function setSession(session) {
   state.session = session;
   state.participants = new Map(session.participants.map((p) => [p.id, p]));
   $("#room-name").textContent = session.name;
+  const room = session.room
+    ? ` · room ${session.room.width_m}×${session.room.depth_m}×${session.room.height_m} m, RT60 ${session.room.rt60_s} s`
+    : " · no room";
   $("#room-meta").textContent = `${session.tempo_bpm} BPM · ${session.key} · ${session.time_signature}` +
-    (session.private ? " · private" : "") + ` · id ${session.id}`;
+    (session.private ? " · private" : "") + room + ` · id ${session.id}`;
   const owner = session.owner.toLowerCase() === state.address.toLowerCase();
   $("#owner-tools").hidden = !owner;
   $("#tempo").value = session.tempo_bpm;
@@ -225,6 +233,11 @@ function handleEvent(e) {
     case "moved": {
       const p = state.participants.get(e.participant);
       if (p) { p.x = e.x; p.y = e.y; }
+      break;
+    }
+    case "turned": {
+      const p = state.participants.get(e.participant);
+      if (p) { p.yaw_deg = e.yaw_deg; p.pitch_deg = e.pitch_deg; }
       break;
     }
     case "levels": state.levels = e.levels; state.jitter = e.jitter; updateLevels(); break;
@@ -358,9 +371,74 @@ function moveMe(ev) {
   const now = performance.now();
   if (now - lastPoseSent > 40) { lastPoseSent = now; sendControl({ type: "pose", ...p }); }
 }
-stage.addEventListener("pointerdown", (ev) => { dragging = true; stage.setPointerCapture(ev.pointerId); moveMe(ev); });
-stage.addEventListener("pointermove", (ev) => { if (dragging) moveMe(ev); });
-stage.addEventListener("pointerup", (ev) => { dragging = false; moveMe(ev); });
+function pointerOnStage(ev) { if (ev.shiftKey) faceTowards(ev); else moveMe(ev); }
+stage.addEventListener("pointerdown", (ev) => { dragging = true; stage.setPointerCapture(ev.pointerId); pointerOnStage(ev); });
+stage.addEventListener("pointermove", (ev) => { if (dragging) pointerOnStage(ev); });
+stage.addEventListener("pointerup", (ev) => { dragging = false; pointerOnStage(ev); });
+
+// ------------------------------------------------------------ facing (yaw/pitch)
+const wrapDeg = (d) => ((((d + 180) % 360) + 360) % 360) - 180;
+let lastTurnSent = 0, turnTimer = null;
+function turn(yaw, pitch) {
+  state.yaw = Math.round(wrapDeg(yaw) * 10) / 10;
+  state.pitch = Math.round(Math.max(-90, Math.min(90, pitch)) * 10) / 10;
+  $("#facing").textContent = `facing: ${state.yaw}° · pitch ${state.pitch}°`;
+  const me = state.participant && state.participants.get(state.participant.id);
+  if (me) { me.yaw_deg = state.yaw; me.pitch_deg = state.pitch; }
+  const send = () => { lastTurnSent = performance.now(); sendControl({ type: "pose", yaw_deg: state.yaw, pitch_deg: state.pitch }); };
+  clearTimeout(turnTimer);
+  if (performance.now() - lastTurnSent > 50) send(); else turnTimer = setTimeout(send, 60);
+}
+function faceTowards(ev) {
+  const me = state.participant && state.participants.get(state.participant.id);
+  if (!me) return;
+  const p = stagePoint(ev);
+  if (Math.hypot(p.x - me.x, p.y - me.y) < 0.2) return;
+  turn(Math.atan2(p.x - me.x, p.y - me.y) * 180 / Math.PI, state.pitch);
+}
+document.addEventListener("keydown", (ev) => {
+  const focus = document.activeElement;
+  const typing = focus && (focus.tagName === "TEXTAREA" || (focus.tagName === "INPUT" && !["checkbox", "button"].includes(focus.type)));
+  if (!state.participant || typing) return;
+  const step = ev.shiftKey ? 45 : 15;
+  if (ev.key === "ArrowLeft") turn(state.yaw - step, state.pitch);
+  else if (ev.key === "ArrowRight") turn(state.yaw + step, state.pitch);
+  else if (ev.key === "ArrowUp") turn(state.yaw, state.pitch + 10);
+  else if (ev.key === "ArrowDown") turn(state.yaw, state.pitch - 10);
+  else return;
+  ev.preventDefault();
+});
+let headingZero = null;
+function onDeviceOrientation(ev) {
+  if (ev.alpha === null) return;
+  if (headingZero === null) headingZero = ev.alpha + state.yaw;
+  // alpha grows counter-clockwise seen from above; yaw grows clockwise.
+  const pitch = ev.beta === null ? state.pitch : Math.max(-90, Math.min(90, ev.beta - 90));
+  turn(headingZero - ev.alpha, pitch);
+}
+$("#device-orientation").onchange = async (ev) => {
+  headingZero = null;
+  if (!ev.target.checked) { window.removeEventListener("deviceorientation", onDeviceOrientation); return; }
+  try {
+    if (typeof DeviceOrientationEvent !== "undefined" && DeviceOrientationEvent.requestPermission) {
+      if (await DeviceOrientationEvent.requestPermission() !== "granted") throw new Error("orientation permission denied");
+    }
+    if (typeof DeviceOrientationEvent === "undefined") throw new Error("this browser has no device orientation");
+    window.addEventListener("deviceorientation", onDeviceOrientation);
+  } catch (e) { ev.target.checked = false; showError(e); }
+};
+function sendRender() {
+  sendControl({ type: "render", binaural: $("#binaural").checked, room: $("#room-on").checked });
+}
+$("#binaural").onchange = sendRender;
+$("#room-on").onchange = sendRender;
+$("#set-room").onclick = () => {
+  const f = $("#room-form");
+  const room = {};
+  for (const k of ["width_m", "depth_m", "height_m", "absorption"]) room[k] = Number(f.querySelector(`[name=${k}]`).value);
+  api("PATCH", `/api/sessions/${state.session.id}`, { room }, true).then(setSession).catch(showError);
+};
+$("#no-room").onclick = () => api("PATCH", `/api/sessions/${state.session.id}`, { room: null }, true).then(setSession).catch(showError);
 
 function drawStage() {
   const w = stage.width;
@@ -371,6 +449,13 @@ function drawStage() {
     ctx2d.beginPath(); ctx2d.moveTo(0, toPx(m)); ctx2d.lineTo(w, toPx(m)); ctx2d.stroke();
   }
   ctx2d.fillStyle = "#9094a4"; ctx2d.font = "12px system-ui"; ctx2d.fillText("front ↑", w / 2 - 20, 14);
+  const room = state.session && state.session.room;
+  if (room) {   // the room's walls, centred on the stage
+    ctx2d.strokeStyle = "#6b5a2e"; ctx2d.lineWidth = 2;
+    ctx2d.strokeRect(toPx(-room.width_m / 2), toPx(-room.depth_m / 2), toPx(room.width_m / 2) - toPx(-room.width_m / 2),
+      toPx(room.depth_m / 2) - toPx(-room.depth_m / 2));
+    ctx2d.lineWidth = 1;
+  }
   for (const p of state.participants.values()) {
     const me = state.participant && p.id === state.participant.id;
     const level = state.levels[p.id] || 0;
@@ -381,6 +466,9 @@ function drawStage() {
     ctx2d.fill();
     ctx2d.beginPath(); ctx2d.arc(x, y, 7, 0, Math.PI * 2);
     ctx2d.fillStyle = me ? "#5ad1a4" : "#a0aaff"; ctx2d.fill();
+    const yaw = ((p.yaw_deg || 0) * Math.PI) / 180;   // facing arrow (screen y grows downwards)
+    ctx2d.beginPath(); ctx2d.moveTo(x, y); ctx2d.lineTo(x + 20 * Math.sin(yaw), y - 20 * Math.cos(yaw));
+    ctx2d.strokeStyle = me ? "#5ad1a4" : "#a0aaff"; ctx2d.lineWidth = 2; ctx2d.stroke(); ctx2d.lineWidth = 1;
     ctx2d.fillStyle = "#e8e8ec"; ctx2d.fillText(p.name, x + 10, y - 8);
   }
 }

@@ -65,15 +65,18 @@ class Room:
             values[key] = float(value)
         return cls(**values)
 
-    def public(self) -> dict[str, float]:
-        """JSON form."""
+    def settings(self) -> dict[str, float]:
+        """What ``parse`` reads back (stored with the session)."""
         return {
             "width_m": self.width_m,
             "depth_m": self.depth_m,
             "height_m": self.height_m,
             "absorption": self.absorption,
-            "rt60_s": round(self.rt60_s, 3),
         }
+
+    def public(self) -> dict[str, float]:
+        """JSON form for the API: the settings and the resulting reverberation time."""
+        return {**self.settings(), "rt60_s": round(self.rt60_s, 3)}
 
     @property
     def head_height_m(self) -> float:

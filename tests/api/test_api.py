@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -252,3 +253,57 @@ async def test_health_and_metrics(node: Node, http: aiohttp.ClientSession) -> No
         "jamnet_node_added_latency_seconds",
     ):
         assert name in text
+
+
+async def test_spatial_controls_room_and_restart(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    config = node_config(tmp_path / "data")
+    async with Node(config) as node, JamClient(node.url, Account.create(), "owner") as owner:
+        created = await owner.create_session("Hall")
+        sid = created["id"]
+        await owner.join(sid)
+        assert created["room"] is None
+        # Facing and binaural/room toggles go through the control endpoint.
+        await owner.control(type="pose", yaw_deg=270.0, pitch_deg=10.0)
+        await owner.control(type="pose", x=1.0, y=2.0)
+        await owner.control(type="render", binaural=False, room=True)
+        status, body = await call(http, node, "GET", f"/api/sessions/{sid}")
+        me = body["participants"][0]
+        assert (me["x"], me["y"], me["yaw_deg"], me["pitch_deg"]) == (1.0, 2.0, -90.0, 10.0)
+        room = {"width_m": 12, "depth_m": 9, "height_m": 4, "absorption": 0.25}
+        status, body = await call(
+            http, node, "PATCH", f"/api/sessions/{sid}", owner.token, json={"room": room}
+        )
+        assert status == 200 and body["room"]["width_m"] == 12 and body["room"]["rt60_s"] > 0.5
+        for bad, words in (
+            ({"type": "pose", "yaw_deg": float("nan")}, "NaN"),
+            ({"type": "pose", "yaw_deg": 400}, "yaw_deg"),
+            ({"type": "pose", "pitch_deg": 91}, "pitch_deg"),
+            ({"type": "pose"}, "needs"),
+            ({"type": "render", "binaural": "yes"}, "true or false"),
+            ({"type": "spin"}, "render"),
+        ):
+            status, body = await call(
+                http,
+                node,
+                "POST",
+                f"/api/sessions/{sid}/control",
+                owner.token,
+                data=json.dumps(bad).encode(),  # NaN is not valid JSON: python writes it anyway
+            )
+            assert status == 400 and words in body["error"], (bad, body)
+        for bad_room, words in (
+            ({"width_m": 1, "depth_m": 9}, "width_m"),
+            ({"width_m": 10, "depth_m": 10, "absorption": 0}, "absorption"),
+            ({"width_m": 10, "depth_m": 10, "colour": "red"}, "colour"),
+            ("big", "object"),
+        ):
+            status, body = await call(
+                http, node, "PATCH", f"/api/sessions/{sid}", owner.token, json={"room": bad_room}
+            )
+            assert status == 400 and words in body["error"], (bad_room, body)
+    # The room is a session setting: it survives a node restart.
+    async with Node(config) as node:
+        status, body = await call(http, node, "GET", f"/api/sessions/{sid}")
+        assert status == 200 and body["room"]["depth_m"] == 9

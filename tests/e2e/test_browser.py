@@ -94,6 +94,18 @@ async def test_browser_joins_sends_and_hears(node: Node, tmp_path: Path, account
                 # The web page shows the other participant and beats once a click is on.
                 await page.check("#click")
                 await page.wait_for_function("window.jamnet.lastBeat !== undefined", timeout=10000)
+                # Arrow keys turn the listener; the node's mixer gets the new facing.
+                before = await page.evaluate("window.jamnet.yaw")
+                await page.keyboard.press("ArrowRight")
+                expected = (before + 15 + 180) % 360 - 180
+                me = node.service.get(session["id"]).participants[browser_id]
+
+                async def node_has_new_yaw() -> bool:
+                    return abs(me.yaw_deg - expected) < 0.2
+
+                await poll(node_has_new_yaw)
+                slot = me.slot
+                assert abs(float(mixer.orientations[slot, 0]) - expected) < 0.2
                 names = await page.locator("#participants li").all_inner_texts()
                 assert any("cli" in n for n in names) and any("browser" in n for n in names)
                 assert not errors, errors
