@@ -74,7 +74,7 @@ def _pair_filters(
     bank = renderer.bank
     taps = bank.partitions * bank.partition
     filters = []
-    h = renderer._h
+    h = renderer._h_real + 1j * renderer._h_imag  # the renderer's own filters
     for listener in range(size):
         for source in range(size):
             if listener == source:

@@ -16,8 +16,38 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True, fastmath=True)
+def multiply_accumulate(
+    h_real: np.ndarray, h_imag: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> None:
+    """Every pair's frequency-domain multiply-accumulate: y[k, r] = sum_c h[k, r, c] x[k, c].
+
+    ``h_real``/``h_imag`` (K, R, C) float32 hold the filter matrix split into real and
+    imaginary planes so the inner loop vectorises; ``x`` (K, C) and ``y`` (K, R) are
+    complex64. The filter matrix is the large operand (tens of MB for big sessions) and is
+    streamed exactly once per tick.
+    """
+    bins, rows, cols = h_real.shape
+    xr = np.empty(cols, dtype=np.float32)
+    xi = np.empty(cols, dtype=np.float32)
+    for k in range(bins):
+        for c in range(cols):
+            xr[c] = x[k, c].real
+            xi[c] = x[k, c].imag
+        for r in range(rows):
+            acc_r = np.float32(0.0)
+            acc_i = np.float32(0.0)
+            for c in range(cols):
+                a = h_real[k, r, c]
+                b = h_imag[k, r, c]
+                acc_r += a * xr[c] - b * xi[c]
+                acc_i += a * xi[c] + b * xr[c]
+            y[k, r] = complex(acc_r, acc_i)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
 def reflect(
     history: np.ndarray,
+    width: int,
     end: int,
     delays: np.ndarray,
     gains: np.ndarray,
@@ -28,62 +58,51 @@ def reflect(
     bus: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """Add early reflections to ``out`` (L, 2, B) for the listeners flagged in ``only``.
+    """Add early reflections to ``out`` (L*2*B, flat: listener, ear, sample).
 
     Two stages per listener and wall: the wall's bus sums every source's image (``delays``
-    and ``gains`` (L, S, W): extra path in samples, level) from ``history`` (S, T), whose
-    current block ends at ``end``; then each ear hears the bus from the wall's direction
-    (``ear_delays``/``ear_gains`` (L, W, 2): arrival time and level at that ear).
-    ``bus`` (L, W, PAD + B) is scratch; the PAD samples before the block let an ear hear the
-    bus up to PAD samples late. ``envelope`` (B,) scales the result (a crossfade ramp).
+    and ``gains`` (L, S, W): extra path in samples, level) from ``history`` (S*width, flat
+    rows of ``width`` samples, the current block ending at ``end``); then each ear hears the
+    bus from the wall's direction (``ear_delays``/``ear_gains`` (L, W, 2): arrival time and
+    level at that ear). ``bus`` (PAD + B) is scratch; the PAD samples before the block let an
+    ear hear the bus up to PAD samples late. ``envelope`` (B,) scales the result (a crossfade
+    ramp). Arguments are flat 1-D arrays so that the inner loops vectorise.
     """
     listeners, sources, walls = delays.shape
-    block = out.shape[2]
-    pad = bus.shape[2] - block
-    span = pad + block
-    starts = np.empty(sources + 3, dtype=np.int64)
-    levels = np.zeros(sources + 3, dtype=np.float32)
-    rows = np.zeros(sources + 3, dtype=np.int64)
+    block = envelope.shape[0]
+    span = bus.shape[0]
+    pad = span - block
     for li in range(listeners):
         if not only[li]:
             continue
         for w in range(walls):
-            count = 0
+            for n in range(span):
+                bus[n] = 0.0
             for s in range(sources):
                 g = gains[li, s, w]
                 if g != 0.0:
-                    rows[count] = s
-                    starts[count] = end - span - delays[li, s, w]
-                    levels[count] = g
-                    count += 1
-            acc = bus[li, w]
-            acc[:] = 0.0
-            k = 0
-            while k + 4 <= count:  # four sources per pass: one load and store of acc
-                x0 = history[rows[k], starts[k] : starts[k] + span]
-                x1 = history[rows[k + 1], starts[k + 1] : starts[k + 1] + span]
-                x2 = history[rows[k + 2], starts[k + 2] : starts[k + 2] + span]
-                x3 = history[rows[k + 3], starts[k + 3] : starts[k + 3] + span]
-                g0, g1, g2, g3 = levels[k], levels[k + 1], levels[k + 2], levels[k + 3]
-                for n in range(span):
-                    acc[n] += g0 * x0[n] + g1 * x1[n] + g2 * x2[n] + g3 * x3[n]
-                k += 4
-            while k < count:
-                _add_scaled(acc, history[rows[k], starts[k] : starts[k] + span], levels[k])
-                k += 1
+                    base = s * width + end - span - delays[li, s, w]
+                    _axpy(bus, history[base : base + span], g)
             for e in range(2):
                 g = ear_gains[li, w, e]
                 if g != 0.0:
                     first = pad - ear_delays[li, w, e]
-                    target = out[li, e]
-                    for n in range(block):
-                        target[n] += g * envelope[n] * acc[first + n]
+                    target = (li * 2 + e) * block
+                    _axpy_shaped(
+                        out[target : target + block], bus[first : first + block], g, envelope
+                    )
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _add_scaled(acc: np.ndarray, x: np.ndarray, g: float) -> None:
-    for n in range(acc.shape[0]):
-        acc[n] += g * x[n]
+def _axpy(y: np.ndarray, x: np.ndarray, g: float) -> None:
+    for n in range(y.shape[0]):
+        y[n] += g * x[n]
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _axpy_shaped(y: np.ndarray, x: np.ndarray, g: float, shape: np.ndarray) -> None:
+    for n in range(y.shape[0]):
+        y[n] += g * shape[n] * x[n]
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -155,10 +174,17 @@ def reverb(
 
 
 def warm_up() -> None:
-    """Compile (or load from the cache) both kernels on tiny inputs."""
+    """Compile (or load from the cache) the kernels on tiny inputs."""
     f32 = np.float32
+    multiply_accumulate(
+        np.zeros((2, 2, 3), dtype=f32),
+        np.zeros((2, 2, 3), dtype=f32),
+        np.zeros((2, 3), dtype=np.complex64),
+        np.zeros((2, 2), dtype=np.complex64),
+    )
     reflect(
-        np.zeros((1, 16), dtype=f32),
+        np.zeros(16, dtype=f32),
+        16,
         16,
         np.zeros((1, 1, 6), dtype=np.int32),
         np.ones((1, 1, 6), dtype=f32),
@@ -166,8 +192,8 @@ def warm_up() -> None:
         np.ones((1, 6, 2), dtype=f32),
         np.ones(1, dtype=np.bool_),
         np.ones(4, dtype=f32),
-        np.zeros((1, 6, 8), dtype=f32),
-        np.zeros((1, 2, 4), dtype=f32),
+        np.zeros(8, dtype=f32),
+        np.zeros(8, dtype=f32),
     )
     reverb(
         np.zeros((4, 1), dtype=f32),

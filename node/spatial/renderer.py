@@ -80,9 +80,10 @@ class BinauralRenderer:
         self._history = np.zeros((sources, 0), dtype=np.float32)
         self._end = 0
         self._allocate_history(self._history_need)
-        self._x = np.zeros((k, p * sources, 1), dtype=np.complex64)
-        self._h = np.zeros((k, 2 * listeners, p * sources), dtype=np.complex64)
-        self._y = np.zeros((k, 2 * listeners, 1), dtype=np.complex64)
+        self._x = np.zeros((k, p * sources), dtype=np.complex64)
+        self._h_real = np.zeros((k, 2 * listeners, p * sources), dtype=np.float32)
+        self._h_imag = np.zeros((k, 2 * listeners, p * sources), dtype=np.float32)
+        self._y = np.zeros((k, 2 * listeners), dtype=np.complex64)
         self._y_time = np.zeros((2 * listeners, n), dtype=np.float32)
         self._delta = np.zeros((k, 2 * listeners), dtype=np.complex64)
         self._delta_time = np.zeros((2 * listeners, n), dtype=np.float32)
@@ -114,7 +115,7 @@ class BinauralRenderer:
         self._tap_fading = np.zeros(listeners, dtype=np.bool_)
         self._only = np.zeros(listeners, dtype=np.bool_)
         self._pad = int(np.ceil(bank.onsets.max())) + 2
-        self._bus = np.zeros((listeners, walls, self._pad + b), dtype=np.float32)
+        self._bus = np.zeros(self._pad + b, dtype=np.float32)
         self._ones = np.ones(b, dtype=np.float32)
         self._early = np.zeros((listeners, 2, b), dtype=np.float32)
         self._send_weights = np.zeros((sources, listeners), dtype=np.float32)
@@ -197,15 +198,15 @@ class BinauralRenderer:
         self._end += b
         x = self._x
         if self.bank.partitions > self._fresh:  # older partitions: last tick's windows
-            x[:, self._fresh * s_count :, 0] = x[:, : -self._fresh * s_count, 0].copy()
+            x[:, self._fresh * s_count :] = x[:, : -self._fresh * s_count].copy()
         for j in range(self._fresh):
             stop = self._end - j * m
-            rfft_into(self._history[:, stop - n : stop], x[:, j * s_count : (j + 1) * s_count, 0].T)
+            rfft_into(self._history[:, stop - n : stop], x[:, j * s_count : (j + 1) * s_count].T)
         fading = False
         if self._dirty or not np.array_equal(weights, self._weights):
             fading = self._retarget(weights)
-        np.matmul(self._h, x, out=self._y)
-        irfft_into(self._y[:, :, 0], self._y_time.T)
+        kernels.multiply_accumulate(self._h_real, self._h_imag, x, self._y)
+        irfft_into(self._y, self._y_time.T)
         tail = self._y_time[:, n - b :]
         if fading:
             irfft_into(self._delta, self._delta_time.T)
@@ -246,8 +247,8 @@ class BinauralRenderer:
         self, taps: tuple[npt.NDArray[np.int32], F32, npt.NDArray[np.int32], F32], envelope: F32
     ) -> None:
         kernels.reflect(
-            self._history, self._end, taps[0], taps[1], taps[2], taps[3],
-            self._only, envelope, self._bus, self._early,
+            self._history.reshape(-1), self._history.shape[1], self._end, taps[0], taps[1],
+            taps[2], taps[3], self._only, envelope, self._bus, self._early.reshape(-1),
         )  # fmt: skip
 
     # ------------------------------------------------------- filter retargeting
@@ -324,11 +325,12 @@ class BinauralRenderer:
         )
         rows, cols = rows.reshape(-1), cols.reshape(-1)
         new_cols = new.reshape(count * 2 * p_count, bank.bins).T
-        old_cols = self._h[:, rows, cols]
-        contribution = (old_cols - new_cols) * self._x[:, cols, 0]
+        old_cols = self._h_real[:, rows, cols] + 1j * self._h_imag[:, rows, cols]
+        contribution = (old_cols - new_cols) * self._x[:, cols]
         self._delta.fill(0)
         np.add.at(self._delta.T, rows, contribution.T)
-        self._h[:, rows, cols] = new_cols
+        self._h_real[:, rows, cols] = new_cols.real
+        self._h_imag[:, rows, cols] = new_cols.imag
 
     def _flat_gains(
         self,

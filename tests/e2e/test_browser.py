@@ -100,12 +100,14 @@ async def test_browser_joins_sends_and_hears(node: Node, tmp_path: Path, account
                 expected = (before + 15 + 180) % 360 - 180
                 me = node.service.get(session["id"]).participants[browser_id]
 
-                async def node_has_new_yaw() -> bool:
-                    return abs(me.yaw_deg - expected) < 0.2
+                async def mixer_has_new_yaw() -> bool:
+                    # The API records it at once; the mix thread applies it at its next tick.
+                    return (
+                        abs(me.yaw_deg - expected) < 0.2
+                        and abs(float(mixer.orientations[me.slot, 0]) - expected) < 0.2
+                    )
 
-                await poll(node_has_new_yaw)
-                slot = me.slot
-                assert abs(float(mixer.orientations[slot, 0]) - expected) < 0.2
+                await poll(mixer_has_new_yaw)
                 names = await page.locator("#participants li").all_inner_texts()
                 assert any("cli" in n for n in names) and any("browser" in n for n in names)
                 assert not errors, errors
