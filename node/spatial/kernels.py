@@ -17,26 +17,42 @@ from numba import njit
 
 @njit(cache=True, nogil=True, fastmath=True)
 def multiply_accumulate(
-    h_real: np.ndarray, h_imag: np.ndarray, x: np.ndarray, y: np.ndarray
+    h_real: np.ndarray,
+    h_imag: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    row_end: int,
+    extra_rows: np.ndarray,
+    col_end: int,
+    extra_cols: np.ndarray,
 ) -> None:
     """Every pair's frequency-domain multiply-accumulate: y[k, r] = sum_c h[k, r, c] x[k, c].
 
     ``h_real``/``h_imag`` (K, R, C) float32 hold the filter matrix split into real and
     imaginary planes so the inner loop vectorises; ``x`` (K, C) and ``y`` (K, R) are
-    complex64. The filter matrix is the large operand (tens of MB for big sessions) and is
-    streamed exactly once per tick.
+    complex64. Only rows ``0..row_end-1`` plus ``extra_rows`` and columns ``0..col_end-1``
+    plus ``extra_cols`` are visited (the rest hold no filter: a session's empty slots cost
+    nothing); rows not visited keep their value. The filter matrix is the large operand and
+    is streamed once per tick.
     """
-    bins, rows, cols = h_real.shape
+    bins = h_real.shape[0]
+    cols = h_real.shape[2]
     xr = np.empty(cols, dtype=np.float32)
     xi = np.empty(cols, dtype=np.float32)
     for k in range(bins):
         for c in range(cols):
             xr[c] = x[k, c].real
             xi[c] = x[k, c].imag
-        for r in range(rows):
+        for i in range(row_end + extra_rows.shape[0]):
+            r = i if i < row_end else extra_rows[i - row_end]
             acc_r = np.float32(0.0)
             acc_i = np.float32(0.0)
-            for c in range(cols):
+            for c in range(col_end):
+                a = h_real[k, r, c]
+                b = h_imag[k, r, c]
+                acc_r += a * xr[c] - b * xi[c]
+                acc_i += a * xi[c] + b * xr[c]
+            for c in extra_cols:
                 a = h_real[k, r, c]
                 b = h_imag[k, r, c]
                 acc_r += a * xr[c] - b * xi[c]
@@ -181,6 +197,10 @@ def warm_up() -> None:
         np.zeros((2, 2, 3), dtype=f32),
         np.zeros((2, 3), dtype=np.complex64),
         np.zeros((2, 2), dtype=np.complex64),
+        1,
+        np.array([1]),
+        2,
+        np.array([2]),
     )
     reflect(
         np.zeros(16, dtype=f32),

@@ -84,6 +84,11 @@ class BinauralRenderer:
         self._h_real = np.zeros((k, 2 * listeners, p * sources), dtype=np.float32)
         self._h_imag = np.zeros((k, 2 * listeners, p * sources), dtype=np.float32)
         self._y = np.zeros((k, 2 * listeners), dtype=np.complex64)
+        # Which rows (listener ears) and source columns hold any filter: empty slots are skipped.
+        self._row_end = 0
+        self._extra_rows = np.zeros(0, dtype=np.int64)
+        self._col_end = 0
+        self._extra_cols = np.zeros(0, dtype=np.int64)
         self._y_time = np.zeros((2 * listeners, n), dtype=np.float32)
         self._delta = np.zeros((k, 2 * listeners), dtype=np.complex64)
         self._delta_time = np.zeros((2 * listeners, n), dtype=np.float32)
@@ -205,7 +210,10 @@ class BinauralRenderer:
         fading = False
         if self._dirty or not np.array_equal(weights, self._weights):
             fading = self._retarget(weights)
-        kernels.multiply_accumulate(self._h_real, self._h_imag, x, self._y)
+        kernels.multiply_accumulate(
+            self._h_real, self._h_imag, x, self._y,
+            self._row_end, self._extra_rows, self._col_end, self._extra_cols,
+        )  # fmt: skip
         irfft_into(self._y, self._y_time.T)
         tail = self._y_time[:, n - b :]
         if fading:
@@ -291,6 +299,7 @@ class BinauralRenderer:
         if pairs_l.size == 0:
             return False
         self._update_filters(pairs_l, pairs_s, head, gain, flat)
+        self._update_active(gain)
         self._update_room(pairs_l, pairs_s, listener_points, source_points, distance, weights)
         return True
 
@@ -331,6 +340,32 @@ class BinauralRenderer:
         np.add.at(self._delta.T, rows, contribution.T)
         self._h_real[:, rows, cols] = new_cols.real
         self._h_imag[:, rows, cols] = new_cols.imag
+
+    def _update_active(self, gain: npt.NDArray[np.float64]) -> None:
+        """Rows and columns the multiply-accumulate must visit (others are all zero).
+
+        Slots fill from 0, so the audible listeners and sources are mostly a prefix; the
+        rest (e.g. the recording row and click column at the end) are listed one by one.
+        """
+
+        def split(indices: npt.NDArray[np.intp]) -> tuple[int, npt.NDArray[np.int64]]:
+            end = 0
+            while end < indices.size and indices[end] == end:
+                end += 1
+            return end, indices[end:].astype(np.int64)
+
+        audible = gain > 0
+        listeners, self._extra_rows = split(np.flatnonzero(audible.any(axis=1)))
+        self._row_end = 2 * listeners
+        self._extra_rows = np.sort(
+            np.concatenate([2 * self._extra_rows, 2 * self._extra_rows + 1])
+        ).astype(np.int64)
+        sources = np.flatnonzero(audible.any(axis=0))
+        if self.bank.partitions > 1:  # later partitions' columns: visit them all
+            self._col_end, self._extra_cols = self._x.shape[1], np.zeros(0, dtype=np.int64)
+        else:
+            self._col_end, self._extra_cols = split(sources)
+        self._y.fill(0)  # rows no longer visited must read as silence
 
     def _flat_gains(
         self,
