@@ -25,6 +25,7 @@ def multiply_accumulate(
     extra_rows: np.ndarray,
     col_end: int,
     extra_cols: np.ndarray,
+    scratch: np.ndarray,
 ) -> None:
     """Every pair's frequency-domain multiply-accumulate: y[k, r] = sum_c h[k, r, c] x[k, c].
 
@@ -32,13 +33,13 @@ def multiply_accumulate(
     imaginary planes so the inner loop vectorises; ``x`` (K, C) and ``y`` (K, R) are
     complex64. Only rows ``0..row_end-1`` plus ``extra_rows`` and columns ``0..col_end-1``
     plus ``extra_cols`` are visited (the rest hold no filter: a session's empty slots cost
-    nothing); rows not visited keep their value. The filter matrix is the large operand and
-    is streamed once per tick.
+    nothing); rows not visited keep their value. ``scratch`` is (2, C) float32. The filter
+    matrix is the large operand and is streamed once per tick.
     """
     bins = h_real.shape[0]
     cols = h_real.shape[2]
-    xr = np.empty(cols, dtype=np.float32)
-    xi = np.empty(cols, dtype=np.float32)
+    xr = scratch[0]
+    xi = scratch[1]
     for k in range(bins):
         for c in range(cols):
             xr[c] = x[k, c].real
@@ -72,41 +73,42 @@ def reflect(
     only: np.ndarray,
     envelope: np.ndarray,
     bus: np.ndarray,
-    out: np.ndarray,
+    out_left: np.ndarray,
+    out_right: np.ndarray,
 ) -> None:
-    """Add early reflections to ``out`` (L*2*B, flat: listener, ear, sample).
+    """Add early reflections to ``out_left``/``out_right`` (L, B).
 
     Two stages per listener and wall: the wall's bus sums every source's image (``delays``
     and ``gains`` (L, S, W): extra path in samples, level) from ``history`` (S*width, flat
     rows of ``width`` samples, the current block ending at ``end``); then each ear hears the
     bus from the wall's direction (``ear_delays``/``ear_gains`` (L, W, 2): arrival time and
-    level at that ear). ``bus`` (PAD + B) is scratch; the PAD samples before the block let an
-    ear hear the bus up to PAD samples late. ``envelope`` (B,) scales the result (a crossfade
-    ramp). Arguments are flat 1-D arrays so that the inner loops vectorise.
+    level at that ear). ``bus`` (W*(PAD + B), flat) is scratch; the PAD samples before the
+    block let an ear hear the bus up to PAD samples late. ``envelope`` (B,) scales the result
+    (a crossfade ramp). History is flat so that the inner loops vectorise; sources are the
+    outer loop so that one source's recent samples stay in L1 while all six walls read them.
     """
     listeners, sources, walls = delays.shape
     block = envelope.shape[0]
-    span = bus.shape[0]
+    span = bus.shape[0] // walls
     pad = span - block
     for li in range(listeners):
         if not only[li]:
             continue
-        for w in range(walls):
-            for n in range(span):
-                bus[n] = 0.0
-            for s in range(sources):
+        bus[:] = 0.0
+        for s in range(sources):
+            for w in range(walls):
                 g = gains[li, s, w]
                 if g != 0.0:
                     base = s * width + end - span - delays[li, s, w]
-                    _axpy(bus, history[base : base + span], g)
+                    _axpy(bus[w * span : (w + 1) * span], history[base : base + span], g)
+        for w in range(walls):
+            wall = bus[w * span : (w + 1) * span]
             for e in range(2):
                 g = ear_gains[li, w, e]
                 if g != 0.0:
                     first = pad - ear_delays[li, w, e]
-                    target = (li * 2 + e) * block
-                    _axpy_shaped(
-                        out[target : target + block], bus[first : first + block], g, envelope
-                    )
+                    target = out_left[li] if e == 0 else out_right[li]
+                    _axpy_shaped(target, wall[first : first + block], g, envelope)
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
@@ -132,7 +134,12 @@ def reverb(
     state: np.ndarray,
     taps_left: np.ndarray,
     taps_right: np.ndarray,
-    out: np.ndarray,
+    value: np.ndarray,
+    late: np.ndarray,
+    wet: float,
+    hearing: np.ndarray,
+    out_left: np.ndarray,
+    out_right: np.ndarray,
 ) -> None:
     """An 8-line feedback delay network per listener, all listeners in lock step.
 
@@ -140,12 +147,13 @@ def reverb(
     (line i uses its first ``lengths[i]`` rows, read and written at ``positions[i]``);
     ``feedback[i]`` the per-pass gain that sets the decay time; ``damping`` the one-pole
     low-pass coefficient (air and wall absorption of high frequencies); ``state`` (8, L) the
-    low-pass memories. The lines are mixed by an orthogonal 8×8 Hadamard matrix. Output
-    (2, B, L) is added to.
+    low-pass memories. The lines are mixed by an orthogonal 8×8 Hadamard matrix. ``value``
+    (8, L) and ``late`` (2, B, L) are scratch. ``wet`` times the output is added to
+    ``out_left``/``out_right`` (L, B) for the listeners flagged in ``hearing``.
     """
     count = lines.shape[0]
     block, listeners = send.shape
-    value = np.empty((count, listeners), dtype=np.float32)
+    late[:] = 0.0
     scale = np.float32(1.0 / np.sqrt(8.0))
     for n in range(block):
         for i in range(count):
@@ -154,8 +162,8 @@ def reverb(
                 damped = lines[i, row, li] + damping * (state[i, li] - lines[i, row, li])
                 state[i, li] = damped
                 value[i, li] = damped
-                out[0, n, li] += taps_left[i] * damped
-                out[1, n, li] += taps_right[i] * damped
+                late[0, n, li] += taps_left[i] * damped
+                late[1, n, li] += taps_right[i] * damped
         for li in range(listeners):  # fast Walsh-Hadamard transform of the 8 outputs
             a0 = value[0, li] + value[1, li]
             a1 = value[0, li] - value[1, li]
@@ -187,6 +195,11 @@ def reverb(
             for li in range(listeners):
                 lines[i, row, li] = g * value[i, li] + send[n, li]
             positions[i] = row + 1 if row + 1 < lengths[i] else 0
+    for li in range(listeners):
+        if hearing[li]:
+            for n in range(block):
+                out_left[li, n] += wet * late[0, n, li]
+                out_right[li, n] += wet * late[1, n, li]
 
 
 def warm_up() -> None:
@@ -201,6 +214,7 @@ def warm_up() -> None:
         np.array([1]),
         2,
         np.array([2]),
+        np.zeros((2, 3), dtype=f32),
     )
     reflect(
         np.zeros(16, dtype=f32),
@@ -212,8 +226,9 @@ def warm_up() -> None:
         np.ones((1, 6, 2), dtype=f32),
         np.ones(1, dtype=np.bool_),
         np.ones(4, dtype=f32),
-        np.zeros(8, dtype=f32),
-        np.zeros(8, dtype=f32),
+        np.zeros(6 * 8, dtype=f32),
+        np.zeros((1, 4), dtype=f32),
+        np.zeros((1, 4), dtype=f32),
     )
     reverb(
         np.zeros((4, 1), dtype=f32),
@@ -225,5 +240,10 @@ def warm_up() -> None:
         np.zeros((8, 1), dtype=f32),
         np.ones(8, dtype=f32),
         np.ones(8, dtype=f32),
+        np.zeros((8, 1), dtype=f32),
         np.zeros((2, 4, 1), dtype=f32),
+        0.5,
+        np.ones(1, dtype=np.bool_),
+        np.zeros((1, 4), dtype=f32),
+        np.zeros((1, 4), dtype=f32),
     )

@@ -84,6 +84,9 @@ class BinauralRenderer:
         self._h_real = np.zeros((k, 2 * listeners, p * sources), dtype=np.float32)
         self._h_imag = np.zeros((k, 2 * listeners, p * sources), dtype=np.float32)
         self._y = np.zeros((k, 2 * listeners), dtype=np.complex64)
+        self._mac_scratch = np.zeros((2, p * sources), dtype=np.float32)
+        self._fdn_scratch = np.zeros((8, listeners), dtype=np.float32)
+        self._unequal = np.zeros((listeners, sources), dtype=bool)
         # Which rows (listener ears) and source columns hold any filter: empty slots are skipped.
         self._row_end = 0
         self._extra_rows = np.zeros(0, dtype=np.int64)
@@ -120,9 +123,8 @@ class BinauralRenderer:
         self._tap_fading = np.zeros(listeners, dtype=np.bool_)
         self._only = np.zeros(listeners, dtype=np.bool_)
         self._pad = int(np.ceil(bank.onsets.max())) + 2
-        self._bus = np.zeros(self._pad + b, dtype=np.float32)
+        self._bus = np.zeros(walls * (self._pad + b), dtype=np.float32)
         self._ones = np.ones(b, dtype=np.float32)
-        self._early = np.zeros((listeners, 2, b), dtype=np.float32)
         self._send_weights = np.zeros((sources, listeners), dtype=np.float32)
         self._send = np.zeros((b, listeners), dtype=np.float32)
         self._late = np.zeros((2, b, listeners), dtype=np.float32)
@@ -190,14 +192,16 @@ class BinauralRenderer:
         if keep:
             history[:, need - keep : need] = old[:, self._end - keep : self._end]
         self._history, self._history_need, self._end = history, need, need
+        self._spare_history = np.zeros_like(history)
 
     # ------------------------------------------------------------------ the tick
     def render(self, weights: F32, sources: F32, out_left: F32, out_right: F32) -> None:
         """Every listener's binaural block for this tick's source blocks."""
         b, n, m, s_count = self._block, self._n, self.bank.partition, self.sources
-        if self._end + b > self._history.shape[1]:
-            need = self._history_need
-            self._history[:, :need] = self._history[:, self._end - need : self._end]
+        if self._end + b > self._history.shape[1]:  # wrap: the last ``need`` samples move
+            need = self._history_need  # to the front of the spare buffer (no temporary)
+            self._spare_history[:, :need] = self._history[:, self._end - need : self._end]
+            self._history, self._spare_history = self._spare_history, self._history
             self._end = need
         self._history[:, self._end : self._end + b] = sources
         self._end += b
@@ -208,11 +212,12 @@ class BinauralRenderer:
             stop = self._end - j * m
             rfft_into(self._history[:, stop - n : stop], x[:, j * s_count : (j + 1) * s_count].T)
         fading = False
-        if self._dirty or not np.array_equal(weights, self._weights):
+        np.not_equal(weights, self._weights, out=self._unequal)
+        if self._dirty or self._unequal.any():
             fading = self._retarget(weights)
         kernels.multiply_accumulate(
             self._h_real, self._h_imag, x, self._y,
-            self._row_end, self._extra_rows, self._col_end, self._extra_cols,
+            self._row_end, self._extra_rows, self._col_end, self._extra_cols, self._mac_scratch,
         )  # fmt: skip
         irfft_into(self._y, self._y_time.T)
         tail = self._y_time[:, n - b :]
@@ -225,38 +230,36 @@ class BinauralRenderer:
             self._render_room(sources, out_left, out_right)
 
     def _render_room(self, sources: F32, out_left: F32, out_right: F32) -> None:
-        early, on, fading = self._early, self._room_on, self._tap_fading
-        early.fill(0.0)
+        on, fading = self._room_on, self._tap_fading
         new = (self._refl_delay, self._refl_gain, self._ear_delay, self._ear_gain)
-        np.logical_and(on, ~fading, out=self._only)
-        self._reflect(new, self._ones)
+        np.logical_and(on, np.logical_not(fading, out=self._only), out=self._only)
+        self._reflect(new, self._ones, out_left, out_right)
         if fading.any():
             np.logical_and(on, fading, out=self._only)
-            self._reflect(new, self._ramp)
-            self._reflect(self._old, self._fade)
+            self._reflect(new, self._ramp, out_left, out_right)
+            self._reflect(self._old, self._fade, out_left, out_right)
             fading.fill(False)
-        out_left += early[:, 0]  # rows of listeners without the room stay zero
-        out_right += early[:, 1]
         if self._fdn is None:
             return
         lines, lengths, positions, gains, damping, state = self._fdn
         np.matmul(sources.T, self._send_weights, out=self._send)
-        self._late.fill(0.0)
+        # Listeners without the room send nothing and hear nothing of it.
         kernels.reverb(
             self._send, lines, lengths, positions, gains, damping, state,
-            self._fdn_taps[0], self._fdn_taps[1], self._late,
+            self._fdn_taps[0], self._fdn_taps[1], self._fdn_scratch, self._late,
+            self._wet, on, out_left, out_right,
         )  # fmt: skip
-        # Listeners without the room send nothing: their rows are zero once a tail decays.
-        self._late *= self._wet
-        out_left += self._late[0].T
-        out_right += self._late[1].T
 
     def _reflect(
-        self, taps: tuple[npt.NDArray[np.int32], F32, npt.NDArray[np.int32], F32], envelope: F32
+        self,
+        taps: tuple[npt.NDArray[np.int32], F32, npt.NDArray[np.int32], F32],
+        envelope: F32,
+        out_left: F32,
+        out_right: F32,
     ) -> None:
         kernels.reflect(
             self._history.reshape(-1), self._history.shape[1], self._end, taps[0], taps[1],
-            taps[2], taps[3], self._only, envelope, self._bus, self._early.reshape(-1),
+            taps[2], taps[3], self._only, envelope, self._bus, out_left, out_right,
         )  # fmt: skip
 
     # ------------------------------------------------------- filter retargeting
