@@ -61,11 +61,40 @@ def multiply_accumulate(
             y[k, r] = complex(acc_r, acc_i)
 
 
+DECIMATION_DELAY = 4
+"""Half-rate sample m stands for full-rate sample 2m - 4 (the decimator's group delay)."""
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def decimate(history: np.ndarray, end: int, block: int, taps: np.ndarray, half: np.ndarray) -> None:
+    """Low-pass and halve the newest ``block`` samples of each row of ``history`` (S, T).
+
+    ``half[s, m] = sum_t taps[t] * history[s, 2m + 1 - t]`` for the new m, i.e.
+    ``end/2 - block/2 <= m < end/2``; with an 11-tap symmetric low-pass this is the signal
+    at full-rate time 2m - 4. Early reflections are rendered at this rate.
+    """
+    sources = history.shape[0]
+    count = taps.shape[0]
+    first = (end - block) // 2
+    last = end // 2
+    for s in range(sources):
+        row = history[s]
+        out = half[s]
+        for m in range(first, last):
+            out[m] = 0.0
+        for t in range(count):
+            tap = taps[t]
+            if tap == 0.0:  # a half-band filter's every other tap is zero
+                continue
+            for m in range(first, last):
+                out[m] += tap * row[2 * m + 1 - t]
+
+
 @njit(cache=True, nogil=True, fastmath=True)
 def reflect(
-    history: np.ndarray,
+    half: np.ndarray,
     width: int,
-    end: int,
+    base: int,
     delays: np.ndarray,
     gains: np.ndarray,
     ear_delays: np.ndarray,
@@ -73,24 +102,28 @@ def reflect(
     only: np.ndarray,
     envelope: np.ndarray,
     bus: np.ndarray,
+    upsampled: np.ndarray,
     out_left: np.ndarray,
     out_right: np.ndarray,
 ) -> None:
     """Add early reflections to ``out_left``/``out_right`` (L, B).
 
-    Two stages per listener and wall: the wall's bus sums every source's image (``delays``
-    and ``gains`` (L, S, W): extra path in samples, level) from ``history`` (S*width, flat
-    rows of ``width`` samples, the current block ending at ``end``); then each ear hears the
-    bus from the wall's direction (``ear_delays``/``ear_gains`` (L, W, 2): arrival time and
-    level at that ear). ``bus`` (W*(PAD + B), flat) is scratch; the PAD samples before the
-    block let an ear hear the bus up to PAD samples late. ``envelope`` (B,) scales the result
-    (a crossfade ramp). History is flat so that the inner loops vectorise; sources are the
-    outer loop so that one source's recent samples stay in L1 while all six walls read them.
+    Two stages per listener and wall. The wall's bus sums every source's image at half
+    the sample rate (walls take the highs anyway): ``delays``/``gains`` (L, S, W) are the
+    extra path in half-rate samples and the level; ``half`` (S*width, flat rows) is the
+    half-rate history and bus sample j of source s reads ``half[s*width + base - delay + j]``.
+    Then the bus is brought back to full rate (linear interpolation) and each ear hears it
+    from the wall's direction: ``ear_delays``/``ear_gains`` (L, W, 2), arrival time in
+    full-rate samples and level. ``bus`` (W*(PAD/2 + B/2 + 1), flat) and ``upsampled``
+    (PAD + B) are scratch; PAD lets an ear hear the bus up to PAD samples late.
+    ``envelope`` (B,) scales the result (a crossfade ramp). Sources are the outer loop so
+    one source's recent samples stay in L1 while all the walls read them.
     """
     listeners, sources, walls = delays.shape
     block = envelope.shape[0]
-    span = bus.shape[0] // walls
+    span = upsampled.shape[0]
     pad = span - block
+    half_span = bus.shape[0] // walls
     for li in range(listeners):
         if not only[li]:
             continue
@@ -99,16 +132,25 @@ def reflect(
             for w in range(walls):
                 g = gains[li, s, w]
                 if g != 0.0:
-                    base = s * width + end - span - delays[li, s, w]
-                    _axpy(bus[w * span : (w + 1) * span], history[base : base + span], g)
+                    start = s * width + base - delays[li, s, w]
+                    _axpy(
+                        bus[w * half_span : (w + 1) * half_span],
+                        half[start : start + half_span],
+                        g,
+                    )
         for w in range(walls):
-            wall = bus[w * span : (w + 1) * span]
+            if ear_gains[li, w, 0] == 0.0 and ear_gains[li, w, 1] == 0.0:
+                continue
+            wall = bus[w * half_span : (w + 1) * half_span]
+            for j in range(span // 2):
+                upsampled[2 * j] = wall[j]
+                upsampled[2 * j + 1] = np.float32(0.5) * (wall[j] + wall[j + 1])
             for e in range(2):
                 g = ear_gains[li, w, e]
                 if g != 0.0:
                     first = pad - ear_delays[li, w, e]
                     target = out_left[li] if e == 0 else out_right[li]
-                    _axpy_shaped(target, wall[first : first + block], g, envelope)
+                    _axpy_shaped(target, upsampled[first : first + block], g, envelope)
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
@@ -216,17 +258,19 @@ def warm_up() -> None:
         np.array([2]),
         np.zeros((2, 3), dtype=f32),
     )
+    decimate(np.zeros((1, 32), dtype=f32), 32, 8, np.ones(11, dtype=f32), np.zeros((1, 16), f32))
     reflect(
         np.zeros(16, dtype=f32),
         16,
-        16,
+        12,
         np.zeros((1, 1, 6), dtype=np.int32),
         np.ones((1, 1, 6), dtype=f32),
         np.zeros((1, 6, 2), dtype=np.int32),
         np.ones((1, 6, 2), dtype=f32),
         np.ones(1, dtype=np.bool_),
         np.ones(4, dtype=f32),
-        np.zeros(6 * 8, dtype=f32),
+        np.zeros(6 * 4, dtype=f32),
+        np.zeros(6, dtype=f32),
         np.zeros((1, 4), dtype=f32),
         np.zeros((1, 4), dtype=f32),
     )

@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+from scipy import signal
 
 from node.errors import SpatialError
 from node.spatial import kernels
@@ -78,6 +79,8 @@ class BinauralRenderer:
         self._fresh = min(p, b // bank.partition)  # partition windows computed each tick
         self._history_need = n + (self._fresh - 1) * bank.partition
         self._history = np.zeros((sources, 0), dtype=np.float32)
+        self._half = np.zeros((sources, 0), dtype=np.float32)
+        """The sources' history at half the sample rate (for early reflections)."""
         self._end = 0
         self._allocate_history(self._history_need)
         self._x = np.zeros((k, p * sources), dtype=np.complex64)
@@ -122,8 +125,13 @@ class BinauralRenderer:
         )
         self._tap_fading = np.zeros(listeners, dtype=np.bool_)
         self._only = np.zeros(listeners, dtype=np.bool_)
-        self._pad = int(np.ceil(bank.onsets.max())) + 2
-        self._bus = np.zeros(walls * (self._pad + b), dtype=np.float32)
+        pad = int(np.ceil(bank.onsets.max())) + 2
+        self._pad = pad + pad % 2  # even: the reflections run at half the sample rate
+        self._bus = np.zeros(walls * ((self._pad + b) // 2 + 1), dtype=np.float32)
+        self._upsampled = np.zeros(self._pad + b, dtype=np.float32)
+        decimator = signal.firwin(11, 0.5)
+        decimator[np.abs(decimator) < 1e-9] = 0.0  # half-band: every other tap is zero
+        self._decimator = decimator.astype(np.float32)
         self._ones = np.ones(b, dtype=np.float32)
         self._send_weights = np.zeros((sources, listeners), dtype=np.float32)
         self._send = np.zeros((b, listeners), dtype=np.float32)
@@ -169,9 +177,13 @@ class BinauralRenderer:
         self._room = room
         if room is not None:
             max_delay = room.max_delay_s() * self.sample_rate
-            need = max(self._history_need, self._block + self._pad + math.ceil(max_delay) + 2)
+            need = max(self._history_need, self._block + self._pad + math.ceil(max_delay) + 16)
+            need += need % 2
             if need > self._history_need or self._history.shape[1] < need + self._block:
                 self._allocate_history(need)
+            # Bring the half-rate history up to date with everything kept so far.
+            whole = self._end - 12 - self._end % 2
+            kernels.decimate(self._history, self._end, whole, self._decimator, self._half)
             lengths, gains, damping = room.reverb_design(self.sample_rate)
             lines = np.zeros((8, int(lengths.max()), self.listeners), dtype=np.float32)
             state = np.zeros((8, self.listeners), dtype=np.float32)
@@ -191,8 +203,14 @@ class BinauralRenderer:
         )
         if keep:
             history[:, need - keep : need] = old[:, self._end - keep : self._end]
+        half = np.zeros((self.sources, history.shape[1] // 2 + 1), dtype=np.float32)
+        if keep and self._half.shape[1]:
+            half[:, (need - keep) // 2 : need // 2] = self._half[
+                :, (self._end - keep) // 2 : self._end // 2
+            ]
         self._history, self._history_need, self._end = history, need, need
         self._spare_history = np.zeros_like(history)
+        self._half, self._spare_half = half, np.zeros_like(half)
 
     # ------------------------------------------------------------------ the tick
     def render(self, weights: F32, sources: F32, out_left: F32, out_right: F32) -> None:
@@ -202,9 +220,15 @@ class BinauralRenderer:
             need = self._history_need  # to the front of the spare buffer (no temporary)
             self._spare_history[:, :need] = self._history[:, self._end - need : self._end]
             self._history, self._spare_history = self._spare_history, self._history
+            self._spare_half[:, : need // 2] = self._half[
+                :, (self._end - need) // 2 : self._end // 2
+            ]
+            self._half, self._spare_half = self._spare_half, self._half
             self._end = need
         self._history[:, self._end : self._end + b] = sources
         self._end += b
+        if self._room is not None:
+            kernels.decimate(self._history, self._end, b, self._decimator, self._half)
         x = self._x
         if self.bank.partitions > self._fresh:  # older partitions: last tick's windows
             x[:, self._fresh * s_count :] = x[:, : -self._fresh * s_count].copy()
@@ -257,9 +281,10 @@ class BinauralRenderer:
         out_left: F32,
         out_right: F32,
     ) -> None:
+        base = (self._end - self._block - self._pad + kernels.DECIMATION_DELAY) // 2
         kernels.reflect(
-            self._history.reshape(-1), self._history.shape[1], self._end, taps[0], taps[1],
-            taps[2], taps[3], self._only, envelope, self._bus, out_left, out_right,
+            self._half.reshape(-1), self._half.shape[1], base, taps[0], taps[1], taps[2],
+            taps[3], self._only, envelope, self._bus, self._upsampled, out_left, out_right,
         )  # fmt: skip
 
     # ------------------------------------------------------- filter retargeting
@@ -417,8 +442,11 @@ class BinauralRenderer:
             ls, ss = pairs_l[use], pairs_s[use]
             length = np.linalg.norm(images[ss] - listener_points[ls][:, None, :], axis=2)
             extra = (length - distance[ls, ss][:, None]) * (self.sample_rate / SPEED_OF_SOUND_M_S)
-            limit = self._history_need - self._block - self._pad
-            self._refl_delay[ls, ss] = np.clip(np.rint(extra), 0, limit).astype(np.int32)
+            # In half-rate samples; the newest half-rate samples lag by the decimator's delay,
+            # so the shortest reflection is 3 (0.13 ms: one a wall's width behind a source).
+            limit = (self._history_need - self._block - self._pad) // 2 - 1
+            half = np.clip(np.rint(extra / 2), 3, limit)
+            self._refl_delay[ls, ss] = half.astype(np.int32)
             self._refl_gain[ls, ss] = (
                 math.sqrt(1.0 - room.absorption)
                 * distance_gain(length, self.near_m, self.far_m)

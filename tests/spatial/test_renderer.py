@@ -207,3 +207,23 @@ def test_a_steady_tick_allocates_nothing(bank: HrtfBank) -> None:
     # The smallest buffer of a tick (one source block) is 3840 bytes; Python's own small
     # objects (ints, slices, views) stay far below that.
     assert peak - baseline < 2048, f"a tick allocated {peak - baseline} bytes"
+
+
+def test_reflections_arrive_when_the_image_sources_say(bank: HrtfBank) -> None:
+    """Stereo panning (no HRTF onset): dry click at t0, floor and ceiling images at +1.606 m."""
+    renderer = BinauralRenderer(bank, 2, 2)
+    renderer.set_modes(np.array([False, False]), np.array([True, True]))
+    renderer.set_room(Room(10.0, 10.0, 3.0, 0.2))
+    click = np.zeros(12 * BLOCK, dtype=np.float32)
+    start = 5 * BLOCK + 100
+    click[start] = 1.0
+    out = render(renderer, click, (0.0, 2.0))
+    mono = out[:, 0] + out[:, 1]
+    assert np.argmax(np.abs(mono)) == start  # the dry click comes first and loudest
+    extra_samples = (math.hypot(2.0, 3.0) - 2.0) * 48000 / 343.0  # 224.7
+    window = np.abs(mono[start + 20 : start + 600])
+    first = start + 20 + int(np.argmax(window))
+    assert abs(first - (start + extra_samples)) <= 3
+    wall = (8.0 - 2.0) * 48000 / 343.0  # the front wall's image is 6 m further: 840 samples
+    around = np.abs(mono[start + int(wall) - 8 : start + int(wall) + 9])
+    assert around.max() > 0.05 * np.abs(mono[first])
