@@ -70,24 +70,25 @@ def decimate(history: np.ndarray, end: int, block: int, taps: np.ndarray, half: 
     """Low-pass and halve the newest ``block`` samples of each row of ``history`` (S, T).
 
     ``half[s, m] = sum_t taps[t] * history[s, 2m + 1 - t]`` for the new m, i.e.
-    ``end/2 - block/2 <= m < end/2``; with an 11-tap symmetric low-pass this is the signal
-    at full-rate time 2m - 4. Early reflections are rendered at this rate.
+    ``end/2 - block/2 <= m < end/2``, with ``taps`` an 11-tap symmetric half-band low-pass:
+    this is the signal at full-rate time 2m - 4. Early reflections are rendered at this rate.
     """
     sources = history.shape[0]
-    count = taps.shape[0]
     first = (end - block) // 2
     last = end // 2
+    # Symmetric 11-tap half-band: taps 1, 3, 7 and 9 are zero; pair the mirrored ones.
+    c0, c2, c4, c5 = taps[0], taps[2], taps[4], taps[5]
     for s in range(sources):
         row = history[s]
         out = half[s]
         for m in range(first, last):
-            out[m] = 0.0
-        for t in range(count):
-            tap = taps[t]
-            if tap == 0.0:  # a half-band filter's every other tap is zero
-                continue
-            for m in range(first, last):
-                out[m] += tap * row[2 * m + 1 - t]
+            k = 2 * m
+            out[m] = (
+                c0 * (row[k + 1] + row[k - 9])
+                + c2 * (row[k - 1] + row[k - 7])
+                + c4 * (row[k - 3] + row[k - 5])
+                + c5 * row[k - 4]
+            )
 
 
 @njit(cache=True, nogil=True, fastmath=True)
