@@ -179,6 +179,7 @@ def reverb(
     taps_right: np.ndarray,
     value: np.ndarray,
     late: np.ndarray,
+    late_last: np.ndarray,
     wet: float,
     hearing: np.ndarray,
     out_left: np.ndarray,
@@ -191,8 +192,10 @@ def reverb(
     ``feedback[i]`` the per-pass gain that sets the decay time; ``damping`` the one-pole
     low-pass coefficient (air and wall absorption of high frequencies); ``state`` (8, L) the
     low-pass memories. The lines are mixed by an orthogonal 8×8 Hadamard matrix. ``value``
-    (8, L) and ``late`` (2, B, L) are scratch. ``wet`` times the output is added to
-    ``out_left``/``out_right`` (L, B) for the listeners flagged in ``hearing``.
+    (8, L) and ``late`` (2, B, L) are scratch. The network may run at half the output's
+    rate: ``wet`` times its output, brought to the length of ``out_left``/``out_right``
+    (L, B or 2B) by linear interpolation (``late_last`` (2, L) keeps the previous block's
+    last sample), is added for the listeners flagged in ``hearing``.
     """
     count = lines.shape[0]
     block, listeners = send.shape
@@ -238,11 +241,22 @@ def reverb(
             for li in range(listeners):
                 lines[i, row, li] = g * value[i, li] + send[n, li]
             positions[i] = row + 1 if row + 1 < lengths[i] else 0
+    half_rate = out_left.shape[1] == 2 * block  # else the same rate as the output
     for li in range(listeners):
-        if hearing[li]:
+        for channel in range(2):
+            previous = late_last[channel, li]
+            late_last[channel, li] = late[channel, block - 1, li]
+            if not hearing[li]:
+                continue
+            target = out_left[li] if channel == 0 else out_right[li]
             for n in range(block):
-                out_left[li, n] += wet * late[0, n, li]
-                out_right[li, n] += wet * late[1, n, li]
+                current = late[channel, n, li]
+                if half_rate:
+                    target[2 * n] += wet * np.float32(0.5) * (previous + current)
+                    target[2 * n + 1] += wet * current
+                else:
+                    target[n] += wet * current
+                previous = current
 
 
 def warm_up() -> None:
@@ -287,8 +301,9 @@ def warm_up() -> None:
         np.ones(8, dtype=f32),
         np.zeros((8, 1), dtype=f32),
         np.zeros((2, 4, 1), dtype=f32),
+        np.zeros((2, 1), dtype=f32),
         0.5,
         np.ones(1, dtype=np.bool_),
-        np.zeros((1, 4), dtype=f32),
-        np.zeros((1, 4), dtype=f32),
+        np.zeros((1, 8), dtype=f32),
+        np.zeros((1, 8), dtype=f32),
     )

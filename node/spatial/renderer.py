@@ -134,8 +134,10 @@ class BinauralRenderer:
         self._decimator = decimator.astype(np.float32)
         self._ones = np.ones(b, dtype=np.float32)
         self._send_weights = np.zeros((sources, listeners), dtype=np.float32)
-        self._send = np.zeros((b, listeners), dtype=np.float32)
-        self._late = np.zeros((2, b, listeners), dtype=np.float32)
+        # The late reverb also runs at half the sample rate (it is dark anyway).
+        self._send = np.zeros((b // 2, listeners), dtype=np.float32)
+        self._late = np.zeros((2, b // 2, listeners), dtype=np.float32)
+        self._late_last = np.zeros((2, listeners), dtype=np.float32)
         self._fdn: (
             tuple[F32, npt.NDArray[np.int64], npt.NDArray[np.int64], F32, float, F32] | None
         ) = None
@@ -184,7 +186,7 @@ class BinauralRenderer:
             # Bring the half-rate history up to date with everything kept so far.
             whole = self._end - 12 - self._end % 2
             kernels.decimate(self._history, self._end, whole, self._decimator, self._half)
-            lengths, gains, damping = room.reverb_design(self.sample_rate)
+            lengths, gains, damping = room.reverb_design(self.sample_rate // 2)
             lines = np.zeros((8, int(lengths.max()), self.listeners), dtype=np.float32)
             state = np.zeros((8, self.listeners), dtype=np.float32)
             self._fdn = (lines, lengths, np.zeros(8, dtype=np.int64), gains, damping, state)
@@ -266,11 +268,12 @@ class BinauralRenderer:
         if self._fdn is None:
             return
         lines, lengths, positions, gains, damping, state = self._fdn
-        np.matmul(sources.T, self._send_weights, out=self._send)
+        newest = self._half[:, (self._end - self._block) // 2 : self._end // 2]
+        np.matmul(newest.T, self._send_weights, out=self._send)
         # Listeners without the room send nothing and hear nothing of it.
         kernels.reverb(
             self._send, lines, lengths, positions, gains, damping, state,
-            self._fdn_taps[0], self._fdn_taps[1], self._fdn_scratch, self._late,
+            self._fdn_taps[0], self._fdn_taps[1], self._fdn_scratch, self._late, self._late_last,
             self._wet, on, out_left, out_right,
         )  # fmt: skip
 
