@@ -15,7 +15,7 @@ run: install
 
 test: install-test lint typecheck pytest
 
-install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/apt-run
+install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/apt-run $(STAMPS)/contracts
 
 install-test: install $(STAMPS)/apt-test
 
@@ -25,7 +25,7 @@ $(STAMPS):
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch/solc come later; the lock pins every transitive version.
+# The lock pins every transitive version.
 $(STAMPS)/python: pyproject.toml requirements.lock $(BIN)/python | $(STAMPS)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
@@ -35,13 +35,20 @@ $(STAMPS)/npm: package.json package-lock.json | $(STAMPS)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian packages: only installed when missing, so repeat runs cost one dpkg query.
-$(STAMPS)/apt-run: | $(STAMPS)
+# Solidity: py-solc-x drives npm's solcjs (contracts/tools/solc.js); rebuilt when sources change.
+$(STAMPS)/contracts: $(wildcard contracts/src/*.sol contracts/test/*.sol) contracts/tools/solc.js \
+		$(STAMPS)/python $(STAMPS)/npm
+	$(BIN)/python -m node.chain.build
+	touch $@
+
+# Debian packages: only installed when missing, so repeat runs cost one dpkg query (the
+# list is re-checked whenever this Makefile changes).
+$(STAMPS)/apt-run: Makefile | $(STAMPS)
 	@missing=$$(for p in $(APT_RUN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 	touch $@
 
-$(STAMPS)/apt-test: | $(STAMPS)
+$(STAMPS)/apt-test: Makefile | $(STAMPS)
 	@missing=$$(for p in $(APT_TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 	touch $@

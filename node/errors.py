@@ -41,3 +41,7 @@ class StoreError(JamnetError):
 
 class SpatialError(JamnetError, ValueError):
     """An HRTF file, position, orientation or room is invalid."""
+
+
+class ChainError(JamnetError):
+    """A contract build, deployment, chain call or transaction failed (HTTP 502)."""

@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+
+/// @title Royalty splits for jamnet works
+/// @notice A work (content hash, metadata URI) is registered with its contributors and their
+/// shares in basis points (summing to 10 000), with every contributor's consent: an EIP-712
+/// signature over the exact split, or the registrant's own transaction. Shares never change.
+/// Anyone pays a work in ETH or JAM; a protocol fee (capped, set only by governance) goes to
+/// the treasury. Payments cost the same for any number of contributors: a payment only adds
+/// to the work's running total, and each contributor is owed `total * share / 10000` minus
+/// what they already withdrew (pull payments).
+contract WorkRegistry is EIP712, ReentrancyGuard {
+    using SafeERC20 for IERC20;
+
+    /// @notice Highest protocol fee governance may set: 10 %.
+    uint16 public constant MAX_FEE_BPS = 1000;
+    /// @notice Basis points in a whole.
+    uint16 public constant TOTAL_BPS = 10_000;
+    /// @notice Most contributors a work may have.
+    uint256 public constant MAX_CONTRIBUTORS = 100;
+    /// @notice EIP-712 type of a contributor's consent.
+    bytes32 public constant CONSENT_TYPEHASH = keccak256(
+        "Consent(bytes32 contentHash,bytes32 metadataHash,address[] contributors,uint16[] shares)"
+    );
+
+    struct Work {
+        bytes32 contentHash;
+        string metadataURI;
+        address registrant;
+        address[] contributors;
+        uint16[] shares;
+        uint256 totalEth;
+        uint256 totalToken;
+    }
+
+    IERC20 private immutable _token;
+    address private immutable _governance;
+    address private immutable _treasury;
+    uint16 private _feeBps;
+    uint256 private _feesEth;
+    uint256 private _feesToken;
+    Work[] private _works;
+    mapping(bytes32 contentHash => bool) private _registered;
+    mapping(uint256 workId => mapping(address contributor => uint16)) private _shareOf;
+    mapping(uint256 workId => mapping(address contributor => uint256)) private _withdrawnEth;
+    mapping(uint256 workId => mapping(address contributor => uint256)) private _withdrawnToken;
+
+    /// @notice A work and its split were registered.
+    event WorkRegistered(uint256 indexed workId, bytes32 indexed contentHash, address indexed registrant, string metadataURI);
+    /// @notice Someone paid a work (`token` is address(0) for ETH); `fee` went to the treasury.
+    event WorkPaid(uint256 indexed workId, address indexed payer, address token, uint256 amount, uint256 fee);
+    /// @notice A contributor withdrew what they were owed.
+    event Withdrawn(uint256 indexed workId, address indexed contributor, address token, uint256 amount);
+    /// @notice Governance changed the protocol fee.
+    event ProtocolFeeSet(uint16 feeBps);
+    /// @notice Accumulated fees were sent to the treasury.
+    event FeesCollected(address token, uint256 amount);
+
+    /// @notice Only governance (the timelock) may do this.
+    error WorkRegistryUnauthorized(address caller);
+    /// @notice The fee is above `MAX_FEE_BPS`.
+    error WorkRegistryFeeTooHigh(uint16 feeBps, uint16 maxBps);
+    /// @notice Contributors and shares differ in length, are empty or too many.
+    error WorkRegistryBadSplit();
+    /// @notice The shares do not add up to 10 000 basis points.
+    error WorkRegistrySharesNotWhole(uint256 sum);
+    /// @notice A contributor is the zero address, listed twice, or has a zero share.
+    error WorkRegistryBadContributor(address contributor);
+    /// @notice A contributor's consent signature is missing or wrong.
+    error WorkRegistryNoConsent(address contributor);
+    /// @notice This content hash is already registered.
+    error WorkRegistryDuplicate(bytes32 contentHash);
+    /// @notice No such work.
+    error WorkRegistryUnknownWork(uint256 workId);
+    /// @notice A payment of zero.
+    error WorkRegistryZeroPayment();
+    /// @notice Nothing is owed to the caller.
+    error WorkRegistryNothingOwed(address contributor);
+
+    /// @param token the JAM token
+    /// @param governance the timelock: sets the fee
+    /// @param treasury receives protocol fees
+    /// @param feeBps initial protocol fee
+    constructor(IERC20 token, address governance, address treasury, uint16 feeBps) EIP712("jamnet WorkRegistry", "1") {
+        if (feeBps > MAX_FEE_BPS) revert WorkRegistryFeeTooHigh(feeBps, MAX_FEE_BPS);
+        _token = token;
+        _governance = governance;
+        _treasury = treasury;
+        _feeBps = feeBps;
+    }
+
+    /// @notice Register a work with every contributor's consent.
+    /// @param contentHash hash of the recording or score (unique)
+    /// @param metadataURI where its description lives
+    /// @param contributors who is paid
+    /// @param shares each contributor's basis points (sum 10 000)
+    /// @param signatures each contributor's EIP-712 consent; may be empty for the caller
+    /// @return workId the new work's id
+    function register(
+        bytes32 contentHash,
+        string calldata metadataURI,
+        address[] calldata contributors,
+        uint16[] calldata shares,
+        bytes[] calldata signatures
+    ) external returns (uint256 workId) {
+        uint256 count = contributors.length;
+        if (count == 0 || count > MAX_CONTRIBUTORS || shares.length != count || signatures.length != count) {
+            revert WorkRegistryBadSplit();
+        }
+        if (_registered[contentHash]) revert WorkRegistryDuplicate(contentHash);
+        bytes32 digest = consentDigest(contentHash, metadataURI, contributors, shares);
+        workId = _works.length;
+        uint256 sum = 0;
+        for (uint256 i = 0; i < count; ++i) {
+            address contributor = contributors[i];
+            if (contributor == address(0) || shares[i] == 0 || _shareOf[workId][contributor] != 0) {
+                revert WorkRegistryBadContributor(contributor);
+            }
+            if (
+                !(contributor == msg.sender && signatures[i].length == 0)
+                    && !SignatureChecker.isValidSignatureNow(contributor, digest, signatures[i])
+            ) revert WorkRegistryNoConsent(contributor);
+            _shareOf[workId][contributor] = shares[i];
+            sum += shares[i];
+        }
+        if (sum != TOTAL_BPS) revert WorkRegistrySharesNotWhole(sum);
+        _registered[contentHash] = true;
+        _works.push(Work(contentHash, metadataURI, msg.sender, contributors, shares, 0, 0));
+        emit WorkRegistered(workId, contentHash, msg.sender, metadataURI);
+    }
+
+    /// @notice The EIP-712 digest each contributor signs to consent to a split.
+    function consentDigest(
+        bytes32 contentHash,
+        string calldata metadataURI,
+        address[] calldata contributors,
+        uint16[] calldata shares
+    ) public view returns (bytes32) {
+        uint256[] memory wideShares = new uint256[](shares.length);
+        for (uint256 i = 0; i < shares.length; ++i) {
+            wideShares[i] = shares[i];
+        }
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    CONSENT_TYPEHASH,
+                    contentHash,
+                    keccak256(bytes(metadataURI)),
+                    keccak256(abi.encodePacked(contributors)),
+                    keccak256(abi.encodePacked(wideShares))
+                )
+            )
+        );
+    }
+
+    /// @notice Pay a work in ETH.
+    function pay(uint256 workId) external payable {
+        Work storage work = _work(workId);
+        if (msg.value == 0) revert WorkRegistryZeroPayment();
+        uint256 fee = (msg.value * _feeBps) / TOTAL_BPS;
+        _feesEth += fee;
+        work.totalEth += msg.value - fee;
+        emit WorkPaid(workId, msg.sender, address(0), msg.value, fee);
+    }
+
+    /// @notice Pay a work in JAM (approve this contract first, or use a permit).
+    function payToken(uint256 workId, uint256 amount) external nonReentrant {
+        Work storage work = _work(workId);
+        if (amount == 0) revert WorkRegistryZeroPayment();
+        uint256 fee = (amount * _feeBps) / TOTAL_BPS;
+        _feesToken += fee;
+        work.totalToken += amount - fee;
+        emit WorkPaid(workId, msg.sender, address(_token), amount, fee);
+        _token.safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    /// @notice Withdraw the ETH the caller is owed by a work.
+    function withdraw(uint256 workId) external nonReentrant {
+        uint256 amount = owedEth(workId, msg.sender);
+        if (amount == 0) revert WorkRegistryNothingOwed(msg.sender);
+        _withdrawnEth[workId][msg.sender] += amount;
+        emit Withdrawn(workId, msg.sender, address(0), amount);
+        Address.sendValue(payable(msg.sender), amount);
+    }
+
+    /// @notice Withdraw the JAM the caller is owed by a work.
+    function withdrawToken(uint256 workId) external nonReentrant {
+        uint256 amount = owedToken(workId, msg.sender);
+        if (amount == 0) revert WorkRegistryNothingOwed(msg.sender);
+        _withdrawnToken[workId][msg.sender] += amount;
+        emit Withdrawn(workId, msg.sender, address(_token), amount);
+        _token.safeTransfer(msg.sender, amount);
+    }
+
+    /// @notice Send accumulated protocol fees (ETH and JAM) to the treasury; anyone may call.
+    function collectFees() external nonReentrant {
+        uint256 eth = _feesEth;
+        uint256 jam = _feesToken;
+        _feesEth = 0;
+        _feesToken = 0;
+        if (eth > 0) emit FeesCollected(address(0), eth);
+        if (jam > 0) emit FeesCollected(address(_token), jam);
+        if (jam > 0) _token.safeTransfer(_treasury, jam);
+        if (eth > 0) Address.sendValue(payable(_treasury), eth);
+    }
+
+    /// @notice Governance sets the protocol fee (at most `MAX_FEE_BPS`).
+    function setProtocolFee(uint16 feeBps) external {
+        if (msg.sender != _governance) revert WorkRegistryUnauthorized(msg.sender);
+        if (feeBps > MAX_FEE_BPS) revert WorkRegistryFeeTooHigh(feeBps, MAX_FEE_BPS);
+        _feeBps = feeBps;
+        emit ProtocolFeeSet(feeBps);
+    }
+
+    /// @notice ETH owed to `contributor` by work `workId`.
+    function owedEth(uint256 workId, address contributor) public view returns (uint256) {
+        Work storage work = _work(workId);
+        return (work.totalEth * _shareOf[workId][contributor]) / TOTAL_BPS - _withdrawnEth[workId][contributor];
+    }
+
+    /// @notice JAM owed to `contributor` by work `workId`.
+    function owedToken(uint256 workId, address contributor) public view returns (uint256) {
+        Work storage work = _work(workId);
+        return (work.totalToken * _shareOf[workId][contributor]) / TOTAL_BPS - _withdrawnToken[workId][contributor];
+    }
+
+    /// @notice A work's registration and totals received (after fees).
+    function work(uint256 workId)
+        external
+        view
+        returns (
+            bytes32 contentHash,
+            string memory metadataURI,
+            address registrant,
+            address[] memory contributors,
+            uint16[] memory shares,
+            uint256 totalEth,
+            uint256 totalToken
+        )
+    {
+        Work storage w = _work(workId);
+        return (w.contentHash, w.metadataURI, w.registrant, w.contributors, w.shares, w.totalEth, w.totalToken);
+    }
+
+    /// @notice Number of registered works.
+    function workCount() external view returns (uint256) {
+        return _works.length;
+    }
+
+    /// @notice Current protocol fee in basis points.
+    function protocolFeeBps() external view returns (uint16) {
+        return _feeBps;
+    }
+
+    /// @notice Fees not yet collected: (ETH, JAM).
+    function pendingFees() external view returns (uint256 eth, uint256 jam) {
+        return (_feesEth, _feesToken);
+    }
+
+    /// @notice The JAM token, the governance (timelock) and the treasury addresses.
+    function addresses() external view returns (address token, address governance, address treasury) {
+        return (address(_token), _governance, _treasury);
+    }
+
+    function _work(uint256 workId) private view returns (Work storage) {
+        if (workId >= _works.length) revert WorkRegistryUnknownWork(workId);
+        return _works[workId];
+    }
+}

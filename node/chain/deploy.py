@@ -1,0 +1,181 @@
+"""Deploying jamnet's contracts and reading a deployment file.
+
+Order: timelock (treasury) → JAM token (genesis supply to the timelock, a devnet allocation
+to the local test accounts) → governor → the timelock's proposer/canceller roles to the
+governor, and the deployer's admin role renounced → WorkRegistry → NodeRegistry. The
+deployment file records the chain id, every address and the first block, so the node can
+find (and index from) it again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+from web3.contract import Contract
+
+from node.chain.build import build
+from node.errors import ChainError
+
+JAM = 10**18
+
+
+@dataclass(frozen=True)
+class DeployParams:
+    """Genesis parameters (governance can change every one of them later)."""
+
+    supply: int = 100_000_000 * JAM
+    devnet_allocation: int = 1_000_000 * JAM
+    timelock_delay_s: int = 60
+    voting_delay_s: int = 60
+    voting_period_s: int = 600
+    proposal_threshold: int = 1_000 * JAM
+    protocol_fee_bps: int = 250
+    min_stake: int = 10_000 * JAM
+    unbond_delay_s: int = 3600
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where the contracts live."""
+
+    chain_id: int
+    block: int
+    addresses: dict[str, str]
+    deployer: str
+    params: dict[str, int] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        """Write atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        """Read and check a deployment file."""
+        try:
+            data = json.loads(path.read_text())
+            deployment = cls(
+                chain_id=int(data["chain_id"]),
+                block=int(data["block"]),
+                addresses={
+                    str(k): Web3.to_checksum_address(v) for k, v in data["addresses"].items()
+                },
+                deployer=str(data["deployer"]),
+                params={str(k): int(v) for k, v in data.get("params", {}).items()},
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ChainError(f"deployment file {path} is missing or invalid: {exc}") from None
+        missing = {"JamToken", "JamTimelock", "JamGovernor", "WorkRegistry", "NodeRegistry"} - set(
+            deployment.addresses
+        )
+        if missing:
+            raise ChainError(f"deployment file {path} lacks {sorted(missing)[0]}")
+        return deployment
+
+    def contracts(self, w3: Web3) -> dict[str, Contract]:
+        """Bound contract objects."""
+        artifacts = build()
+        return {
+            name: w3.eth.contract(
+                address=Web3.to_checksum_address(address), abi=artifacts[name].abi
+            )
+            for name, address in self.addresses.items()
+        }
+
+    def is_live(self, w3: Web3) -> bool:
+        """Whether this chain has this deployment (code at every address, same chain id)."""
+        if w3.eth.chain_id != self.chain_id:
+            return False
+        return all(
+            len(w3.eth.get_code(Web3.to_checksum_address(a))) > 0 for a in self.addresses.values()
+        )
+
+
+def _deploy(w3: Web3, sender: str, name: str, *args: Any) -> Contract:
+    artifact = build()[name]
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    tx_hash = factory.constructor(*args).transact({"from": sender})
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+    if receipt["status"] != 1 or not receipt["contractAddress"]:
+        raise ChainError(f"deploying {name} failed (transaction {tx_hash.to_0x_hex()})")
+    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
+
+
+def _wait(w3: Web3, tx_hash: Any, what: str) -> None:
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+    if receipt["status"] != 1:
+        raise ChainError(f"{what} failed (transaction {tx_hash.to_0x_hex()})")
+
+
+def deploy(
+    w3: Web3, deployer: str, devnet_accounts: list[str], params: DeployParams | None = None
+) -> Deployment:
+    """Deploy everything from ``deployer`` (an account the node can send from)."""
+    p = params or DeployParams()
+    first_block = w3.eth.block_number + 1
+    zero = "0x0000000000000000000000000000000000000000"
+    timelock = _deploy(w3, deployer, "JamTimelock", p.timelock_delay_s, [], [zero], deployer)
+    token = _deploy(
+        w3, deployer, "JamToken", timelock.address, p.supply, devnet_accounts, p.devnet_allocation
+    )
+    governor = _deploy(
+        w3,
+        deployer,
+        "JamGovernor",
+        token.address,
+        timelock.address,
+        p.voting_delay_s,
+        p.voting_period_s,
+        p.proposal_threshold,
+    )
+    for role in ("PROPOSER_ROLE", "CANCELLER_ROLE"):
+        role_id = getattr(timelock.functions, role)().call()
+        _wait(
+            w3,
+            timelock.functions.grantRole(role_id, governor.address).transact({"from": deployer}),
+            role,
+        )
+    admin = timelock.functions.DEFAULT_ADMIN_ROLE().call()
+    _wait(
+        w3,
+        timelock.functions.renounceRole(admin, deployer).transact({"from": deployer}),
+        "renounce",
+    )
+    works = _deploy(
+        w3,
+        deployer,
+        "WorkRegistry",
+        token.address,
+        timelock.address,
+        timelock.address,
+        p.protocol_fee_bps,
+    )
+    nodes = _deploy(
+        w3,
+        deployer,
+        "NodeRegistry",
+        token.address,
+        timelock.address,
+        timelock.address,
+        p.min_stake,
+        p.unbond_delay_s,
+    )
+    return Deployment(
+        chain_id=w3.eth.chain_id,
+        block=first_block,
+        addresses={
+            "JamToken": token.address,
+            "JamTimelock": timelock.address,
+            "JamGovernor": governor.address,
+            "WorkRegistry": works.address,
+            "NodeRegistry": nodes.address,
+        },
+        deployer=deployer,
+        params=asdict(p),
+    )

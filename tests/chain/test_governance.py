@@ -1,0 +1,56 @@
+"""Governance end to end on anvil: delegate, propose a fee change, vote, queue, execute."""
+
+from __future__ import annotations
+
+import pytest
+from web3 import Web3
+from web3.exceptions import ContractCustomError
+
+from node.chain.deploy import JAM
+from tests.chain.conftest import Chain
+
+ACTIVE, SUCCEEDED, QUEUED, EXECUTED = 1, 4, 5, 7
+
+
+def test_a_fee_change_passes_through_the_timelock(chain: Chain) -> None:
+    token, governor, works = chain.c["JamToken"], chain.c["JamGovernor"], chain.c["WorkRegistry"]
+    alice, bob = chain.accounts[1], chain.accounts[2]
+    assert token.functions.CLOCK_MODE().call() == "mode=timestamp"
+    # Alice and Bob hold 1M JAM each (1 % of the supply each); quorum is 4 %, so they need
+    # more: the proposal passes only if enough votes exist — delegate 4 accounts' votes.
+    voters = chain.accounts[1:6]
+    for voter in voters:
+        chain.send(token.functions.delegate(voter), voter)
+    chain.advance(1)  # votes count from the second after delegating
+    call = works.functions.setProtocolFee(500)
+    target, calldata = works.address, call._encode_transaction_data()
+    description = "Raise the protocol fee to 5 %"
+    chain.send(governor.functions.propose([target], [0], [calldata], description), alice)
+    desc_hash = Web3.keccak(text=description)
+    proposal = governor.functions.hashProposal([target], [0], [calldata], desc_hash).call()
+    chain.advance(61)
+    assert governor.functions.state(proposal).call() == ACTIVE
+    for voter in voters:
+        chain.send(governor.functions.castVote(proposal, 1), voter)
+    assert governor.functions.proposalVotes(proposal).call()[1] == 5 * 1_000_000 * JAM
+    chain.advance(601)
+    assert governor.functions.state(proposal).call() == SUCCEEDED
+    chain.send(governor.functions.queue([target], [0], [calldata], desc_hash), bob)
+    assert governor.functions.state(proposal).call() == QUEUED
+    with pytest.raises(ContractCustomError):  # the timelock's delay has not passed
+        governor.functions.execute([target], [0], [calldata], desc_hash).call({"from": bob})
+    chain.advance(61)
+    chain.send(governor.functions.execute([target], [0], [calldata], desc_hash), bob)
+    assert governor.functions.state(proposal).call() == EXECUTED
+    assert works.functions.protocolFeeBps().call() == 500
+
+
+def test_only_the_timelock_changes_parameters(chain: Chain) -> None:
+    works, nodes = chain.c["WorkRegistry"], chain.c["NodeRegistry"]
+    alice = chain.accounts[1]
+    with pytest.raises(ContractCustomError):
+        works.functions.setProtocolFee(100).call({"from": alice})
+    with pytest.raises(ContractCustomError):
+        nodes.functions.slash(alice, 1).call({"from": alice})
+    with pytest.raises(ContractCustomError):
+        nodes.functions.setParameters(1, 1).call({"from": chain.deployment.deployer})

@@ -1,0 +1,76 @@
+"""Node operators on anvil: stake, register, update, unbond, withdraw; slashing by governance."""
+
+from __future__ import annotations
+
+import pytest
+from web3.exceptions import ContractCustomError
+
+from node.chain.deploy import JAM
+from node.chain.errors import decode_error
+from tests.chain.conftest import Chain
+
+
+def reason(call, sender: str) -> str:  # type: ignore[no-untyped-def]
+    with pytest.raises(ContractCustomError) as info:
+        call.call({"from": sender})
+    return decode_error(info.value.data)
+
+
+def test_stake_register_unbond_withdraw(chain: Chain) -> None:
+    token, nodes = chain.c["JamToken"], chain.c["NodeRegistry"]
+    operator = chain.accounts[1]
+    assert reason(nodes.functions.register("12D3KooW", "https://n", "{}"), operator).startswith(
+        "NodeRegistryStakeTooLow"
+    )
+    chain.send(token.functions.approve(nodes.address, 20_000 * JAM), operator)
+    chain.send(nodes.functions.stake(5_000 * JAM), operator)
+    assert reason(nodes.functions.register("12D3KooW", "https://n", "{}"), operator) == (
+        f"NodeRegistryStakeTooLow(stake={5_000 * JAM}, minimum={10_000 * JAM})"
+    )
+    chain.send(nodes.functions.stake(5_000 * JAM), operator)
+    chain.send(
+        nodes.functions.register("12D3KooWAbc", "https://node.example:8443", '{"region":"eu"}'),
+        operator,
+    )
+    assert nodes.functions.registeredOperators().call() == [operator]
+    chain.send(nodes.functions.register("12D3KooWAbc", "https://moved.example", "{}"), operator)
+    assert nodes.functions.operator(operator).call()[5] == "https://moved.example"
+    other = chain.accounts[2]
+    chain.send(token.functions.approve(nodes.address, 10_000 * JAM), other)
+    chain.send(nodes.functions.stake(10_000 * JAM), other)
+    assert reason(nodes.functions.register("12D3KooWAbc", "https://x", "{}"), other).startswith(
+        "NodeRegistryPeerTaken"
+    )
+    assert (
+        reason(nodes.functions.register("", "https://x", "{}"), other)
+        == "NodeRegistryBadField(field=peerId)"
+    )
+    before = token.functions.balanceOf(operator).call()
+    chain.send(nodes.functions.unbond(), operator)
+    assert nodes.functions.registeredOperators().call() == []
+    assert reason(nodes.functions.withdraw(), operator).startswith("NodeRegistryLocked")
+    chain.advance(3601)
+    chain.send(nodes.functions.withdraw(), operator)
+    assert token.functions.balanceOf(operator).call() - before == 10_000 * JAM
+
+
+def test_only_governance_slashes_and_slashed_stake_goes_to_the_treasury(chain: Chain) -> None:
+    token, nodes = chain.c["JamToken"], chain.c["NodeRegistry"]
+    operator = chain.accounts[1]
+    timelock = chain.deployment.addresses["JamTimelock"]
+    chain.send(token.functions.approve(nodes.address, 12_000 * JAM), operator)
+    chain.send(nodes.functions.stake(12_000 * JAM), operator)
+    chain.send(nodes.functions.register("12D3KooWSlash", "https://n", "{}"), operator)
+    assert reason(nodes.functions.slash(operator, 1), operator) == (
+        f"NodeRegistryUnauthorized(caller={operator})"
+    )
+    # The timelock itself (impersonated on the devnet, as a passed proposal would call it).
+    chain.w3.provider.make_request("anvil_impersonateAccount", [timelock])  # type: ignore[arg-type]
+    chain.w3.provider.make_request("anvil_setBalance", [timelock, hex(10**18)])  # type: ignore[arg-type]
+    treasury_before = token.functions.balanceOf(timelock).call()
+    chain.send(nodes.functions.slash(operator, 3_000 * JAM), timelock)
+    assert token.functions.balanceOf(timelock).call() - treasury_before == 3_000 * JAM
+    assert nodes.functions.operator(operator).call()[0] == 9_000 * JAM
+    assert nodes.functions.registeredOperators().call() == [], "below the minimum: deregistered"
+    chain.send(nodes.functions.setParameters(5_000 * JAM, 60), timelock)
+    assert nodes.functions.parameters().call() == [5_000 * JAM, 60]
