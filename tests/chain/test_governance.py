@@ -54,3 +54,25 @@ def test_only_the_timelock_changes_parameters(chain: Chain) -> None:
         nodes.functions.slash(alice, 1).call({"from": alice})
     with pytest.raises(ContractCustomError):
         nodes.functions.setParameters(1, 1).call({"from": chain.deployment.deployer})
+
+
+def test_votes_bought_after_the_snapshot_do_not_count(chain: Chain) -> None:
+    token, governor, works = chain.c["JamToken"], chain.c["JamGovernor"], chain.c["WorkRegistry"]
+    alice, whale, buyer = chain.accounts[1], chain.accounts[2], chain.accounts[9]
+    chain.send(token.functions.delegate(alice), alice)
+    chain.advance(1)
+    calldata = works.functions.setProtocolFee(0)._encode_transaction_data()
+    chain.send(governor.functions.propose([works.address], [0], [calldata], "No fee"), alice)
+    proposal = governor.functions.hashProposal(
+        [works.address], [0], [calldata], Web3.keccak(text="No fee")
+    ).call()
+    chain.advance(61)  # voting is open; the snapshot was taken at the start
+    chain.send(token.functions.transfer(buyer, 1_000_000 * JAM), whale)
+    chain.send(token.functions.delegate(buyer), buyer)
+    chain.send(governor.functions.castVote(proposal, 1), buyer)
+    assert governor.functions.proposalVotes(proposal).call()[1] == 0
+    assert governor.functions.hasVoted(proposal, buyer).call()
+    chain.send(governor.functions.castVote(proposal, 1), alice)
+    assert governor.functions.proposalVotes(proposal).call()[1] == 1_000_000 * JAM
+    chain.advance(601)
+    assert governor.functions.state(proposal).call() == 3  # Defeated: 1 % < 4 % quorum
