@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from node.api.server import build_app
+from node.chain.service import ChainService
 from node.config import NodeConfig
 from node.errors import ConfigError
 from node.identity import ChallengeBook
@@ -98,6 +99,7 @@ class Node:
         self.store: Store | None = None
         self.clock: MixClock | None = None
         self.service: JamService | None = None
+        self.chain: ChainService | None = None
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -108,6 +110,13 @@ class Node:
 
     async def start(self) -> None:
         """Open storage, start the mix clock, the sessions service and the HTTP server."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # whatever had started is stopped again
+            raise
+
+    async def _start(self) -> None:
         config = self.config
         config.data_path.mkdir(parents=True, exist_ok=True)
         context = ssl_context(config)
@@ -120,13 +129,22 @@ class Node:
             on_tick_time=metrics.tick_seconds.observe,
             on_node_latency=metrics.node_added_seconds.observe,
         )
+        if config.chain.mode != "off":
+            self.chain = ChainService(config)
+            await self.chain.start()
         self.service = JamService(config, self.store, self.clock)
         metrics.watch(self.clock.stats, self.service.mixers)
         challenges = ChallengeBook(
             f"{config.http.host}:{config.http.port}", config.session.challenge_ttl_s
         )
         app = build_app(
-            self.service, challenges, self.clock, metrics, config.http.max_body_bytes, ROOT
+            self.service,
+            challenges,
+            self.clock,
+            metrics,
+            config.http.max_body_bytes,
+            ROOT,
+            chain=self.chain,
         )
         await self.service.start()
         self.clock.start()
@@ -160,6 +178,9 @@ class Node:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.chain is not None:
+            await self.chain.stop()
+            self.chain = None
 
 
 async def serve(config: NodeConfig, announce: bool = True) -> None:

@@ -32,6 +32,15 @@ def _node_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["data_dir"] = args.data_dir
     if getattr(args, "ice_server", None):
         overrides["media"] = {"ice_servers": args.ice_server}
+    chain: dict[str, Any] = {}
+    for flag, key in (("chain", "mode"), ("rpc_url", "rpc_url"), ("deployment", "deployment_file")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            chain[key] = value
+    if getattr(args, "rpc_url", None) and "mode" not in chain:
+        chain["mode"] = "external"
+    if chain:
+        overrides["chain"] = chain
     log: dict[str, Any] = {}
     if getattr(args, "log_level", None):
         log["level"] = args.log_level
@@ -59,6 +68,15 @@ def _add_node_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="STUN/TURN URL (repeatable; default: none, host candidates only)",
     )
+    parser.add_argument(
+        "--chain",
+        choices=["devnet", "external", "off"],
+        help="embedded anvil devnet (default), an external chain, or none",
+    )
+    parser.add_argument(
+        "--rpc-url", help="JSON-RPC URL of an external chain (implies --chain external)"
+    )
+    parser.add_argument("--deployment", help="deployment file (chain id, addresses) for --rpc-url")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-json", action="store_true", help="JSON log lines")
 

@@ -97,6 +97,21 @@ class SpatialConfig:
 
 
 @dataclass(frozen=True)
+class ChainConfig:
+    """Where the contracts live."""
+
+    mode: str = "devnet"
+    """"devnet" (an anvil the node starts, contracts deployed once per data dir),
+    "external" (rpc_url + deployment_file) or "off"."""
+    rpc_url: str = ""
+    """JSON-RPC endpoint of the chain when mode = "external"."""
+    deployment_file: str = ""
+    """Deployment JSON (chain id, addresses, block) when mode = "external"."""
+    devnet_port: int = 8545
+    """Loopback port of the embedded anvil (0 picks a free one)."""
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Structured logging."""
 
@@ -116,6 +131,7 @@ class NodeConfig:
     media: MediaConfig = field(default_factory=MediaConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     spatial: SpatialConfig = field(default_factory=SpatialConfig)
+    chain: ChainConfig = field(default_factory=ChainConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -158,6 +174,20 @@ class NodeConfig:
                 self.media.inbound in {"jitter", "aiortc"},
                 'media.inbound must be "jitter" or "aiortc"',
             ),
+            (
+                self.chain.mode in {"devnet", "external", "off"},
+                'chain.mode must be "devnet", "external" or "off"',
+            ),
+            (
+                self.chain.mode != "external"
+                or bool(self.chain.rpc_url and self.chain.deployment_file),
+                'chain.mode = "external" needs chain.rpc_url and chain.deployment_file',
+            ),
+            (
+                not self.chain.rpc_url or self.chain.rpc_url.startswith(("http://", "https://")),
+                "chain.rpc_url must be an http(s) URL",
+            ),
+            (0 <= self.chain.devnet_port <= 65535, "chain.devnet_port must be 0-65535"),
             (32 <= self.spatial.hrir_taps <= 4096, "spatial.hrir_taps must be 32-4096"),
             (
                 0.1 <= self.spatial.near_m < self.spatial.far_m <= 1000,

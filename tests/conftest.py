@@ -16,7 +16,11 @@ from node.config import NodeConfig, load_config
 
 def node_config(data_dir: Path, **overrides: object) -> NodeConfig:
     """A config for tests: free port, temporary data dir, no environment influence."""
-    values: dict[str, object] = {"http": {"port": 0}, "data_dir": str(data_dir)}
+    values: dict[str, object] = {
+        "http": {"port": 0},
+        "data_dir": str(data_dir),
+        "chain": {"mode": "off"},  # tests that need the devnet ask for it
+    }
     values.update(overrides)
     return load_config(None, values, environ={})
 

@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import node
+from node.chain.service import ChainService
 from node.errors import (
     AuthError,
     ForbiddenError,
@@ -62,6 +63,7 @@ CHALLENGES = web.AppKey("challenges", ChallengeBook)
 METRICS = web.AppKey("metrics", Metrics)
 CLOCK = web.AppKey("clock", MixClock)
 ROOT = web.AppKey("root", Path)
+CHAIN = web.AppKey("chain", object)
 
 
 def _status_for(exc: JamnetError) -> int:
@@ -145,8 +147,21 @@ async def health(request: web.Request) -> web.Response:
             "participants": sum(len(s.participants) for s in sessions),
             "ticks": clock.stats.ticks,
             "tick_overruns": clock.stats.overruns,
+            "chain": _chain_info(request)["mode"],
         }
     )
+
+
+def _chain_info(request: web.Request) -> dict[str, Any]:
+    chain = request.app[CHAIN]
+    if not isinstance(chain, ChainService):
+        return {"mode": "off", "ready": False}
+    return chain.info()
+
+
+async def chain_info(request: web.Request) -> web.Response:
+    """Chain id, RPC URL (devnet) and contract addresses."""
+    return web.json_response(_chain_info(request))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -423,16 +438,19 @@ def build_app(
     metrics_: Metrics,
     max_body_bytes: int,
     root: Path,
+    chain: ChainService | None = None,
 ) -> web.Application:
     """The aiohttp application with every route."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
     app[SERVICE] = service
     app[CHALLENGES] = challenges
     app[CLOCK] = clock
+    app[CHAIN] = chain
     app[METRICS] = metrics_
     app[ROOT] = root
     app.router.add_get("/api/health", health)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/chain", chain_info)
     app.router.add_post("/api/challenges", challenge)
     app.router.add_get("/api/sessions", list_sessions)
     app.router.add_post("/api/sessions", create_session)

@@ -10,6 +10,7 @@ find (and index from) it again.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def _wait(w3: Web3, tx_hash: Any, what: str) -> None:
 
 
 def deploy(
-    w3: Web3, deployer: str, devnet_accounts: list[str], params: DeployParams | None = None
+    w3: Web3, deployer: str, devnet_accounts: Sequence[str], params: DeployParams | None = None
 ) -> Deployment:
     """Deploy everything from ``deployer`` (an account the node can send from)."""
     p = params or DeployParams()
@@ -122,7 +123,13 @@ def deploy(
     zero = "0x0000000000000000000000000000000000000000"
     timelock = _deploy(w3, deployer, "JamTimelock", p.timelock_delay_s, [], [zero], deployer)
     token = _deploy(
-        w3, deployer, "JamToken", timelock.address, p.supply, devnet_accounts, p.devnet_allocation
+        w3,
+        deployer,
+        "JamToken",
+        timelock.address,
+        p.supply,
+        list(devnet_accounts),
+        p.devnet_allocation,
     )
     governor = _deploy(
         w3,

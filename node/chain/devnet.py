@@ -98,6 +98,9 @@ class Devnet:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             args += ["--state", str(self.state_file), "--state-interval", str(STATE_INTERVAL_S)]
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+        setpriv = shutil.which("setpriv")
+        if setpriv:  # anvil gets SIGTERM if the node dies, even by SIGKILL (util-linux)
+            args = [setpriv, "--pdeathsig", "TERM", "--", *args]
         self._process = subprocess.Popen(  # noqa: S603 - fixed arguments
             args, stdout=subprocess.DEVNULL, stderr=self._log
         )

@@ -1,0 +1,55 @@
+"""The node with its embedded devnet: deploys once per data dir, reuses it after a restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from node.app import Node
+from node.errors import ChainError, ConfigError
+from tests.conftest import node_config
+
+
+async def get(node: Node, path: str) -> dict[str, object]:
+    async with aiohttp.ClientSession() as http, http.get(node.url.rstrip("/") + path) as reply:
+        assert reply.status == 200
+        body: dict[str, object] = await reply.json()
+        return body
+
+
+async def test_devnet_deploys_once_and_is_reused_after_a_restart(tmp_path: Path) -> None:
+    config = node_config(tmp_path / "data", chain={"mode": "devnet", "devnet_port": 0})
+    async with Node(config) as node:
+        first = await get(node, "/api/chain")
+        health = await get(node, "/api/health")
+    assert first["ready"] and first["chain_id"] == 31337 and health["chain"] == "devnet"
+    addresses = first["addresses"]
+    assert isinstance(addresses, dict) and set(addresses) >= {
+        "JamToken",
+        "JamGovernor",
+        "WorkRegistry",
+    }
+    saved = json.loads((tmp_path / "data" / "chain" / "deployment.json").read_text())
+    assert saved["addresses"] == addresses
+    async with Node(config) as node:
+        again = await get(node, "/api/chain")
+    assert again["addresses"] == addresses, "the restarted devnet kept its contracts"
+
+
+async def test_external_chain_needs_a_valid_deployment(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="rpc_url"):
+        node_config(tmp_path / "a", chain={"mode": "external"}).validate()
+    bad = node_config(
+        tmp_path / "b",
+        chain={
+            "mode": "external",
+            "rpc_url": "http://127.0.0.1:9",
+            "deployment_file": str(tmp_path / "none.json"),
+        },
+    )
+    with pytest.raises(ChainError, match="deployment file"):
+        async with Node(bad):
+            pass
