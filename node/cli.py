@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jam.set_defaults(func=_run_jam)
 
+    from client.chain_cli import add_commands
+
+    add_commands(sub)
+
     demo = sub.add_parser("demo", help="hear and see what jamnet does")
     demos = demo.add_subparsers(dest="demo", required=True)
     spatial = demos.add_parser(

@@ -159,6 +159,18 @@ def _chain_info(request: web.Request) -> dict[str, Any]:
     return chain.info()
 
 
+async def faucet(request: web.Request) -> web.Response:
+    """Devnet only: gas and a little JAM for a new key (rate-limited)."""
+    chain = request.app[CHAIN]
+    if not isinstance(chain, ChainService):
+        raise SessionError("this node runs without a chain")
+    body = await _body(request)
+    address = body.get("address")
+    if not isinstance(address, str):
+        raise InputError("address must be an Ethereum address")
+    return web.json_response(await chain.faucet(address))
+
+
 async def chain_info(request: web.Request) -> web.Response:
     """Chain id, RPC URL (devnet) and contract addresses."""
     return web.json_response(_chain_info(request))
@@ -451,6 +463,7 @@ def build_app(
     app.router.add_get("/api/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/chain", chain_info)
+    app.router.add_post("/api/faucet", faucet)
     app.router.add_post("/api/challenges", challenge)
     app.router.add_get("/api/sessions", list_sessions)
     app.router.add_post("/api/sessions", create_session)

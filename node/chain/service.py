@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from web3 import Web3
+from web3.types import Wei
 
 from node.chain.deploy import Deployment, deploy
 from node.chain.devnet import Devnet
 from node.config import NodeConfig
-from node.errors import ChainError
+from node.errors import ChainError, InputError, SessionError
 
 log = logging.getLogger(__name__)
+
+
+FAUCET_ETH = 10**18
+FAUCET_JAM = 1_000 * 10**18
+FAUCET_PER_ADDRESS_S = 3600.0
+FAUCET_PER_MINUTE = 20
 
 
 class ChainService:
@@ -32,6 +40,8 @@ class ChainService:
         self.w3: Web3 | None = None
         self.deployment: Deployment | None = None
         self.rpc_url = ""
+        self._faucet_last: dict[str, float] = {}
+        self._faucet_recent: list[float] = []
 
     async def start(self) -> None:
         """Connect (and on the devnet: start anvil and deploy if needed)."""
@@ -77,6 +87,40 @@ class ChainService:
         if self.devnet is not None:
             await asyncio.to_thread(self.devnet.stop)
             self.devnet = None
+
+    async def faucet(self, address: str) -> dict[str, str]:
+        """Devnet only: 1 ETH and 1000 JAM to a new key, at most once an hour per address."""
+        if self.config.chain.mode != "devnet" or self.w3 is None or self.deployment is None:
+            raise SessionError("the faucet exists only on the embedded devnet")
+        if not Web3.is_address(address):
+            raise InputError("address must be an Ethereum address")
+        address = Web3.to_checksum_address(address)
+        now = time.monotonic()
+        self._faucet_recent = [t for t in self._faucet_recent if now - t < 60]
+        last = self._faucet_last.get(address)
+        if last is not None and now - last < FAUCET_PER_ADDRESS_S:
+            raise SessionError(
+                "this address already got its faucet allowance; try again in an hour"
+            )
+        if len(self._faucet_recent) >= FAUCET_PER_MINUTE:
+            raise SessionError("the faucet is busy; try again in a minute")
+        self._faucet_last[address] = now
+        self._faucet_recent.append(now)
+        await asyncio.to_thread(self._drip, address)
+        return {"address": address, "eth": "1", "jam": "1000"}
+
+    def _drip(self, address: str) -> None:
+        if self.w3 is None or self.deployment is None:
+            raise ChainError("the chain is not connected")
+        w3 = self.w3
+        source = w3.eth.accounts[-1]  # an unlocked devnet account holding ETH and JAM
+        token = self.deployment.contracts(w3)["JamToken"]
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_transaction({"from": source, "to": address, "value": Wei(FAUCET_ETH)})
+        )
+        w3.eth.wait_for_transaction_receipt(
+            token.functions.transfer(address, FAUCET_JAM).transact({"from": source})
+        )
 
     def info(self) -> dict[str, Any]:
         """What the API shows about the chain."""

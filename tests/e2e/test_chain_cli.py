@@ -1,0 +1,112 @@
+"""The chain from the terminal: `jamnet token|works|operator|gov` against a `jamnet node`
+process running its embedded anvil devnet."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from node.cli import main
+from tests.e2e.test_cli_jam import read_line_matching
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def chain_node(tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {
+        **os.environ,
+        "JAMNET_DATA_DIR": str(tmp_path / "data"),
+        "JAMNET_CHAIN__DEVNET_PORT": "0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "node", "--port", "0", "--chain", "devnet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        yield read_line_matching(proc, r"open (http\S+)", timeout_s=90).rstrip("/")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+
+
+def devnet_rpc(node: str, method: str, params: list[object]) -> None:
+    info = json.loads(urllib.request.urlopen(node + "/api/chain").read())
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(
+        info["rpc_url"], data=body, headers={"Content-Type": "application/json"}
+    )
+    urllib.request.urlopen(request).read()
+
+
+def run(capsys, *args: str) -> str:  # type: ignore[no-untyped-def]
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
+
+
+def test_tokens_works_operators_and_governance_from_the_cli(
+    chain_node: str, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    alice = ["--node", chain_node, "--keyfile", str(tmp_path / "alice.json")]
+    bob = ["--node", chain_node, "--keyfile", str(tmp_path / "bob.json")]
+    assert "faucet sent 1 ETH and 1000 JAM" in run(capsys, "token", "faucet", *alice)
+    run(capsys, "token", "faucet", *bob)
+    # A second helping is refused with a reason, and the command exits with 2.
+    assert main(["token", "faucet", *alice]) == 2
+    assert "already got" in capsys.readouterr().err
+    balance = run(capsys, "token", "balance", *alice)
+    assert re.search(r"JAM\s+1000\b", balance)
+    alice_address = re.search(r"address\s+(0x\w+)", balance).group(1)  # type: ignore[union-attr]
+    bob_address = re.search(r"address\s+(0x\w+)", run(capsys, "token", "balance", *bob)).group(1)  # type: ignore[union-attr]
+
+    # A duet: Bob consents to a 60/40 split, Alice registers it, a fan pays, both withdraw.
+    song = tmp_path / "take.wav"
+    song.write_bytes(b"RIFF not really audio, just content to hash")
+    split = [
+        "--content",
+        str(song),
+        "--uri",
+        "ipfs://take",
+        "--split",
+        f"{alice_address}:6000",
+        "--split",
+        f"{bob_address}:4000",
+    ]
+    consent = run(capsys, "works", "consent", *split, *bob).strip()
+    missing = main(["works", "register", *split, *alice])
+    assert missing == 2 and "no consent from" in capsys.readouterr().err
+    assert "registered work 0" in run(
+        capsys, "works", "register", *split, "--signature", consent, *alice
+    )
+    run(capsys, "works", "pay", "0", "100", "--jam", *bob)
+    shown = run(capsys, "works", "show", "0", *alice)
+    assert "97.5 JAM" in shown and "60 %" in shown
+    assert "withdrew 58.5 JAM" in run(capsys, "works", "withdraw", "0", "--jam", *alice)
+    assert main(["works", "withdraw", "0", "--jam", *alice]) == 2
+    assert "WorkRegistryNothingOwed" in capsys.readouterr().err
+
+    # Operators: 1000 JAM is below the 10 000 minimum — the contract says so.
+    run(capsys, "operator", "stake", "500", *bob)
+    assert main(["operator", "register", "12D3KooWBob", "https://bob.example", *bob]) == 2
+    assert "NodeRegistryStakeTooLow" in capsys.readouterr().err
+    assert re.search(r"staked\s+500 JAM", run(capsys, "operator", "status", *bob))
+
+    # Governance needs 1000 votes to propose: Alice (441.5 JAM left) cannot, a devnet whale can.
+    run(capsys, "gov", "delegate", *alice)
+    assert main(["gov", "propose", "--fee-bps", "100", *alice]) == 2
+    assert "GovernorInsufficientProposerVotes" in capsys.readouterr().err
+    assert "no proposals yet" in run(capsys, "gov", "list", *alice)
+    assert json.loads(urllib.request.urlopen(chain_node + "/api/chain").read())["ready"]
+    devnet_rpc(chain_node, "evm_mine", [])
