@@ -297,12 +297,18 @@ def _proposals(client: ChainClient) -> list[dict[str, Any]]:
 
 
 def _find(client: ChainClient, proposal_id: str) -> dict[str, Any]:
-    for proposal in _proposals(client):
-        if str(proposal["proposalId"]) == proposal_id or hex(proposal["proposalId"]).startswith(
-            proposal_id
-        ):
-            return proposal
-    raise InputError(f"no proposal {proposal_id!r} (see `jamnet gov list`)")
+    """A proposal by its id, or a unique prefix of it (at least 6 digits, as `gov list` shows)."""
+    text = proposal_id.rstrip("…")
+    if len(text) < 6 or not text.isdigit():
+        raise InputError(
+            f"proposal id {proposal_id!r} must be at least 6 digits (see `jamnet gov list`)"
+        )
+    found = [p for p in _proposals(client) if str(p["proposalId"]).startswith(text)]
+    if not found:
+        raise InputError(f"no proposal {proposal_id!r} (see `jamnet gov list`)")
+    if len(found) > 1:
+        raise InputError(f"{proposal_id!r} matches {len(found)} proposals; give more digits")
+    return found[0]
 
 
 def gov_delegate(args: argparse.Namespace) -> int:

@@ -171,6 +171,36 @@ async def faucet(request: web.Request) -> web.Response:
     return web.json_response(await chain.faucet(address))
 
 
+def _chain(request: web.Request) -> ChainService:
+    chain = request.app[CHAIN]
+    if not isinstance(chain, ChainService):
+        raise SessionError("this node runs without a chain")
+    return chain
+
+
+async def chain_account(request: web.Request) -> web.Response:
+    """JAM, ETH, votes and delegate of an address."""
+    return web.json_response(await _chain(request).read("account", request.match_info["address"]))
+
+
+async def chain_work(request: web.Request) -> web.Response:
+    """A registered work, its split and what each contributor is owed."""
+    text = request.match_info["work_id"]
+    if not text.isdigit() or len(text) > 18:
+        raise InputError("work id must be a non-negative integer")
+    return web.json_response(await _chain(request).read("work", int(text)))
+
+
+async def chain_proposals(request: web.Request) -> web.Response:
+    """Governance proposals with state and tallies, newest first."""
+    return web.json_response({"proposals": await _chain(request).read("proposals")})
+
+
+async def chain_operators(request: web.Request) -> web.Response:
+    """Registered node operators and the registry's parameters."""
+    return web.json_response(await _chain(request).read("operators"))
+
+
 async def chain_info(request: web.Request) -> web.Response:
     """Chain id, RPC URL (devnet) and contract addresses."""
     return web.json_response(_chain_info(request))
@@ -464,6 +494,10 @@ def build_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/chain", chain_info)
     app.router.add_post("/api/faucet", faucet)
+    app.router.add_get("/api/chain/accounts/{address}", chain_account)
+    app.router.add_get("/api/chain/works/{work_id}", chain_work)
+    app.router.add_get("/api/chain/proposals", chain_proposals)
+    app.router.add_get("/api/chain/operators", chain_operators)
     app.router.add_post("/api/challenges", challenge)
     app.router.add_get("/api/sessions", list_sessions)
     app.router.add_post("/api/sessions", create_session)

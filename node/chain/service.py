@@ -17,6 +17,7 @@ from typing import Any
 from web3 import Web3
 from web3.types import Wei
 
+from node.chain import reads
 from node.chain.deploy import Deployment, deploy
 from node.chain.devnet import Devnet
 from node.config import NodeConfig
@@ -40,6 +41,7 @@ class ChainService:
         self.w3: Web3 | None = None
         self.deployment: Deployment | None = None
         self.rpc_url = ""
+        self._bound: dict[str, Any] | None = None
         self._faucet_last: dict[str, float] = {}
         self._faucet_recent: list[float] = []
 
@@ -121,6 +123,32 @@ class ChainService:
         w3.eth.wait_for_transaction_receipt(
             token.functions.transfer(address, FAUCET_JAM).transact({"from": source})
         )
+
+    async def read(self, view: str, *args: Any) -> Any:
+        """Run a read from node.chain.reads in a worker thread."""
+        if self.w3 is None or self.deployment is None:
+            raise SessionError("this node is not connected to a chain")
+        w3, deployment = self.w3, self.deployment
+
+        def run() -> Any:
+            c = self._contracts()
+            if view == "account":
+                return reads.account(w3, c, *args)
+            if view == "work":
+                return reads.work(c, *args)
+            if view == "proposals":
+                return reads.proposals(c, deployment.block)
+            if view == "operators":
+                return reads.operators(c)
+            raise ValueError(view)
+
+        return await asyncio.to_thread(run)
+
+    def _contracts(self) -> dict[str, Any]:
+        if self._bound is None:
+            assert self.w3 is not None and self.deployment is not None  # noqa: PT018
+            self._bound = self.deployment.contracts(self.w3)
+        return self._bound
 
     def info(self) -> dict[str, Any]:
         """What the API shows about the chain."""

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -103,10 +104,20 @@ def test_tokens_works_operators_and_governance_from_the_cli(
     assert "NodeRegistryStakeTooLow" in capsys.readouterr().err
     assert re.search(r"staked\s+500 JAM", run(capsys, "operator", "status", *bob))
 
-    # Governance needs 1000 votes to propose: Alice (441.5 JAM left) cannot, a devnet whale can.
+    # Governance needs 1000 votes to propose: Bob (400 JAM left) cannot, Alice (1058.5) can.
+    run(capsys, "gov", "delegate", *bob)
     run(capsys, "gov", "delegate", *alice)
-    assert main(["gov", "propose", "--fee-bps", "100", *alice]) == 2
+    devnet_rpc(chain_node, "evm_increaseTime", [2])  # votes count from the next second
+    devnet_rpc(chain_node, "evm_mine", [])
+    assert main(["gov", "propose", "--fee-bps", "100", *bob]) == 2
     assert "GovernorInsufficientProposerVotes" in capsys.readouterr().err
     assert "no proposals yet" in run(capsys, "gov", "list", *alice)
-    assert json.loads(urllib.request.urlopen(chain_node + "/api/chain").read())["ready"]
+    created = run(capsys, "gov", "propose", "--fee-bps", "100", *alice)
+    proposal = re.search(r"proposal (\d+) created", created).group(1)  # type: ignore[union-attr]
+    assert "Pending" in run(capsys, "gov", "list", *alice)
+    devnet_rpc(chain_node, "evm_increaseTime", [61])
+    devnet_rpc(chain_node, "evm_mine", [])
+    run(capsys, "gov", "vote", proposal[:10], "for", "--reason", "cheaper for everyone", *alice)
+    shown = run(capsys, "gov", "show", proposal, *bob)
+    assert re.search(r"state\s+Active", shown) and re.search(r"votes for\s+1058.5", shown)
     devnet_rpc(chain_node, "evm_mine", [])

@@ -1,0 +1,110 @@
+"""Read-only views of the contracts, shared by the JSON API (and shaped for it).
+
+Plain synchronous functions over bound contracts; the API runs them in a worker thread.
+Amounts are returned as decimal strings of base units (JSON numbers cannot hold them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web3 import Web3
+from web3.contract import Contract
+
+from node.errors import InputError, NotFoundError
+
+PROPOSAL_STATES = [
+    "pending", "active", "canceled", "defeated", "succeeded", "queued", "expired", "executed",
+]  # fmt: skip
+
+
+def checked_address(text: str) -> str:
+    """A checksummed address, or an InputError."""
+    if not isinstance(text, str) or not Web3.is_address(text):
+        raise InputError(f"{text!r} is not an Ethereum address")
+    return str(Web3.to_checksum_address(text))
+
+
+def account(w3: Web3, c: dict[str, Contract], address: str) -> dict[str, Any]:
+    """JAM, ETH, votes and delegate of an address."""
+    who = checked_address(address)
+    token = c["JamToken"]
+    return {
+        "address": who,
+        "jam": str(token.functions.balanceOf(who).call()),
+        "eth": str(w3.eth.get_balance(Web3.to_checksum_address(who))),
+        "votes": str(token.functions.getVotes(who).call()),
+        "delegate": token.functions.delegates(who).call(),
+    }
+
+
+def work(c: dict[str, Contract], work_id: int) -> dict[str, Any]:
+    """A work, its split and what each contributor is owed."""
+    works = c["WorkRegistry"]
+    if not 0 <= work_id < works.functions.workCount().call():
+        raise NotFoundError(f"no work {work_id}")
+    content, uri, registrant, who, shares, total_eth, total_jam = works.functions.work(
+        work_id
+    ).call()
+    return {
+        "id": work_id,
+        "content_hash": "0x" + bytes(content).hex(),
+        "metadata_uri": uri,
+        "registrant": registrant,
+        "received_eth": str(total_eth),
+        "received_jam": str(total_jam),
+        "contributors": [
+            {
+                "address": a,
+                "share_bps": s,
+                "owed_eth": str(works.functions.owedEth(work_id, a).call()),
+                "owed_jam": str(works.functions.owedToken(work_id, a).call()),
+            }
+            for a, s in zip(who, shares, strict=True)
+        ],
+    }
+
+
+def proposals(c: dict[str, Contract], from_block: int) -> list[dict[str, Any]]:
+    """Every proposal with its state and tallies, newest first."""
+    governor = c["JamGovernor"]
+    result = []
+    for event in governor.events.ProposalCreated().get_logs(from_block=from_block):
+        args = event["args"]
+        pid = args["proposalId"]
+        against, for_, abstain = governor.functions.proposalVotes(pid).call()
+        result.append(
+            {
+                "id": str(pid),
+                "proposer": args["proposer"],
+                "description": args["description"],
+                "state": PROPOSAL_STATES[governor.functions.state(pid).call()],
+                "votes_for": str(for_),
+                "votes_against": str(against),
+                "votes_abstain": str(abstain),
+                "vote_start": int(args["voteStart"]),
+                "vote_end": int(args["voteEnd"]),
+                "targets": list(args["targets"]),
+                "calldatas": ["0x" + bytes(d).hex() for d in args["calldatas"]],
+            }
+        )
+    return result[::-1]
+
+
+def operators(c: dict[str, Contract]) -> dict[str, Any]:
+    """Registered node operators and the registry's parameters."""
+    nodes = c["NodeRegistry"]
+    minimum, delay = nodes.functions.parameters().call()
+    listed = []
+    for address in nodes.functions.registeredOperators().call():
+        staked, _, _, _, peer, endpoint, metadata = nodes.functions.operator(address).call()
+        listed.append(
+            {
+                "address": address,
+                "stake": str(staked),
+                "peer_id": peer,
+                "endpoint": endpoint,
+                "metadata": metadata,
+            }
+        )
+    return {"min_stake": str(minimum), "unbond_delay_s": int(delay), "operators": listed}
