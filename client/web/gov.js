@@ -1,0 +1,86 @@
+// jamnet governance in the browser: balances, devnet faucet, delegate, proposals and votes.
+// Reads come from the node's JSON API; transactions are signed here, with this page's key
+// (or the injected wallet), and sent to the chain's RPC.
+"use strict";
+
+const gov = { info: null, account: null, proposals: [], lastTx: null, busy: false };
+window.jamnetGov = gov;   // for end-to-end tests (read-only use)
+
+const TOKEN_ABI = ["function delegate(address delegatee)"];
+const GOVERNOR_ABI = ["function castVote(uint256 proposalId, uint8 support) returns (uint256)"];
+const unit = (wei) => ethers.formatUnits(BigInt(wei), 18).replace(/\.0$/, "");
+
+async function signer() {
+  if (!gov.info.rpc_url && !(state.wallet && state.wallet.provider)) {
+    throw new Error("this node's chain is external: use a browser wallet to send transactions");
+  }
+  if (state.wallet.provider) return state.wallet;   // injected wallet: its own provider
+  return state.wallet.connect(new ethers.JsonRpcProvider(gov.info.rpc_url));
+}
+
+async function sendTx(build) {
+  if (gov.busy) return;
+  gov.busy = true;
+  try {
+    const tx = await build(await signer());
+    gov.lastTx = tx.hash;
+    await tx.wait();
+    await refreshGov();
+  } catch (e) {
+    showError(e.shortMessage || e.message || e);
+  } finally { gov.busy = false; }
+}
+
+async function refreshGov() {
+  if (!gov.info || !state.address) return;
+  gov.account = await api("GET", `/api/chain/accounts/${state.address}`);
+  $("#gov-account").textContent = `${unit(gov.account.jam)} JAM · ${unit(gov.account.eth)} ETH · ` +
+    `${unit(gov.account.votes)} votes` + (gov.account.delegate === ethers.ZeroAddress ? " (not delegated)" : "");
+  gov.proposals = (await api("GET", "/api/chain/proposals")).proposals;
+  const list = $("#proposals");
+  list.replaceChildren();
+  if (!gov.proposals.length) list.innerHTML = '<li class="empty">none yet</li>';
+  for (const p of gov.proposals) {
+    const li = document.createElement("li");
+    li.dataset.id = p.id;
+    li.textContent = `${p.description} — ${p.state} · for ${unit(p.votes_for)} · against ${unit(p.votes_against)}` +
+      ` · abstain ${unit(p.votes_abstain)} `;
+    if (p.state === "active") {
+      for (const [label, support] of [["for", 1], ["against", 0], ["abstain", 2]]) {
+        const b = document.createElement("button");
+        b.textContent = label;
+        b.className = "vote";
+        b.dataset.support = String(support);
+        b.onclick = () => sendTx((s) => new ethers.Contract(gov.info.addresses.JamGovernor, GOVERNOR_ABI, s)
+          .castVote(BigInt(p.id), support));
+        li.appendChild(b);
+      }
+    }
+    list.appendChild(li);
+  }
+}
+
+async function startGov() {
+  try {
+    const info = await api("GET", "/api/chain");
+    if (!info.ready) { $("#chain-status").textContent = "this node runs without a chain"; return; }
+    gov.info = info;
+    $("#chain-status").textContent = `${info.mode} chain ${info.chain_id} · token ${info.addresses.JamToken}`;
+    $("#gov-tools").hidden = false;
+    $("#faucet").hidden = info.mode !== "devnet";
+    await refreshGov();
+    setInterval(() => refreshGov().catch(() => {}), 5000);
+  } catch (e) {
+    $("#chain-status").textContent = "chain unavailable: " + (e.message || e);
+  }
+}
+
+$("#faucet").onclick = () => api("POST", "/api/faucet", { address: state.address })
+  .then(refreshGov).catch(showError);
+$("#delegate").onclick = () => sendTx((s) =>
+  new ethers.Contract(gov.info.addresses.JamToken, TOKEN_ABI, s).delegate(state.address));
+
+(async () => {
+  while (!state.address) await new Promise((r) => setTimeout(r, 50));   // identity first
+  await startGov();
+})();
