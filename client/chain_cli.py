@@ -1,423 +1,28 @@
-"""`jamnet token|works|operator|gov …`: the contracts from the terminal.
+"""`jamnet token|works|operator|gov …`: the contracts from the terminal (argument parsing).
 
-The chain and the contract addresses come from a node (``--node``, its ``/api/chain``) or
-from ``--rpc-url`` + ``--deployment``; transactions are signed with your keyfile (the same
-one ``jamnet jam`` uses). On a devnet, ``jamnet token faucet`` gets a new key some ETH for
-gas and a little JAM.
+The commands themselves live in ``client.chain_commands`` and load web3 only when one of
+them runs, so ``jamnet jam`` and ``jamnet node`` start as fast as before.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import os
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from web3 import Web3
-from web3.logs import DISCARD
-
-from client.session import load_or_create_key
-from node.chain.client import ChainClient, format_amount, parse_amount
-from node.chain.deploy import Deployment
-from node.errors import ChainError, InputError
-
-STATES = ["Pending", "Active", "Canceled", "Defeated", "Succeeded", "Queued", "Expired", "Executed"]
-SUPPORT = {"against": 0, "for": 1, "abstain": 2}
+SUPPORT_CHOICES = ["abstain", "against", "for"]
 
 
-def table(rows: list[list[str]], header: list[str] | None = None) -> str:
-    """Columns aligned to their widest cell."""
-    body = ([header] if header else []) + rows
-    widths = [max(len(row[i]) for row in body) for i in range(len(body[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in body
-    ]
-    if header:
-        lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module("client.chain_commands")
+        result: int = getattr(module, name)(args)
+        return result
 
-
-def _client(args: argparse.Namespace, signer: bool = True) -> ChainClient:
-    account = (
-        load_or_create_key(Path(args.keyfile)) if signer or Path(args.keyfile).exists() else None
-    )
-    if args.rpc_url:
-        if not args.deployment:
-            raise InputError("--rpc-url needs --deployment FILE")
-        return ChainClient(args.rpc_url, Deployment.load(Path(args.deployment)), account)
-    return ChainClient.for_node(args.node, account)
-
-
-def _address(text: str) -> str:
-    if not Web3.is_address(text):
-        raise InputError(f"{text!r} is not an Ethereum address")
-    return str(Web3.to_checksum_address(text))
-
-
-def _content_hash(text: str) -> bytes:
-    """A 0x… 32-byte hash, or a file whose keccak-256 is taken."""
-    if text.startswith("0x") and len(text) == 66:
-        try:
-            return bytes.fromhex(text[2:])
-        except ValueError:
-            raise InputError(f"{text!r} is not a hex hash") from None
-    path = Path(text)
-    if not path.is_file():
-        raise InputError(f"content {text!r} is neither a 0x… 32-byte hash nor a file")
-    return bytes(Web3.keccak(path.read_bytes()))
-
-
-def _split(items: list[str], me: str) -> tuple[list[str], list[int]]:
-    if not items:
-        return [me], [10_000]
-    who, shares = [], []
-    for item in items:
-        address, _, bps = item.rpartition(":")
-        if not address or not bps.isdigit():
-            raise InputError(f"--split wants ADDRESS:BASIS_POINTS, got {item!r}")
-        who.append(_address(address))
-        shares.append(int(bps))
-    if sum(shares) != 10_000:
-        raise InputError(f"shares add up to {sum(shares)} basis points, not 10000")
-    return who, shares
-
-
-# ----------------------------------------------------------------- token
-def token_balance(args: argparse.Namespace) -> int:
-    client = _client(args, signer=False)
-    who = _address(args.address) if args.address else client.address
-    token = client.token
-    rows = [
-        ["address", who],
-        ["JAM", format_amount(token.functions.balanceOf(who).call())],
-        ["ETH", format_amount(client.w3.eth.get_balance(Web3.to_checksum_address(who)))],
-        ["votes", format_amount(token.functions.getVotes(who).call())],
-        ["delegate", token.functions.delegates(who).call()],
-    ]
-    print(table(rows))
-    return 0
-
-
-def token_transfer(args: argparse.Namespace) -> int:
-    client = _client(args)
-    amount = parse_amount(args.amount)
-    client.send(client.token.functions.transfer(_address(args.to), amount), what="transfer")
-    print(f"sent {args.amount} JAM to {args.to}")
-    return 0
-
-
-def token_faucet(args: argparse.Namespace) -> int:
-    account = load_or_create_key(Path(args.keyfile))
-    body = json.dumps({"address": account.address}).encode()
-    url = args.node.rstrip("/") + "/api/faucet"
-    if not url.startswith(("http://", "https://")):
-        raise InputError("--node must be an http(s) URL")
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310 - scheme checked
-            result = json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        raise ChainError(f"faucet refused: {json.loads(exc.read()).get('error', exc)}") from None
-    except OSError as exc:
-        raise ChainError(f"cannot reach the faucet at {url}: {exc}") from None
-    print(f"faucet sent {result['eth']} ETH and {result['jam']} JAM to {account.address}")
-    return 0
-
-
-# ------------------------------------------------------------------ works
-def works_consent(args: argparse.Namespace) -> int:
-    client = _client(args)
-    who, shares = _split(args.split, client.address)
-    digest = client.works.functions.consentDigest(
-        _content_hash(args.content), args.uri, who, shares
-    ).call()
-    assert client.account is not None
-    signature = client.account.unsafe_sign_hash(digest).signature
-    print(f"{client.address}={signature.to_0x_hex()}")
-    return 0
-
-
-def works_register(args: argparse.Namespace) -> int:
-    client = _client(args)
-    who, shares = _split(args.split, client.address)
-    given: dict[str, bytes] = {}
-    for item in args.signature or []:
-        address, _, signature = item.partition("=")
-        try:
-            given[_address(address)] = bytes.fromhex(signature.removeprefix("0x"))
-        except ValueError:
-            raise InputError(f"--signature wants ADDRESS=0x…, got {item!r}") from None
-    signatures = [b"" if a == client.address else given.get(a, b"") for a in who]
-    missing = [a for a, s in zip(who, signatures, strict=True) if not s and a != client.address]
-    if missing:
-        raise InputError(
-            f"no consent from {missing[0]}: they run `jamnet works consent` with the same split"
-        )
-    content = _content_hash(args.content)
-    receipt = client.send(
-        client.works.functions.register(content, args.uri, who, shares, signatures), what="register"
-    )
-    event = client.works.events.WorkRegistered().process_receipt(receipt, errors=DISCARD)[0]
-    print(f"registered work {event['args']['workId']} (content 0x{content.hex()})")
-    return 0
-
-
-def works_show(args: argparse.Namespace) -> int:
-    client = _client(args, signer=False)
-    content, uri, registrant, who, shares, total_eth, total_jam = client.works.functions.work(
-        args.id
-    ).call()
-    print(
-        table(
-            [
-                ["content", "0x" + content.hex()],
-                ["metadata", uri],
-                ["registrant", registrant],
-                [
-                    "received",
-                    f"{format_amount(total_eth)} ETH, {format_amount(total_jam)} JAM (after fees)",
-                ],
-            ]
-        )
-    )
-    rows = [
-        [
-            a,
-            f"{s / 100:g} %",
-            format_amount(client.works.functions.owedEth(args.id, a).call()),
-            format_amount(client.works.functions.owedToken(args.id, a).call()),
-        ]
-        for a, s in zip(who, shares, strict=True)
-    ]
-    print()
-    print(table(rows, ["contributor", "share", "owed ETH", "owed JAM"]))
-    return 0
-
-
-def works_pay(args: argparse.Namespace) -> int:
-    client = _client(args)
-    amount = parse_amount(args.amount)
-    if args.jam:
-        client.send(client.token.functions.approve(client.works.address, amount), what="approve")
-        client.send(client.works.functions.payToken(args.id, amount), what="pay")
-    else:
-        client.send(client.works.functions.pay(args.id), value=amount, what="pay")
-    print(f"paid work {args.id} {args.amount} {'JAM' if args.jam else 'ETH'}")
-    return 0
-
-
-def works_balance(args: argparse.Namespace) -> int:
-    client = _client(args, signer=False)
-    who = _address(args.address) if args.address else client.address
-    eth = client.works.functions.owedEth(args.id, who).call()
-    jam = client.works.functions.owedToken(args.id, who).call()
-    print(f"work {args.id} owes {who}: {format_amount(eth)} ETH, {format_amount(jam)} JAM")
-    return 0
-
-
-def works_withdraw(args: argparse.Namespace) -> int:
-    client = _client(args)
-    call = (
-        client.works.functions.withdrawToken(args.id)
-        if args.jam
-        else client.works.functions.withdraw(args.id)
-    )
-    receipt = client.send(call, what="withdraw")
-    amount = client.works.events.Withdrawn().process_receipt(receipt, errors=DISCARD)[0]["args"][
-        "amount"
-    ]
-    print(f"withdrew {format_amount(amount)} {'JAM' if args.jam else 'ETH'} from work {args.id}")
-    return 0
-
-
-# --------------------------------------------------------------- operator
-def operator_stake(args: argparse.Namespace) -> int:
-    client = _client(args)
-    amount = parse_amount(args.amount)
-    client.send(client.token.functions.approve(client.nodes.address, amount), what="approve")
-    client.send(client.nodes.functions.stake(amount), what="stake")
-    print(f"staked {args.amount} JAM")
-    return 0
-
-
-def operator_register(args: argparse.Namespace) -> int:
-    client = _client(args)
-    client.send(
-        client.nodes.functions.register(args.peer_id, args.endpoint, args.metadata), what="register"
-    )
-    print(f"registered node {args.peer_id} at {args.endpoint}")
-    return 0
-
-
-def operator_status(args: argparse.Namespace) -> int:
-    client = _client(args, signer=False)
-    who = _address(args.address) if args.address else client.address
-    staked, unbonding, unlock, registered, peer, endpoint, metadata = (
-        client.nodes.functions.operator(who).call()
-    )
-    minimum, delay = client.nodes.functions.parameters().call()
-    rows = [
-        ["operator", who],
-        ["staked", f"{format_amount(staked)} JAM (minimum {format_amount(minimum)})"],
-        [
-            "unbonding",
-            f"{format_amount(unbonding)} JAM" + (f", unlocks at {unlock}" if unbonding else ""),
-        ],
-        ["registered", "yes" if registered else "no"],
-        ["peer id", peer or "-"],
-        ["endpoint", endpoint or "-"],
-        ["metadata", metadata or "-"],
-        ["unbond delay", f"{delay} s"],
-    ]
-    print(table(rows))
-    return 0
-
-
-def operator_unbond(args: argparse.Namespace) -> int:
-    client = _client(args)
-    client.send(client.nodes.functions.unbond(), what="unbond")
-    print("unbonding: your node left the registry; withdraw after the delay")
-    return 0
-
-
-def operator_withdraw(args: argparse.Namespace) -> int:
-    client = _client(args)
-    client.send(client.nodes.functions.withdraw(), what="withdraw")
-    print("withdrew your unbonded stake")
-    return 0
-
-
-# -------------------------------------------------------------------- gov
-def _proposals(client: ChainClient) -> list[dict[str, Any]]:
-    events = client.governor.events.ProposalCreated().get_logs(from_block=client.deployment.block)
-    return [dict(e["args"]) for e in events]
-
-
-def _find(client: ChainClient, proposal_id: str) -> dict[str, Any]:
-    """A proposal by its id, or a unique prefix of it (at least 6 digits, as `gov list` shows)."""
-    text = proposal_id.rstrip("…")
-    if len(text) < 6 or not text.isdigit():
-        raise InputError(
-            f"proposal id {proposal_id!r} must be at least 6 digits (see `jamnet gov list`)"
-        )
-    found = [p for p in _proposals(client) if str(p["proposalId"]).startswith(text)]
-    if not found:
-        raise InputError(f"no proposal {proposal_id!r} (see `jamnet gov list`)")
-    if len(found) > 1:
-        raise InputError(f"{proposal_id!r} matches {len(found)} proposals; give more digits")
-    return found[0]
-
-
-def gov_delegate(args: argparse.Namespace) -> int:
-    client = _client(args)
-    to = _address(args.to) if args.to else client.address
-    client.send(client.token.functions.delegate(to), what="delegate")
-    print(f"your votes now count for {to}")
-    return 0
-
-
-def gov_propose(args: argparse.Namespace) -> int:
-    client = _client(args)
-    if args.fee_bps is not None:
-        call = client.works.functions.setProtocolFee(args.fee_bps)
-        target, default = client.works.address, f"Set the protocol fee to {args.fee_bps / 100:g} %"
-    elif args.min_stake is not None:
-        call = client.nodes.functions.setParameters(
-            parse_amount(args.min_stake), args.unbond_delay_s
-        )
-        target, default = (
-            client.nodes.address,
-            f"Minimum stake {args.min_stake} JAM, unbonding {args.unbond_delay_s} s",
-        )
-    else:
-        raise InputError("say what to change: --fee-bps N or --min-stake JAM --unbond-delay-s S")
-    description = args.description or default
-    receipt = client.send(
-        client.governor.functions.propose(
-            [target], [0], [call._encode_transaction_data()], description
-        ),
-        what="propose",
-    )
-    proposal = client.governor.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)[0][
-        "args"
-    ]["proposalId"]
-    print(f"proposal {proposal} created: {description}")
-    return 0
-
-
-def gov_list(args: argparse.Namespace) -> int:
-    client = _client(args, signer=False)
-    rows = []
-    for p in _proposals(client):
-        state = STATES[client.governor.functions.state(p["proposalId"]).call()]
-        against, for_, abstain = client.governor.functions.proposalVotes(p["proposalId"]).call()
-        rows.append(
-            [
-                str(p["proposalId"])[:12] + "…",
-                state,
-                format_amount(for_),
-                format_amount(against),
-                format_amount(abstain),
-                p["description"][:50],
-            ]
-        )
-    print(
-        table(rows, ["id", "state", "for", "against", "abstain", "description"])
-        if rows
-        else "no proposals yet"
-    )
-    return 0
-
-
-def gov_show(args: argparse.Namespace) -> int:
-    client = _client(args, signer=False)
-    p = _find(client, args.id)
-    pid = p["proposalId"]
-    against, for_, abstain = client.governor.functions.proposalVotes(pid).call()
-    snapshot = client.governor.functions.proposalSnapshot(pid).call()
-    rows = [
-        ["id", str(pid)],
-        ["state", STATES[client.governor.functions.state(pid).call()]],
-        ["proposer", p["proposer"]],
-        ["description", p["description"]],
-        ["votes for", format_amount(for_)],
-        ["votes against", format_amount(against)],
-        ["abstentions", format_amount(abstain)],
-        ["quorum", format_amount(client.governor.functions.quorum(snapshot).call())],
-        ["voting", f"{p['voteStart']} .. {p['voteEnd']} (unix time)"],
-    ]
-    print(table(rows))
-    return 0
-
-
-def gov_vote(args: argparse.Namespace) -> int:
-    client = _client(args)
-    pid = _find(client, args.id)["proposalId"]
-    client.send(
-        client.governor.functions.castVoteWithReason(pid, SUPPORT[args.support], args.reason or ""),
-        what="vote",
-    )
-    print(f"voted {args.support} on {pid}")
-    return 0
-
-
-def _lifecycle(args: argparse.Namespace, action: str) -> int:
-    client = _client(args)
-    p = _find(client, args.id)
-    digest = Web3.keccak(text=p["description"])
-    call = getattr(client.governor.functions, action)(
-        p["targets"], p["values"], p["calldatas"], digest
-    )
-    client.send(call, what=action)
-    print(
-        f"{action}d proposal {p['proposalId']}"
-        if action == "execute"
-        else f"queued proposal {p['proposalId']}"
-    )
-    return 0
+    return run
 
 
 def add_commands(sub: Any) -> None:
@@ -441,20 +46,22 @@ def add_commands(sub: Any) -> None:
     token = sub.add_parser("token", help="JAM balances and transfers").add_subparsers(
         dest="action", required=True
     )
-    command(token, "balance", token_balance, "JAM, ETH and votes of an address").add_argument(
-        "address", nargs="?"
-    )
-    p = command(token, "transfer", token_transfer, "send JAM")
+    command(
+        token, "balance", _lazy("token_balance"), "JAM, ETH and votes of an address"
+    ).add_argument("address", nargs="?")
+    p = command(token, "transfer", _lazy("token_transfer"), "send JAM")
     p.add_argument("to")
     p.add_argument("amount")
-    command(token, "faucet", token_faucet, "devnet only: ETH for gas and some JAM for your key")
+    command(
+        token, "faucet", _lazy("token_faucet"), "devnet only: ETH for gas and some JAM for your key"
+    )
 
     works = sub.add_parser("works", help="royalty splits").add_subparsers(
         dest="action", required=True
     )
     for name, func, text in (
-        ("consent", works_consent, "sign your consent to a split"),
-        ("register", works_register, "register a work and its split"),
+        ("consent", _lazy("works_consent"), "sign your consent to a split"),
+        ("register", _lazy("works_register"), "register a work and its split"),
     ):
         p = command(works, name, func, text)
         p.add_argument("--content", required=True, help="0x… hash or a file to hash")
@@ -462,52 +69,50 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--split", action="append", default=[], help="ADDRESS:BASIS_POINTS (repeat)")
         if name == "register":
             p.add_argument("--signature", action="append", help="ADDRESS=0x… consent (repeat)")
-    command(works, "show", works_show, "a work, its split and what it owes").add_argument(
+    command(works, "show", _lazy("works_show"), "a work, its split and what it owes").add_argument(
         "id", type=int
     )
-    p = command(works, "pay", works_pay, "pay a work")
+    p = command(works, "pay", _lazy("works_pay"), "pay a work")
     p.add_argument("id", type=int)
     p.add_argument("amount")
     p.add_argument("--jam", action="store_true", help="pay in JAM instead of ETH")
-    p = command(works, "balance", works_balance, "what a work owes you")
+    p = command(works, "balance", _lazy("works_balance"), "what a work owes you")
     p.add_argument("id", type=int)
     p.add_argument("address", nargs="?")
-    p = command(works, "withdraw", works_withdraw, "withdraw what a work owes you")
+    p = command(works, "withdraw", _lazy("works_withdraw"), "withdraw what a work owes you")
     p.add_argument("id", type=int)
     p.add_argument("--jam", action="store_true")
 
     ops = sub.add_parser("operator", help="node operators: stake and registry").add_subparsers(
         dest="action", required=True
     )
-    command(ops, "stake", operator_stake, "stake JAM").add_argument("amount")
-    p = command(ops, "register", operator_register, "register your node")
+    command(ops, "stake", _lazy("operator_stake"), "stake JAM").add_argument("amount")
+    p = command(ops, "register", _lazy("operator_register"), "register your node")
     p.add_argument("peer_id")
     p.add_argument("endpoint")
     p.add_argument("--metadata", default="{}")
-    command(ops, "status", operator_status, "stake and registration").add_argument(
+    command(ops, "status", _lazy("operator_status"), "stake and registration").add_argument(
         "address", nargs="?"
     )
-    command(ops, "unbond", operator_unbond, "leave the registry; stake unlocks after the delay")
-    command(ops, "withdraw", operator_withdraw, "withdraw unbonded stake")
+    command(
+        ops, "unbond", _lazy("operator_unbond"), "leave the registry; stake unlocks after the delay"
+    )
+    command(ops, "withdraw", _lazy("operator_withdraw"), "withdraw unbonded stake")
 
     gov = sub.add_parser("gov", help="governance").add_subparsers(dest="action", required=True)
     command(
-        gov, "delegate", gov_delegate, "delegate your votes (to yourself by default)"
+        gov, "delegate", _lazy("gov_delegate"), "delegate your votes (to yourself by default)"
     ).add_argument("to", nargs="?")
-    p = command(gov, "propose", gov_propose, "propose a parameter change")
+    p = command(gov, "propose", _lazy("gov_propose"), "propose a parameter change")
     p.add_argument("--fee-bps", type=int, help="new protocol fee in basis points")
     p.add_argument("--min-stake", help="new minimum operator stake in JAM")
     p.add_argument("--unbond-delay-s", type=int, default=3600)
     p.add_argument("--description")
-    command(gov, "list", gov_list, "proposals and their state")
-    command(gov, "show", gov_show, "one proposal").add_argument("id")
-    p = command(gov, "vote", gov_vote, "vote on a proposal")
+    command(gov, "list", _lazy("gov_list"), "proposals and their state")
+    command(gov, "show", _lazy("gov_show"), "one proposal").add_argument("id")
+    p = command(gov, "vote", _lazy("gov_vote"), "vote on a proposal")
     p.add_argument("id")
-    p.add_argument("support", choices=sorted(SUPPORT))
+    p.add_argument("support", choices=SUPPORT_CHOICES)
     p.add_argument("--reason")
-    command(gov, "queue", lambda a: _lifecycle(a, "queue"), "queue a passed proposal").add_argument(
-        "id"
-    )
-    command(
-        gov, "execute", lambda a: _lifecycle(a, "execute"), "execute a queued proposal"
-    ).add_argument("id")
+    command(gov, "queue", _lazy("gov_queue"), "queue a passed proposal").add_argument("id")
+    command(gov, "execute", _lazy("gov_execute"), "execute a queued proposal").add_argument("id")

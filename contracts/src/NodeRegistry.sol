@@ -67,6 +67,8 @@ contract NodeRegistry is ReentrancyGuard {
     error NodeRegistryLocked(uint64 unlockAt);
     /// @notice The delay is above `MAX_UNBOND_DELAY`.
     error NodeRegistryDelayTooLong(uint64 delay);
+    /// @notice A required address is zero.
+    error NodeRegistryZeroAddress();
 
     /// @param token the JAM token
     /// @param governance the timelock
@@ -75,6 +77,9 @@ contract NodeRegistry is ReentrancyGuard {
     /// @param unbondDelay seconds between unbonding and withdrawing
     constructor(IERC20 token, address governance, address treasury, uint256 minStake, uint64 unbondDelay) {
         if (unbondDelay > MAX_UNBOND_DELAY) revert NodeRegistryDelayTooLong(unbondDelay);
+        if (address(token) == address(0) || governance == address(0) || treasury == address(0)) {
+            revert NodeRegistryZeroAddress();
+        }
         _token = token;
         _governance = governance;
         _treasury = treasury;
@@ -146,8 +151,8 @@ contract NodeRegistry is ReentrancyGuard {
 
     /// @notice Governance slashes up to `amount` of an operator's stake (bonded first, then
     /// unbonding) to the treasury; a node left below the minimum leaves the registry.
-    function slash(address operator, uint256 amount) external onlyGovernance nonReentrant {
-        Operator storage op = _operators[operator];
+    function slash(address account, uint256 amount) external onlyGovernance nonReentrant {
+        Operator storage op = _operators[account];
         uint256 fromStake = amount < op.stake ? amount : op.stake;
         op.stake -= fromStake;
         uint256 rest = amount - fromStake;
@@ -155,8 +160,8 @@ contract NodeRegistry is ReentrancyGuard {
         op.unbonding -= fromUnbonding;
         uint256 total = fromStake + fromUnbonding;
         if (total == 0) revert NodeRegistryZeroAmount();
-        if (op.registered && op.stake < _minStake) _deregister(operator, op);
-        emit Slashed(operator, total);
+        if (op.registered && op.stake < _minStake) _deregister(account, op);
+        emit Slashed(account, total);
         _token.safeTransfer(_treasury, total);
     }
 

@@ -61,7 +61,7 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
     /// @notice Governance changed the protocol fee.
     event ProtocolFeeSet(uint16 feeBps);
     /// @notice Accumulated fees were sent to the treasury.
-    event FeesCollected(address token, uint256 amount);
+    event FeesCollected(address indexed token, uint256 amount);
 
     /// @notice Only governance (the timelock) may do this.
     error WorkRegistryUnauthorized(address caller);
@@ -83,6 +83,8 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
     error WorkRegistryZeroPayment();
     /// @notice Nothing is owed to the caller.
     error WorkRegistryNothingOwed(address contributor);
+    /// @notice A required address is zero.
+    error WorkRegistryZeroAddress();
 
     /// @param token the JAM token
     /// @param governance the timelock: sets the fee
@@ -90,6 +92,9 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
     /// @param feeBps initial protocol fee
     constructor(IERC20 token, address governance, address treasury, uint16 feeBps) EIP712("jamnet WorkRegistry", "1") {
         if (feeBps > MAX_FEE_BPS) revert WorkRegistryFeeTooHigh(feeBps, MAX_FEE_BPS);
+        if (address(token) == address(0) || governance == address(0) || treasury == address(0)) {
+            revert WorkRegistryZeroAddress();
+        }
         _token = token;
         _governance = governance;
         _treasury = treasury;
@@ -162,21 +167,21 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
 
     /// @notice Pay a work in ETH.
     function pay(uint256 workId) external payable {
-        Work storage work = _work(workId);
+        Work storage entry = _work(workId);
         if (msg.value == 0) revert WorkRegistryZeroPayment();
         uint256 fee = (msg.value * _feeBps) / TOTAL_BPS;
         _feesEth += fee;
-        work.totalEth += msg.value - fee;
+        entry.totalEth += msg.value - fee;
         emit WorkPaid(workId, msg.sender, address(0), msg.value, fee);
     }
 
     /// @notice Pay a work in JAM (approve this contract first, or use a permit).
     function payToken(uint256 workId, uint256 amount) external nonReentrant {
-        Work storage work = _work(workId);
+        Work storage entry = _work(workId);
         if (amount == 0) revert WorkRegistryZeroPayment();
         uint256 fee = (amount * _feeBps) / TOTAL_BPS;
         _feesToken += fee;
-        work.totalToken += amount - fee;
+        entry.totalToken += amount - fee;
         emit WorkPaid(workId, msg.sender, address(_token), amount, fee);
         _token.safeTransferFrom(msg.sender, address(this), amount);
     }
@@ -221,14 +226,14 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
 
     /// @notice ETH owed to `contributor` by work `workId`.
     function owedEth(uint256 workId, address contributor) public view returns (uint256) {
-        Work storage work = _work(workId);
-        return (work.totalEth * _shareOf[workId][contributor]) / TOTAL_BPS - _withdrawnEth[workId][contributor];
+        Work storage entry = _work(workId);
+        return (entry.totalEth * _shareOf[workId][contributor]) / TOTAL_BPS - _withdrawnEth[workId][contributor];
     }
 
     /// @notice JAM owed to `contributor` by work `workId`.
     function owedToken(uint256 workId, address contributor) public view returns (uint256) {
-        Work storage work = _work(workId);
-        return (work.totalToken * _shareOf[workId][contributor]) / TOTAL_BPS - _withdrawnToken[workId][contributor];
+        Work storage entry = _work(workId);
+        return (entry.totalToken * _shareOf[workId][contributor]) / TOTAL_BPS - _withdrawnToken[workId][contributor];
     }
 
     /// @notice A work's registration and totals received (after fees).

@@ -99,7 +99,7 @@ def test_tone_from_a_is_heard_by_b_at_its_pan_and_not_by_a(
         "--y",
         "4",
         "--duration",
-        "9",
+        "60",  # A plays until the test stops it, after B is done
     )
     session_id = read_line_matching(a, r"created session (\w+)")
     # B listens through the stereo panner (exact pan check); A keeps the binaural default.
@@ -108,6 +108,7 @@ def test_tone_from_a_is_heard_by_b_at_its_pan_and_not_by_a(
     )
     _, b_err = b.communicate(timeout=60)
     assert b.returncode == 0, b_err
+    a.terminate()  # SIGTERM: A leaves cleanly and writes what it heard
     _, a_err = a.communicate(timeout=60)
     assert a.returncode == 0, a_err
 
@@ -120,7 +121,10 @@ def test_tone_from_a_is_heard_by_b_at_its_pan_and_not_by_a(
     assert band_rms(tail[:, 0], 660) < 0.01 * right, "B must not hear itself"
 
     own, _ = soundfile.read(str(a_out), dtype="float32")
-    window = own[48000 * 2 : 48000 * 5]  # while both were connected
+    # The 3 s of A's output where B is loudest: both were connected then, whenever that was.
+    starts = range(0, max(1, own.shape[0] - 3 * 48000), 24000)
+    best = max(starts, key=lambda i: band_rms(own[i : i + 3 * 48000, 0], 660))
+    window = own[best : best + 3 * 48000]
     assert max(band_rms(window[:, 0], 660), band_rms(window[:, 1], 660)) > 0.01, "A hears B"
     assert band_rms(window.mean(axis=1), 440) < 0.002, "A must not hear itself"
     # Binaurally, B (behind A's left shoulder, azimuth -143°) is louder in A's left ear.
