@@ -196,6 +196,20 @@ async def chain_proposals(request: web.Request) -> web.Response:
     return web.json_response({"proposals": await _chain(request).read("proposals")})
 
 
+async def chain_events(request: web.Request) -> web.Response:
+    """Indexed contract events, newest first (?contract=&name=&limit=)."""
+    query = request.query
+    contract, name = query.get("contract"), query.get("name")
+    for value in (contract, name):
+        if value is not None and (not value.isidentifier() or len(value) > 64):
+            raise InputError("contract and name must be identifiers")
+    limit_text = query.get("limit", "100")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+        raise InputError("limit must be 1-1000")
+    events = await _chain(request).read("events", contract, name, int(limit_text))
+    return web.json_response({"events": events})
+
+
 async def chain_operators(request: web.Request) -> web.Response:
     """Registered node operators and the registry's parameters."""
     return web.json_response(await _chain(request).read("operators"))
@@ -498,6 +512,7 @@ def build_app(
     app.router.add_get("/api/chain/works/{work_id}", chain_work)
     app.router.add_get("/api/chain/proposals", chain_proposals)
     app.router.add_get("/api/chain/operators", chain_operators)
+    app.router.add_get("/api/chain/events", chain_events)
     app.router.add_post("/api/challenges", challenge)
     app.router.add_get("/api/sessions", list_sessions)
     app.router.add_post("/api/sessions", create_session)

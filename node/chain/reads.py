@@ -65,13 +65,13 @@ def work(c: dict[str, Contract], work_id: int) -> dict[str, Any]:
     }
 
 
-def proposals(c: dict[str, Contract], from_block: int) -> list[dict[str, Any]]:
-    """Every proposal with its state and tallies, newest first."""
+def proposals(c: dict[str, Contract], created: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Proposals (from the indexed ProposalCreated events) with live state and tallies."""
     governor = c["JamGovernor"]
     result = []
-    for event in governor.events.ProposalCreated().get_logs(from_block=from_block):
+    for event in created:
         args = event["args"]
-        pid = args["proposalId"]
+        pid = int(args["proposalId"])
         against, for_, abstain = governor.functions.proposalVotes(pid).call()
         result.append(
             {
@@ -85,10 +85,11 @@ def proposals(c: dict[str, Contract], from_block: int) -> list[dict[str, Any]]:
                 "vote_start": int(args["voteStart"]),
                 "vote_end": int(args["voteEnd"]),
                 "targets": list(args["targets"]),
-                "calldatas": ["0x" + bytes(d).hex() for d in args["calldatas"]],
+                "calldatas": list(args["calldatas"]),
+                "block": event["block"],
             }
         )
-    return result[::-1]
+    return result
 
 
 def operators(c: dict[str, Contract]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ and check that ``deployment_file`` describes contracts that exist on that chain.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -20,12 +21,14 @@ from web3.types import Wei
 from node.chain import reads
 from node.chain.deploy import Deployment, deploy
 from node.chain.devnet import Devnet
+from node.chain.indexer import Indexer
 from node.config import NodeConfig
 from node.errors import ChainError, InputError, SessionError
 
 log = logging.getLogger(__name__)
 
 
+INDEX_EVERY_S = 1.0
 FAUCET_ETH = 10**18
 FAUCET_JAM = 1_000 * 10**18
 FAUCET_PER_ADDRESS_S = 3600.0
@@ -42,12 +45,45 @@ class ChainService:
         self.deployment: Deployment | None = None
         self.rpc_url = ""
         self._bound: dict[str, Any] | None = None
+        self.indexer: Indexer | None = None
+        self._index_task: asyncio.Task[None] | None = None
         self._faucet_last: dict[str, float] = {}
         self._faucet_recent: list[float] = []
 
     async def start(self) -> None:
-        """Connect (and on the devnet: start anvil and deploy if needed)."""
+        """Connect (and on the devnet: start anvil and deploy if needed), then index."""
         await asyncio.to_thread(self._start)
+        if self.w3 is not None and self.deployment is not None:
+            confirmations = 0 if self.config.chain.mode == "devnet" else 2
+            self.indexer = await asyncio.to_thread(
+                Indexer,
+                self.config.data_path / "chain" / "index.sqlite3",
+                self.w3,
+                self.deployment,
+                self._contracts(),
+                confirmations,
+            )
+            await asyncio.to_thread(self.indexer.poll)
+            self._index_task = asyncio.create_task(self._index_loop(), name="chain-indexer")
+
+    async def _index_loop(self) -> None:
+        """Keep the index current; RPC trouble is logged and retried, never fatal."""
+        failures = 0
+        while True:
+            await asyncio.sleep(INDEX_EVERY_S if failures == 0 else min(30.0, 2.0**failures))
+            try:
+                assert self.indexer is not None
+                await asyncio.to_thread(self.indexer.poll)
+                failures = 0
+            except Exception as exc:  # the chain may be down for a while
+                failures += 1
+                if failures in {1, 10} or failures % 100 == 0:
+                    log.warning("chain indexer: %s (retrying)", exc)
+
+    async def synced(self) -> None:
+        """Index everything up to the current head now (tests and fresh API reads)."""
+        if self.indexer is not None:
+            await asyncio.to_thread(self.indexer.poll)
 
     def _start(self) -> None:
         chain = self.config.chain
@@ -85,7 +121,15 @@ class ChainService:
             self.deployment = deployment
 
     async def stop(self) -> None:
-        """Stop the devnet (it saves its state); idempotent."""
+        """Stop indexing and the devnet (it saves its state); idempotent."""
+        if self._index_task is not None:
+            self._index_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._index_task
+            self._index_task = None
+        if self.indexer is not None:
+            self.indexer.close()
+            self.indexer = None
         if self.devnet is not None:
             await asyncio.to_thread(self.devnet.stop)
             self.devnet = None
@@ -128,7 +172,9 @@ class ChainService:
         """Run a read from node.chain.reads in a worker thread."""
         if self.w3 is None or self.deployment is None:
             raise SessionError("this node is not connected to a chain")
-        w3, deployment = self.w3, self.deployment
+        w3, indexer = self.w3, self.indexer
+        if indexer is None:
+            raise SessionError("the chain index is not ready yet")
 
         def run() -> Any:
             c = self._contracts()
@@ -136,8 +182,13 @@ class ChainService:
                 return reads.account(w3, c, *args)
             if view == "work":
                 return reads.work(c, *args)
+            if view in {"proposals", "events"}:
+                with contextlib.suppress(Exception):  # stale beats failing when the RPC hiccups
+                    indexer.poll()
             if view == "proposals":
-                return reads.proposals(c, deployment.block)
+                return reads.proposals(c, indexer.events("JamGovernor", "ProposalCreated", 1000))
+            if view == "events":
+                return indexer.events(*args)
             if view == "operators":
                 return reads.operators(c)
             raise ValueError(view)
