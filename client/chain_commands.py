@@ -17,10 +17,10 @@ from typing import Any
 from web3 import Web3
 from web3.logs import DISCARD
 
-from client.session import load_or_create_key
 from node.chain.client import ChainClient, format_amount, parse_amount
 from node.chain.deploy import Deployment
 from node.errors import ChainError, InputError
+from node.keys import load_or_create_key
 
 STATES = ["Pending", "Active", "Canceled", "Defeated", "Succeeded", "Queued", "Expired", "Executed"]
 SUPPORT = {"against": 0, "for": 1, "abstain": 2}

@@ -17,9 +17,9 @@ from client.session import (
     JamClient,
     MicSource,
     SpeakerSink,
-    load_or_create_key,
     wav_source,
 )
+from node.keys import load_or_create_key
 
 
 def _source(spec: str, loop: bool) -> AudioSource:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import ssl
 import time
 from collections.abc import Callable
@@ -22,11 +20,10 @@ import numpy as np
 import numpy.typing as npt
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
-from node.errors import AuthError, JamnetError
+from node.errors import JamnetError
 from node.media.codec import EncodedPacket, OpusEncoder, OpusFrameDecoder
 from node.media.inbound import tap_receiver
 from node.media.peer import set_opus_params
@@ -43,28 +40,6 @@ class ClientError(JamnetError):
 
 
 # --------------------------------------------------------------------- keys
-def load_or_create_key(path: Path, password: str | None = None) -> LocalAccount:
-    """Load a V3 keystore, or create one (mode 0600) on first use."""
-    password = os.environ.get("JAMNET_KEY_PASSWORD", "") if password is None else password
-    if path.exists():
-        try:
-            keystore = json.loads(path.read_text())
-            key = Account.decrypt(keystore, password)
-        except (ValueError, KeyError) as exc:
-            raise AuthError(
-                f"cannot open keyfile {path}: {exc} (set JAMNET_KEY_PASSWORD if it has a password)"
-            ) from None
-        account: LocalAccount = Account.from_key(key)
-        return account
-    account = Account.create()
-    keystore = Account.encrypt(account.key, password, kdf="pbkdf2", iterations=100_000)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        json.dump(keystore, file)
-    return account
-
-
 # ------------------------------------------------------------------ sources
 class AudioSource(Protocol):
     """Yields one mono float32 frame of 960 samples per call."""

@@ -33,7 +33,12 @@ def _node_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "ice_server", None):
         overrides["media"] = {"ice_servers": args.ice_server}
     chain: dict[str, Any] = {}
-    for flag, key in (("chain", "mode"), ("rpc_url", "rpc_url"), ("deployment", "deployment_file")):
+    for flag, key in (
+        ("chain", "mode"),
+        ("rpc_url", "rpc_url"),
+        ("deployment", "deployment_file"),
+        ("node_keyfile", "keyfile"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             chain[key] = value
@@ -77,6 +82,11 @@ def _add_node_flags(parser: argparse.ArgumentParser) -> None:
         "--rpc-url", help="JSON-RPC URL of an external chain (implies --chain external)"
     )
     parser.add_argument("--deployment", help="deployment file (chain id, addresses) for --rpc-url")
+    parser.add_argument(
+        "--keyfile",
+        dest="node_keyfile",
+        help="the node's own key for its transactions (default: <data dir>/chain/node-key.json)",
+    )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-json", action="store_true", help="JSON log lines")
 

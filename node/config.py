@@ -109,6 +109,9 @@ class ChainConfig:
     """Deployment JSON (chain id, addresses, block) when mode = "external"."""
     devnet_port: int = 8545
     """Loopback port of the embedded anvil (0 picks a free one)."""
+    keyfile: str = ""
+    """The node's own key (V3 keystore; password from JAMNET_KEY_PASSWORD) for the
+    transactions it sends; default <data_dir>/chain/node-key.json, made on first use."""
 
 
 @dataclass(frozen=True)

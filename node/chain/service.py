@@ -15,15 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.types import Wei
+from web3.types import RPCEndpoint, Wei
 
 from node.chain import reads
 from node.chain.deploy import Deployment, deploy
 from node.chain.devnet import Devnet
 from node.chain.indexer import Indexer
+from node.chain.outbox import Outbox
 from node.config import NodeConfig
 from node.errors import ChainError, InputError, SessionError
+from node.keys import load_or_create_key
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,9 @@ class ChainService:
         self.rpc_url = ""
         self._bound: dict[str, Any] | None = None
         self.indexer: Indexer | None = None
+        self.outbox: Outbox | None = None
+        """Transactions the node itself sends (signed with its own key)."""
+        self.account: LocalAccount | None = None
         self._index_task: asyncio.Task[None] | None = None
         self._faucet_last: dict[str, float] = {}
         self._faucet_recent: list[float] = []
@@ -54,6 +60,7 @@ class ChainService:
         """Connect (and on the devnet: start anvil and deploy if needed), then index."""
         await asyncio.to_thread(self._start)
         if self.w3 is not None and self.deployment is not None:
+            await asyncio.to_thread(self._open_outbox)
             confirmations = 0 if self.config.chain.mode == "devnet" else 2
             self.indexer = await asyncio.to_thread(
                 Indexer,
@@ -66,14 +73,28 @@ class ChainService:
             await asyncio.to_thread(self.indexer.poll)
             self._index_task = asyncio.create_task(self._index_loop(), name="chain-indexer")
 
+    def _open_outbox(self) -> None:
+        path = Path(self.config.chain.keyfile or self.config.data_path / "chain" / "node-key.json")
+        self.account = load_or_create_key(path)  # the key itself is never logged
+        self.outbox = Outbox(self.config.data_path / "chain" / "outbox.sqlite3", self.account)
+        devnet = self.config.chain.mode == "devnet" and self.w3 is not None
+        if devnet and self.w3 and self.w3.eth.get_balance(self.account.address) < FAUCET_ETH:
+            # The node pays its own gas; on the devnet it simply has some.
+            self.w3.provider.make_request(
+                RPCEndpoint("anvil_setBalance"), [self.account.address, hex(100 * FAUCET_ETH)]
+            )
+        log.info("chain: node account %s", self.account.address)
+
     async def _index_loop(self) -> None:
-        """Keep the index current; RPC trouble is logged and retried, never fatal."""
+        """Keep the index current and the outbox moving; RPC trouble is retried, never fatal."""
         failures = 0
         while True:
             await asyncio.sleep(INDEX_EVERY_S if failures == 0 else min(30.0, 2.0**failures))
             try:
                 assert self.indexer is not None
                 await asyncio.to_thread(self.indexer.poll)
+                if self.outbox is not None and self.w3 is not None:
+                    await asyncio.to_thread(self.outbox.process, self.w3)
                 failures = 0
             except Exception as exc:  # the chain may be down for a while
                 failures += 1
@@ -130,6 +151,9 @@ class ChainService:
         if self.indexer is not None:
             self.indexer.close()
             self.indexer = None
+        if self.outbox is not None:
+            self.outbox.close()
+            self.outbox = None
         if self.devnet is not None:
             await asyncio.to_thread(self.devnet.stop)
             self.devnet = None
@@ -212,4 +236,5 @@ class ChainService:
             "chain_id": self.deployment.chain_id,
             "block": self.deployment.block,
             "addresses": self.deployment.addresses,
+            "node_address": self.account.address if self.account is not None else None,
         }

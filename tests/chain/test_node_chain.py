@@ -37,6 +37,11 @@ async def test_devnet_deploys_once_and_is_reused_after_a_restart(tmp_path: Path)
     async with Node(config) as node:
         again = await get(node, "/api/chain")
     assert again["addresses"] == addresses, "the restarted devnet kept its contracts"
+    # The node has its own key (made on first use, kept in the data dir) for its transactions.
+    assert again["node_address"] == first["node_address"] and str(first["node_address"]).startswith(
+        "0x"
+    )
+    assert (tmp_path / "data" / "chain" / "node-key.json").stat().st_mode & 0o777 == 0o600
 
 
 async def test_external_chain_needs_a_valid_deployment(tmp_path: Path) -> None:
