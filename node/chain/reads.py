@@ -11,6 +11,7 @@ from typing import Any
 from web3 import Web3
 from web3.contract import Contract
 
+from node.chain import bindings
 from node.errors import InputError, NotFoundError
 
 PROPOSAL_STATES = [
@@ -40,12 +41,10 @@ def account(w3: Web3, c: dict[str, Contract], address: str) -> dict[str, Any]:
 
 def work(c: dict[str, Contract], work_id: int) -> dict[str, Any]:
     """A work, its split and what each contributor is owed."""
-    works = c["WorkRegistry"]
-    if not 0 <= work_id < works.functions.workCount().call():
+    works = bindings.WorkRegistry(c["WorkRegistry"])
+    if not 0 <= work_id < works.work_count():
         raise NotFoundError(f"no work {work_id}")
-    content, uri, registrant, who, shares, total_eth, total_jam = works.functions.work(
-        work_id
-    ).call()
+    content, uri, registrant, who, shares, total_eth, total_jam = works.work(work_id)
     return {
         "id": work_id,
         "content_hash": "0x" + bytes(content).hex(),
@@ -57,8 +56,8 @@ def work(c: dict[str, Contract], work_id: int) -> dict[str, Any]:
             {
                 "address": a,
                 "share_bps": s,
-                "owed_eth": str(works.functions.owedEth(work_id, a).call()),
-                "owed_jam": str(works.functions.owedToken(work_id, a).call()),
+                "owed_eth": str(works.owed_eth(work_id, a)),
+                "owed_jam": str(works.owed_token(work_id, a)),
             }
             for a, s in zip(who, shares, strict=True)
         ],
@@ -94,11 +93,11 @@ def proposals(c: dict[str, Contract], created: list[dict[str, Any]]) -> list[dic
 
 def operators(c: dict[str, Contract]) -> dict[str, Any]:
     """Registered node operators and the registry's parameters."""
-    nodes = c["NodeRegistry"]
-    minimum, delay = nodes.functions.parameters().call()
+    nodes = bindings.NodeRegistry(c["NodeRegistry"])
+    minimum, delay = nodes.parameters()
     listed = []
-    for address in nodes.functions.registeredOperators().call():
-        staked, _, _, _, peer, endpoint, metadata = nodes.functions.operator(address).call()
+    for address in nodes.registered_operators():
+        staked, _, _, _, peer, endpoint, metadata = nodes.operator(address)
         listed.append(
             {
                 "address": address,
