@@ -291,8 +291,25 @@ def operator_withdraw(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------- gov
 def _proposals(client: ChainClient) -> list[dict[str, Any]]:
-    events = client.governor.events.ProposalCreated().get_logs(from_block=client.deployment.block)
-    return [dict(e["args"]) for e in events]
+    """ProposalCreated arguments: from the node's event index, or the chain's logs directly
+    when talking to an external RPC without a node."""
+    if client.node_url:
+        url = (
+            client.node_url.rstrip("/")
+            + "/api/chain/events?contract=JamGovernor&name=ProposalCreated&limit=1000"
+        )
+        with urllib.request.urlopen(url, timeout=30) as reply:  # noqa: S310 - http(s) checked
+            events = json.loads(reply.read())["events"]
+        result = []
+        for event in reversed(events):  # oldest first, like the logs
+            args = dict(event["args"])
+            args["proposalId"] = int(args["proposalId"])
+            args["values"] = [int(v) for v in args["values"]]
+            args["calldatas"] = [bytes.fromhex(d[2:]) for d in args["calldatas"]]
+            result.append(args)
+        return result
+    logs = client.governor.events.ProposalCreated().get_logs(from_block=client.deployment.block)
+    return [dict(e["args"]) for e in logs]
 
 
 def _find(client: ChainClient, proposal_id: str) -> dict[str, Any]:

@@ -73,6 +73,8 @@ class ChainClient:
             self.w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(account), layer=0)
             self.w3.eth.default_account = account.address
         self.deployment = deployment
+        self.node_url = ""
+        """Set when the chain was found through a node: reads can use its event index."""
         try:
             self.contracts = deployment.contracts(self.w3)
         except ChainError:
@@ -92,7 +94,9 @@ class ChainClient:
             addresses={k: Web3.to_checksum_address(v) for k, v in info["addresses"].items()},
             deployer="",
         )
-        return cls(str(info["rpc_url"]), deployment, account)
+        client = cls(str(info["rpc_url"]), deployment, account)
+        client.node_url = node_url
+        return client
 
     @property
     def address(self) -> str:

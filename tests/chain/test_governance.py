@@ -76,3 +76,33 @@ def test_votes_bought_after_the_snapshot_do_not_count(chain: Chain) -> None:
     assert governor.functions.proposalVotes(proposal).call()[1] == 1_000_000 * JAM
     chain.advance(601)
     assert governor.functions.state(proposal).call() == 3  # Defeated: 1 % < 4 % quorum
+
+
+def test_governance_slashes_an_operator(chain: Chain) -> None:
+    token, governor, nodes = chain.c["JamToken"], chain.c["JamGovernor"], chain.c["NodeRegistry"]
+    operator, voters = chain.accounts[9], chain.accounts[1:6]
+    chain.send(token.functions.approve(nodes.address, 20_000 * JAM), operator)
+    chain.send(nodes.functions.stake(20_000 * JAM), operator)
+    chain.send(nodes.functions.register("12D3KooWBad", "https://bad.example", "{}"), operator)
+    for voter in voters:
+        chain.send(token.functions.delegate(voter), voter)
+    chain.advance(1)
+    calldata = nodes.functions.slash(operator, 15_000 * JAM)._encode_transaction_data()
+    args = ([nodes.address], [0], [calldata])
+    description = "Slash the node that served bad audio"
+    chain.send(governor.functions.propose(*args, description), voters[0])
+    digest = Web3.keccak(text=description)
+    proposal = governor.functions.hashProposal(*args, digest).call()
+    chain.advance(61)
+    for voter in voters:
+        chain.send(governor.functions.castVote(proposal, 1), voter)
+    chain.advance(601)
+    chain.send(governor.functions.queue(*args, digest), voters[0])
+    chain.advance(61)
+    treasury = chain.deployment.addresses["JamTimelock"]
+    before = token.functions.balanceOf(treasury).call()
+    chain.send(governor.functions.execute(*args, digest), voters[0])
+    assert governor.functions.state(proposal).call() == EXECUTED
+    assert token.functions.balanceOf(treasury).call() - before == 15_000 * JAM
+    assert nodes.functions.operator(operator).call()[0] == 5_000 * JAM
+    assert nodes.functions.registeredOperators().call() == []

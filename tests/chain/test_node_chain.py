@@ -58,3 +58,21 @@ async def test_external_chain_needs_a_valid_deployment(tmp_path: Path) -> None:
     with pytest.raises(ChainError, match="deployment file"):
         async with Node(bad):
             pass
+
+
+async def test_the_node_key_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eth_account import Account
+
+    key = Account.create()
+    monkeypatch.setenv("JAMNET_NODE_PRIVATE_KEY", key.key.hex())
+    config = node_config(tmp_path / "data", chain={"mode": "devnet", "devnet_port": 0})
+    async with Node(config) as node:
+        info = await get(node, "/api/chain")
+    assert info["node_address"] == key.address
+    assert not (tmp_path / "data" / "chain" / "node-key.json").exists()
+    monkeypatch.setenv("JAMNET_NODE_PRIVATE_KEY", "0x1234")
+    with pytest.raises(ChainError, match="JAMNET_NODE_PRIVATE_KEY is not a private key"):
+        async with Node(config):
+            pass
