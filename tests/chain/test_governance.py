@@ -7,6 +7,7 @@ from web3 import Web3
 from web3.exceptions import ContractCustomError
 
 from node.chain.deploy import JAM
+from node.chain.errors import decode_error
 from tests.chain.conftest import Chain
 
 ACTIVE, SUCCEEDED, QUEUED, EXECUTED = 1, 4, 5, 7
@@ -46,14 +47,43 @@ def test_a_fee_change_passes_through_the_timelock(chain: Chain) -> None:
 
 
 def test_only_the_timelock_changes_parameters(chain: Chain) -> None:
-    works, nodes = chain.c["WorkRegistry"], chain.c["NodeRegistry"]
-    alice = chain.accounts[1]
-    with pytest.raises(ContractCustomError):
-        works.functions.setProtocolFee(100).call({"from": alice})
-    with pytest.raises(ContractCustomError):
-        nodes.functions.slash(alice, 1).call({"from": alice})
-    with pytest.raises(ContractCustomError):
-        nodes.functions.setParameters(1, 1).call({"from": chain.deployment.deployer})
+    works, nodes, governor = (
+        chain.c["WorkRegistry"],
+        chain.c["NodeRegistry"],
+        chain.c["JamGovernor"],
+    )
+    alice, deployer = chain.accounts[1], chain.deployment.deployer
+
+    def reason(call, sender: str) -> str:  # type: ignore[no-untyped-def]
+        with pytest.raises(ContractCustomError) as info:
+            call.call({"from": sender})
+        return decode_error(info.value.data)
+
+    assert (
+        reason(works.functions.setProtocolFee(100), alice)
+        == f"WorkRegistryUnauthorized(caller={alice})"
+    )
+    assert (
+        reason(nodes.functions.slash(alice, 1), alice)
+        == f"NodeRegistryUnauthorized(caller={alice})"
+    )
+    assert (
+        reason(nodes.functions.setParameters(1, 1), deployer)
+        == f"NodeRegistryUnauthorized(caller={deployer})"
+    )
+    assert (
+        reason(governor.functions.setVotingPeriod(1), alice)
+        == f"GovernorOnlyExecutor(account={alice})"
+    )
+    assert reason(governor.functions.updateQuorumNumerator(1), alice).startswith(
+        "GovernorOnlyExecutor"
+    )
+    # The deployer gave up the timelock's admin role: nobody can grant themselves a proposer.
+    timelock = chain.c["JamTimelock"]
+    role = timelock.functions.PROPOSER_ROLE().call()
+    assert reason(timelock.functions.grantRole(role, deployer), deployer).startswith(
+        "AccessControlUnauthorizedAccount"
+    )
 
 
 def test_votes_bought_after_the_snapshot_do_not_count(chain: Chain) -> None:
