@@ -111,6 +111,7 @@ def main() -> None:
         for voter in voters:
             _send(w3, token.functions.delegate(voter), voter)
         w3.provider.make_request("evm_increaseTime", [1])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
         calldata = works.functions.setProtocolFee(300)._encode_transaction_data()
         args = ([works.address], [0], [calldata])
         description = "Fee to 3 %"
