@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 from web3 import Web3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from node.chain.consent import consent_message
 from node.chain.deploy import JAM, deploy
 from node.chain.devnet import Devnet
 
@@ -36,36 +36,8 @@ def _send(w3: Web3, call: Any, sender: str, value: int = 0) -> int:
 def _consent(
     w3: Web3, works: Any, account: Any, content: bytes, uri: str, who: list[str], shares: list[int]
 ) -> bytes:
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Consent": [
-                {"name": "contentHash", "type": "bytes32"},
-                {"name": "metadataHash", "type": "bytes32"},
-                {"name": "contributors", "type": "address[]"},
-                {"name": "shares", "type": "uint16[]"},
-            ],
-        },
-        "primaryType": "Consent",
-        "domain": {
-            "name": "jamnet WorkRegistry",
-            "version": "1",
-            "chainId": w3.eth.chain_id,
-            "verifyingContract": works.address,
-        },
-        "message": {
-            "contentHash": content,
-            "metadataHash": Web3.keccak(text=uri),
-            "contributors": who,
-            "shares": shares,
-        },
-    }
-    return bytes(account.sign_message(encode_typed_data(full_message=typed)).signature)
+    message = consent_message(w3.eth.chain_id, works.address, content, uri, who, shares)
+    return bytes(account.sign_message(message).signature)
 
 
 def _register(w3: Web3, works: Any, registrant: str, count: int) -> tuple[int, int]:

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import pytest
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import ContractCustomError
 
 from node.chain.deploy import Deployment, deploy
 from node.chain.devnet import Devnet
+from node.chain.errors import decode_error
 
 
 @dataclass
@@ -29,6 +31,13 @@ class Chain:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx)
         assert receipt["status"] == 1
         return receipt
+
+
+def revert_reason(call, sender: str) -> str:  # type: ignore[no-untyped-def]
+    """The decoded custom error a call reverts with (it must revert)."""
+    with pytest.raises(ContractCustomError) as info:
+        call.call({"from": sender})
+    return decode_error(info.value.data)
 
 
 @pytest.fixture(scope="session")

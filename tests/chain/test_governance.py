@@ -7,8 +7,7 @@ from web3 import Web3
 from web3.exceptions import ContractCustomError
 
 from node.chain.deploy import JAM
-from node.chain.errors import decode_error
-from tests.chain.conftest import Chain
+from tests.chain.conftest import Chain, revert_reason
 
 ACTIVE, SUCCEEDED, QUEUED, EXECUTED = 1, 4, 5, 7
 
@@ -54,11 +53,7 @@ def test_only_the_timelock_changes_parameters(chain: Chain) -> None:
     )
     alice, deployer = chain.accounts[1], chain.deployment.deployer
 
-    def reason(call, sender: str) -> str:  # type: ignore[no-untyped-def]
-        with pytest.raises(ContractCustomError) as info:
-            call.call({"from": sender})
-        return decode_error(info.value.data)
-
+    reason = revert_reason
     assert (
         reason(works.functions.setProtocolFee(100), alice)
         == f"WorkRegistryUnauthorized(caller={alice})"

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
-from web3.exceptions import ContractCustomError
-
 from node.chain.deploy import JAM
-from node.chain.errors import decode_error
-from tests.chain.conftest import Chain
-
-
-def reason(call, sender: str) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(ContractCustomError) as info:
-        call.call({"from": sender})
-    return decode_error(info.value.data)
+from tests.chain.conftest import Chain, revert_reason
 
 
 def test_stake_register_unbond_withdraw(chain: Chain) -> None:
     token, nodes = chain.c["JamToken"], chain.c["NodeRegistry"]
     operator = chain.accounts[1]
-    assert reason(nodes.functions.register("12D3KooW", "https://n", "{}"), operator).startswith(
-        "NodeRegistryStakeTooLow"
-    )
+    assert revert_reason(
+        nodes.functions.register("12D3KooW", "https://n", "{}"), operator
+    ).startswith("NodeRegistryStakeTooLow")
     chain.send(token.functions.approve(nodes.address, 20_000 * JAM), operator)
     chain.send(nodes.functions.stake(5_000 * JAM), operator)
-    assert reason(nodes.functions.register("12D3KooW", "https://n", "{}"), operator) == (
+    assert revert_reason(nodes.functions.register("12D3KooW", "https://n", "{}"), operator) == (
         f"NodeRegistryStakeTooLow(stake={5_000 * JAM}, minimum={10_000 * JAM})"
     )
     chain.send(nodes.functions.stake(5_000 * JAM), operator)
@@ -38,17 +28,17 @@ def test_stake_register_unbond_withdraw(chain: Chain) -> None:
     other = chain.accounts[2]
     chain.send(token.functions.approve(nodes.address, 10_000 * JAM), other)
     chain.send(nodes.functions.stake(10_000 * JAM), other)
-    assert reason(nodes.functions.register("12D3KooWAbc", "https://x", "{}"), other).startswith(
-        "NodeRegistryPeerTaken"
-    )
+    assert revert_reason(
+        nodes.functions.register("12D3KooWAbc", "https://x", "{}"), other
+    ).startswith("NodeRegistryPeerTaken")
     assert (
-        reason(nodes.functions.register("", "https://x", "{}"), other)
+        revert_reason(nodes.functions.register("", "https://x", "{}"), other)
         == "NodeRegistryBadField(field=peerId)"
     )
     before = token.functions.balanceOf(operator).call()
     chain.send(nodes.functions.unbond(), operator)
     assert nodes.functions.registeredOperators().call() == []
-    assert reason(nodes.functions.withdraw(), operator).startswith("NodeRegistryLocked")
+    assert revert_reason(nodes.functions.withdraw(), operator).startswith("NodeRegistryLocked")
     chain.advance(3601)
     chain.send(nodes.functions.withdraw(), operator)
     assert token.functions.balanceOf(operator).call() - before == 10_000 * JAM
@@ -61,7 +51,7 @@ def test_only_governance_slashes_and_slashed_stake_goes_to_the_treasury(chain: C
     chain.send(token.functions.approve(nodes.address, 12_000 * JAM), operator)
     chain.send(nodes.functions.stake(12_000 * JAM), operator)
     chain.send(nodes.functions.register("12D3KooWSlash", "https://n", "{}"), operator)
-    assert reason(nodes.functions.slash(operator, 1), operator) == (
+    assert revert_reason(nodes.functions.slash(operator, 1), operator) == (
         f"NodeRegistryUnauthorized(caller={operator})"
     )
     # The timelock itself (impersonated on the devnet, as a passed proposal would call it).

@@ -2,60 +2,24 @@
 
 from __future__ import annotations
 
-import pytest
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 from web3 import Web3
-from web3.exceptions import ContractCustomError
 
 from node.chain.build import extra_artifact
+from node.chain.consent import consent_message
 from node.chain.deploy import JAM
-from node.chain.errors import decode_error
-from tests.chain.conftest import Chain
+from tests.chain.conftest import Chain, revert_reason
 
 
 def consent(chain: Chain, account, content: bytes, uri: str, contributors, shares) -> bytes:  # type: ignore[no-untyped-def]
     works = chain.c["WorkRegistry"]
-    message = {
-        "contentHash": content,
-        "metadataHash": Web3.keccak(text=uri),
-        "contributors": contributors,
-        "shares": shares,
-    }
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Consent": [
-                {"name": "contentHash", "type": "bytes32"},
-                {"name": "metadataHash", "type": "bytes32"},
-                {"name": "contributors", "type": "address[]"},
-                {"name": "shares", "type": "uint16[]"},
-            ],
-        },
-        "primaryType": "Consent",
-        "domain": {
-            "name": "jamnet WorkRegistry",
-            "version": "1",
-            "chainId": chain.w3.eth.chain_id,
-            "verifyingContract": works.address,
-        },
-        "message": message,
-    }
-    signed = account.sign_message(encode_typed_data(full_message=typed))
+    message = consent_message(
+        chain.w3.eth.chain_id, works.address, content, uri, contributors, shares
+    )
+    signed = account.sign_message(message)
     digest = works.functions.consentDigest(content, uri, contributors, shares).call()
     assert digest == signed.message_hash  # our typed data is what the contract expects
     return bytes(signed.signature)
-
-
-def revert_reason(call, sender: str) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(ContractCustomError) as info:
-        call.call({"from": sender})
-    return decode_error(info.value.data)
 
 
 def test_register_pay_in_eth_and_jam_and_withdraw(chain: Chain) -> None:
