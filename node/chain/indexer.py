@@ -12,7 +12,6 @@ reset) starts a fresh index.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from node.chain.deploy import Deployment
+from node.store.db import open_sqlite
 
 BATCH_BLOCKS = 2000
 SCHEMA = """
@@ -71,11 +71,7 @@ class Indexer:
         contracts: dict[str, Contract],
         confirmations: int = 0,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_sqlite(path, SCHEMA)
         self.w3 = w3
         self.deployment = deployment
         self.confirmations = confirmations

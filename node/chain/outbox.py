@@ -33,6 +33,7 @@ from web3.types import TxParams, Wei
 
 from node.chain.errors import decode_error
 from node.errors import ChainError, InputError
+from node.store.db import open_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -74,11 +75,7 @@ class Outbox:
     """Queue and drive transactions signed by one local account."""
 
     def __init__(self, path: Path, account: LocalAccount) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_sqlite(path, SCHEMA)
         self.account = account
 
     def close(self) -> None:

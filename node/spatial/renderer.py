@@ -55,6 +55,12 @@ def distance_gain(
     return near_m / np.clip(distance, near_m, far_m)
 
 
+def constant_power(pan: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Pan position -1 (left) .. 1 (right) → (..., 2) constant-power ear gains."""
+    theta = (pan + 1.0) * (math.pi / 4)
+    return np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+
+
 class BinauralRenderer:
     """Implements ``node.session.render.Renderer`` with HRTFs, distance and a room."""
 
@@ -409,8 +415,7 @@ class BinauralRenderer:
         length = np.linalg.norm(vectors, axis=1)
         middle = (length < SAME_PLACE_M) | self._centered[sources]
         pan = np.where(middle, 0.0, vectors[:, 0] / np.maximum(length, SAME_PLACE_M))
-        theta = (pan + 1.0) * (math.pi / 4)
-        ears = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+        ears = constant_power(pan)
         ears[middle] = _FLAT
         return ears
 
@@ -468,8 +473,7 @@ class BinauralRenderer:
         nearest = blend.index[np.arange(blend.index.shape[0]), np.argmax(blend.weight, axis=1)]
         onset = self.bank.onsets[nearest].reshape(*head.shape[:2], 2)
         ear_gain = self.bank.ear_gains[nearest].reshape(*head.shape[:2], 2)
-        theta = (head[..., 0] / length + 1.0) * (math.pi / 4)
-        panned = np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+        panned = constant_power(head[..., 0] / length)
         binaural = self._binaural[rows][:, None, None]
         self._ear_gain[rows] = np.where(binaural, ear_gain, panned)
         self._ear_delay[rows] = np.where(binaural, np.rint(onset), 0).astype(np.int32)

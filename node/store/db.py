@@ -48,17 +48,26 @@ CREATE TABLE IF NOT EXISTS contributions (
 """
 
 
+def open_sqlite(path: Path, schema: str) -> sqlite3.Connection:
+    """An autocommit, WAL-mode connection with ``schema`` applied; StoreError if unusable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from None
+    return db
+
+
 class Store:
     """The node's SQLite database (used from the event loop thread)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = open_sqlite(path, SCHEMA)
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}
             if "room" not in columns:  # added with spatial rooms; older files get it here
                 self._db.execute("ALTER TABLE sessions ADD COLUMN room TEXT")
