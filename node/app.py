@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from node.ai.service import AiService
 from node.api.server import build_app
 from node.chain.service import ChainService
 from node.config import NodeConfig
@@ -100,6 +101,7 @@ class Node:
         self.clock: MixClock | None = None
         self.service: JamService | None = None
         self.chain: ChainService | None = None
+        self.ai: AiService | None = None
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -133,6 +135,7 @@ class Node:
             self.chain = ChainService(config)
             await self.chain.start()
         self.service = JamService(config, self.store, self.clock)
+        self.ai = AiService(config, self.service)
         metrics.watch(self.clock.stats, self.service.mixers)
         challenges = ChallengeBook(
             f"{config.http.host}:{config.http.port}", config.session.challenge_ttl_s
@@ -145,8 +148,10 @@ class Node:
             config.http.max_body_bytes,
             ROOT,
             chain=self.chain,
+            ai=self.ai,
         )
         await self.service.start()
+        await self.ai.start()
         self.clock.start()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
         await self._runner.setup()
@@ -163,6 +168,9 @@ class Node:
 
     async def stop(self) -> None:
         """Stop everything within a bound (idempotent)."""
+        if self.ai is not None:
+            await self.ai.stop()
+            self.ai = None
         if self.service is not None:
             try:
                 await asyncio.wait_for(self.service.stop(), SHUTDOWN_GRACE_S)

@@ -176,10 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jam.set_defaults(func=_run_jam)
 
+    from client.ai_cli import add_commands as add_ai_commands
     from client.chain_cli import add_commands
 
     add_commands(sub)
+    add_ai_commands(sub)
 
+    sub.add_parser(
+        "train", help="preprocess the corpus on Spark, train and ship models (see --help)"
+    )
     demo = sub.add_parser("demo", help="hear and see what jamnet does")
     demos = demo.add_subparsers(dest="demo", required=True)
     spatial = demos.add_parser(
@@ -194,8 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_train(argv: list[str]) -> int:
+    from training.cli import main as train_main
+    from training.data import DataError
+
+    try:
+        return train_main(argv)
+    except DataError as exc:
+        print(f"jamnet train: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jamnet`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # its own parser: the trainer's options live in training/
+        return _run_train(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -115,6 +115,20 @@ class ChainConfig:
 
 
 @dataclass(frozen=True)
+class AiConfig:
+    """The AI bandmate and the compose/improvise API."""
+
+    enabled: bool = True
+    """Load the models and offer compose, improvise and the bandmate."""
+    models_dir: str = ""
+    """Directory of NAME.pt + NAME.card.json (default: the models shipped with jamnet)."""
+    queue: int = 8
+    """Compose/improvise requests waiting for the model thread; more get HTTP 503."""
+    max_bandmates: int = 8
+    """Bandmates playing at once on this node."""
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Structured logging."""
 
@@ -135,6 +149,7 @@ class NodeConfig:
     session: SessionConfig = field(default_factory=SessionConfig)
     spatial: SpatialConfig = field(default_factory=SpatialConfig)
     chain: ChainConfig = field(default_factory=ChainConfig)
+    ai: AiConfig = field(default_factory=AiConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -154,6 +169,8 @@ class NodeConfig:
                 self.http.tls != "files" or bool(self.http.cert_file and self.http.key_file),
                 'http.tls = "files" needs http.cert_file and http.key_file',
             ),
+            (1 <= self.ai.queue <= 1024, "ai.queue must be 1-1024"),
+            (0 <= self.ai.max_bandmates <= 64, "ai.max_bandmates must be 0-64"),
             (
                 self.media.tick_ms == 20,
                 "media.tick_ms must be 20 (10 ms frames are not offered yet)",

@@ -24,7 +24,7 @@ from node.media.engine import Listener, MixClock, SessionMedia
 from node.media.outbound import PacketTrack
 from node.media.peer import Peer
 from node.media.recorder import Recorder, recover
-from node.session.mixer import SessionMixer, TickReport
+from node.session.mixer import LocalSource, SessionMixer, TickReport
 from node.session.render import Renderer, StereoPanner
 from node.session.session import Participant, Session, SessionSettings
 from node.spatial.bank import HrtfBank, load_bank
@@ -35,6 +35,17 @@ from node.store.db import Store
 log = logging.getLogger(__name__)
 
 EVENT_QUEUE = 256
+LOCAL_ADDRESS = "node:bandmate"
+"""The address a node-made participant shows (it signs nothing and is owed nothing)."""
+
+
+class _NoDecoder:
+    """A local source has no packets to decode."""
+
+    def decode(self, payload: bytes, out: Any) -> bool:
+        return False
+
+
 LEVELS_EVERY_S = 0.1
 STATS_EVERY_S = 1.0
 
@@ -78,7 +89,12 @@ class JamService:
         for row in self.store.open_sessions():
             beats, unit = (int(v) for v in row["time_signature"].split("/"))
             settings = SessionSettings(
-                row["name"], row["tempo_bpm"], row["key"], (beats, unit), bool(row["private"])
+                row["name"],
+                row["tempo_bpm"],
+                row["key"],
+                (beats, unit),
+                bool(row["private"]),
+                tuple((row.get("chords") or "").split()),
             )
             live = self._open(row["id"], row["owner"], settings, row["created_at"])
             if row.get("room"):
@@ -171,6 +187,7 @@ class JamService:
                 "private": int(session.settings.private),
                 "created_at": session.created_at,
                 "room": json.dumps(session.room.settings()) if session.room else None,
+                "chords": " ".join(session.settings.chords),
             }
         )
 
@@ -211,10 +228,13 @@ class JamService:
         time_signature: tuple[int, int] | None,
         key: str | None,
         room: Room | bool | None = False,
+        chords: tuple[str, ...] | None = None,
     ) -> Session:
-        """Owner changes tempo, metre, key or room (``False``: leave the room as it is)."""
+        """Owner changes tempo, metre, key, chords or room (``False``: leave the room as is)."""
         live = self._get(session_id)
         settings = live.session.settings
+        if chords is not None:
+            settings.chords = chords
         if tempo_bpm is not None:
             settings.tempo_bpm = tempo_bpm
         if time_signature is not None:
@@ -255,6 +275,31 @@ class JamService:
             raise SessionError("session is full") from None
         self._publish(live, {"type": "joined", "participant": participant.public()})
         return participant
+
+    def add_local(self, session_id: str, name: str, source: LocalSource) -> Participant:
+        """Admit a participant made on this node (the bandmate): its audio is ``source``."""
+        live = self._get(session_id)
+        session = live.session
+        if len(session.participants) >= session.max_participants:
+            raise SessionError(f"session is full ({session.max_participants} participants)")
+        participant = session.add(LOCAL_ADDRESS, name, slot=-1)
+        participant.kind = "ai"
+        try:
+            participant.slot = live.media.mixer.allocate(participant.id, _NoDecoder(), source)
+        except OverflowError:
+            del session.participants[participant.id]
+            raise SessionError("session is full") from None
+        participant.connected = True
+        self._publish(live, {"type": "joined", "participant": participant.public()})
+        return participant
+
+    def mixer(self, session_id: str) -> SessionMixer:
+        """A session's mixer."""
+        return self._get(session_id).media.mixer
+
+    def publish(self, session_id: str, event: dict[str, Any]) -> None:
+        """Send an event to a session's subscribers."""
+        self._publish(self._get(session_id), event)
 
     async def connect(self, session_id: str, participant: Participant, offer_sdp: str) -> str:
         """Open (or replace) the participant's WebRTC connection; returns the answer SDP."""

@@ -20,6 +20,7 @@ def node_config(data_dir: Path, **overrides: object) -> NodeConfig:
         "http": {"port": 0},
         "data_dir": str(data_dir),
         "chain": {"mode": "off"},  # tests that need the devnet ask for it
+        "ai": {"enabled": False},  # tests of the AI ask for it
     }
     values.update(overrides)
     return load_config(None, values, environ={})

@@ -123,6 +123,7 @@ function setSession(session) {
     ? ` · room ${session.room.width_m}×${session.room.depth_m}×${session.room.height_m} m, RT60 ${session.room.rt60_s} s`
     : " · no room";
   $("#room-meta").textContent = `${session.tempo_bpm} BPM · ${session.key} · ${session.time_signature}` +
+    (session.chords ? ` · chords ${session.chords}` : "") +
     (session.private ? " · private" : "") + room + ` · id ${session.id}`;
   const owner = session.owner.toLowerCase() === state.address.toLowerCase();
   $("#owner-tools").hidden = !owner;
@@ -130,6 +131,7 @@ function setSession(session) {
   state.recording = session.recording;
   $("#record").textContent = session.recording ? "Stop recording" : "Start recording";
   renderParticipants();
+  if (window.jamnetAi) window.jamnetAi.onSession(session);
 }
 
 // --------------------------------------------------------------------- media

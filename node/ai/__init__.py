@@ -1,1 +1,1 @@
-"""Reserved for the ai subsystem (see ARCHITECTURE.md); nothing here yet."""
+"""The AI bandmate: shipped models, composing, improvising, the synth and the participant."""

@@ -15,6 +15,8 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import node
+from node.ai.service import AiService, AiUnavailableError
+from node.api.ai import add_routes
 from node.chain.service import ChainService
 from node.errors import (
     AuthError,
@@ -37,6 +39,7 @@ from node.session.session import (
     _number,
     _text,
     parse_chat,
+    parse_chords,
     parse_orientation,
     parse_position,
     parse_time_signature,
@@ -55,6 +58,7 @@ STATUS = {
     SessionError: 409,
     MediaError: 502,
     SpatialError: 400,
+    AiUnavailableError: 503,
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -262,7 +266,7 @@ async def show_session(request: web.Request) -> web.Response:
 
 
 async def update_session(request: web.Request) -> web.Response:
-    """Owner changes tempo, time signature, key or room (an object, or null for none)."""
+    """Owner changes tempo, time signature, key, chords or room (an object, or null)."""
     session_id, participant = _participant(request)
     service = request.app[SERVICE]
     service.get(session_id).require_owner(participant)
@@ -272,13 +276,14 @@ async def update_session(request: web.Request) -> web.Response:
     key = body.get("key")
     if key is not None and (not isinstance(key, str) or not KEY_RE.match(key)):
         raise InputError('key must be a note name with optional mode, e.g. "C", "F#m"')
-    unknown = set(body) - {"tempo_bpm", "time_signature", "key", "room"}
+    unknown = set(body) - {"tempo_bpm", "time_signature", "key", "room", "chords"}
     if unknown:
         raise InputError(f"unknown field {sorted(unknown)[0]!r}")
     room: Room | bool | None = False
     if "room" in body:
         room = None if body["room"] is None else Room.parse(body["room"])
-    session = service.update(session_id, tempo, signature, key, room)
+    chords = parse_chords(body["chords"]) if "chords" in body else None
+    session = service.update(session_id, tempo, signature, key, room, chords)
     return web.json_response(session.public())
 
 
@@ -495,6 +500,7 @@ def build_app(
     max_body_bytes: int,
     root: Path,
     chain: ChainService | None = None,
+    ai: AiService | None = None,
 ) -> web.Application:
     """The aiohttp application with every route."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
@@ -528,6 +534,8 @@ def build_app(
     app.router.add_get("/api/sessions/{session_id}/recordings", list_recordings)
     app.router.add_get("/api/recordings/{recording_id}", show_recording)
     app.router.add_get("/api/sessions/{session_id}/events", events)
+    if ai is not None:
+        add_routes(app, ai)
     app.router.add_get("/", index)
     app.router.add_get("/vendor/{name}", vendor)
     app.router.add_static("/static/", WEB_DIR)

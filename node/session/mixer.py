@@ -52,6 +52,13 @@ class FrameDecoder(Protocol):
     # Optionally also ``conceal(out) -> bool``: the codec's own loss concealment.
 
 
+class LocalSource(Protocol):
+    """A source made on this node (the AI bandmate): fills frames at mix-clock positions."""
+
+    def fill(self, start: int, out: F32) -> None:
+        """Write samples [start, start + len(out)) of this source into ``out``."""
+
+
 @dataclass
 class SlotCounters:
     """Per-participant figures the node exports and records."""
@@ -74,6 +81,8 @@ class Slot:
         default_factory=lambda: collections.deque(maxlen=INBOX_FRAMES)
     )
     counters: SlotCounters = field(default_factory=SlotCounters)
+    local: LocalSource | None = None
+    """Set for a node-made source: no packets, no jitter buffer."""
     concealing: int = 0
     played_arrival_s: float = 0.0
     """Arrival time of the frame played in the last tick (0 when none was played)."""
@@ -154,7 +163,7 @@ class SessionMixer:
         """Run ``command`` on the mix thread at the start of the next tick."""
         self._commands.append(command)
 
-    def allocate(self, key: str, decoder: FrameDecoder) -> int:
+    def allocate(self, key: str, decoder: FrameDecoder, local: LocalSource | None = None) -> int:
         """Reserve a slot for participant ``key``; it joins the mix at the next tick."""
         with self._lock:
             for index, slot in enumerate(self.slots):
@@ -163,6 +172,7 @@ class SessionMixer:
                         key=key,
                         decoder=decoder,
                         jitter=JitterBuffer(self._jitter_min, self._jitter_max),
+                        local=local,
                     )
                     self.post(functools.partial(self._reset_slot, index))
                     return index
@@ -295,6 +305,9 @@ class SessionMixer:
                 return TickReport(self.sample, beat, time.perf_counter() - started)
             for index, slot in enumerate(self.slots):
                 if slot is None:
+                    continue
+                if slot.local is not None:
+                    slot.local.fill(self.sample, self.sources[index])
                     continue
                 self._pull_source(index, slot, now)
             beat = self.metronome.render(self.sample, self.sources[self.capacity])

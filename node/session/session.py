@@ -13,6 +13,10 @@ from node.errors import ForbiddenError, InputError, NotFoundError, SessionError
 from node.session.render import STAGE_HALF_M
 from node.spatial.room import Room
 
+CHORD_RE = re.compile(
+    r"^[A-G][#b]?(maj7|maj|min7|min|m7b5|m7|m6|m|dim7|dim|aug|M7|M|7|6|o7|o|\+|-)?$"
+)
+MAX_CHORDS = 64
 KEY_RE = re.compile(r"^[A-G][#b]?(m| major| minor|maj|min)?$")
 NAME_MAX = 64
 CHAT_MAX = 500
@@ -59,6 +63,8 @@ class SessionSettings:
     key: str = "C"
     time_signature: tuple[int, int] = (4, 4)
     private: bool = False
+    chords: tuple[str, ...] = ()
+    """The progression the bandmate plays over, one chord per bar (repeats)."""
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> SessionSettings:
@@ -75,7 +81,23 @@ class SessionSettings:
             key=key,
             time_signature=parse_time_signature(body.get("time_signature", "4/4")),
             private=private,
+            chords=parse_chords(body.get("chords")),
         )
+
+
+def parse_chords(value: object) -> tuple[str, ...]:
+    """A progression, one chord per bar: "C G Am F" or ["C", "G", ...]; "" or null clears."""
+    if value is None or value == "":
+        return ()
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise InputError('chords must be a progression like "C G Am F" (one chord per bar)')
+    if len(items) > MAX_CHORDS:
+        raise InputError(f"chords: at most {MAX_CHORDS} (one per bar)")
+    for item in items:
+        if not CHORD_RE.match(item):
+            raise InputError(f"chords: {item!r} is not a chord like C, F#m, Bb7, Edim, Aaug")
+    return tuple(items)
 
 
 def parse_position(body: dict[str, Any]) -> tuple[float, float]:
@@ -119,6 +141,8 @@ class Participant:
     room: bool = True
     click: bool = False
     connected: bool = False
+    kind: str = "human"
+    """"human", or "ai" for the node's bandmate."""
 
     def public(self) -> dict[str, Any]:
         """What everyone in the session may see."""
@@ -132,6 +156,7 @@ class Participant:
             "pitch_deg": self.pitch_deg,
             "connected": self.connected,
             "joined_at": self.joined_at,
+            "kind": self.kind,
         }
 
 
@@ -148,6 +173,8 @@ class Session:
     removed: set[str] = field(default_factory=set)
     recording_id: str | None = None
     room: Room | None = None
+    bandmate: dict[str, Any] | None = None
+    """The AI bandmate's public state while one plays here."""
 
     def public(self) -> dict[str, Any]:
         """The directory entry / detail view."""
@@ -165,6 +192,8 @@ class Session:
             "max_participants": self.max_participants,
             "recording": self.recording_id,
             "room": self.room.public() if self.room is not None else None,
+            "chords": " ".join(self.settings.chords),
+            "bandmate": self.bandmate,
         }
 
     def by_token(self, token: str) -> Participant:

@@ -71,6 +71,8 @@ class Store:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}
             if "room" not in columns:  # added with spatial rooms; older files get it here
                 self._db.execute("ALTER TABLE sessions ADD COLUMN room TEXT")
+            if "chords" not in columns:  # added with the AI bandmate
+                self._db.execute("ALTER TABLE sessions ADD COLUMN chords TEXT")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
 
@@ -86,9 +88,10 @@ class Store:
         """Insert or update a session."""
         self._db.execute(
             "INSERT INTO sessions (id, owner, name, tempo_bpm, key, time_signature, private,"
-            " created_at, room) VALUES (:id, :owner, :name, :tempo_bpm, :key, :time_signature,"
-            " :private, :created_at, :room) ON CONFLICT(id) DO UPDATE SET name=:name,"
-            " tempo_bpm=:tempo_bpm, key=:key, time_signature=:time_signature, room=:room",
+            " created_at, room, chords) VALUES (:id, :owner, :name, :tempo_bpm, :key,"
+            " :time_signature, :private, :created_at, :room, :chords) ON CONFLICT(id) DO UPDATE"
+            " SET name=:name, tempo_bpm=:tempo_bpm, key=:key, time_signature=:time_signature,"
+            " room=:room, chords=:chords",
             row,
         )
 

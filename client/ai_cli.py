@@ -1,0 +1,118 @@
+"""`jamnet compose` and `jamnet improvise`: the node's models from the terminal.
+
+jamnet compose --seed "C4:4 D4:4 E4:4 G4:4" --key C --notes 32 -o continuation.mid
+jamnet compose --seed-midi idea.mid -o continuation.mid
+jamnet improvise --chords "C G Am F" --key C --density 0.5 -o solo.mid
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+TIMEOUT_S = 60.0
+
+
+def _post(node: str, path: str, data: bytes, content_type: str, insecure: bool) -> bytes:
+    request = urllib.request.Request(  # noqa: S310 - the URL is the user's node
+        node.rstrip("/") + path, data=data, headers={"Content-Type": content_type}, method="POST"
+    )
+    context = None
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context) as reply:  # noqa: S310
+            body: bytes = reply.read()
+            return body
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise SystemExit(f"jamnet: the node refused ({exc.code}): {message}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise SystemExit(f"jamnet: cannot reach the node at {node}: {exc}") from None
+
+
+def _write(out: str, midi: bytes) -> int:
+    Path(out).write_bytes(midi)
+    print(f"wrote {out} ({len(midi)} bytes)")
+    return 0
+
+
+def compose(args: argparse.Namespace) -> int:
+    """Continue a seed melody on the node; write the continuation as MIDI."""
+    query = f"?format=midi&key={args.key}&notes={args.notes}&temperature={args.temperature}"
+    if args.seed_midi:
+        data = Path(args.seed_midi).read_bytes()
+        midi = _post(args.node, "/api/ai/compose" + query, data, "audio/midi", args.insecure)
+    else:
+        body: dict[str, Any] = {
+            "seed": args.seed,
+            "key": args.key,
+            "notes": args.notes,
+            "temperature": args.temperature,
+            "tempo_bpm": args.tempo,
+        }
+        if args.random_seed is not None:
+            body["random_seed"] = args.random_seed
+        midi = _post(
+            args.node,
+            "/api/ai/compose?format=midi",
+            json.dumps(body).encode(),
+            "application/json",
+            args.insecure,
+        )
+    return _write(args.output, midi)
+
+
+def improvise(args: argparse.Namespace) -> int:
+    """Bars over a chord progression from the node's improviser, as MIDI."""
+    body: dict[str, Any] = {
+        "chords": args.chords,
+        "key": args.key,
+        "density": args.density,
+        "tempo_bpm": args.tempo,
+    }
+    if args.random_seed is not None:
+        body["random_seed"] = args.random_seed
+    midi = _post(
+        args.node,
+        "/api/ai/improvise?format=midi",
+        json.dumps(body).encode(),
+        "application/json",
+        args.insecure,
+    )
+    return _write(args.output, midi)
+
+
+def add_commands(sub: Any) -> None:
+    """Register compose and improvise under the top-level parser."""
+    for name, func, help_text in (
+        ("compose", compose, "continue a melody with the node's LSTM composer (MIDI out)"),
+        ("improvise", improvise, "bars over a chord progression from the node's GAN (MIDI out)"),
+    ):
+        parser = sub.add_parser(name, help=help_text)
+        parser.add_argument("--node", default="http://127.0.0.1:8080", help="node URL")
+        parser.add_argument("--key", default="C", help='key, e.g. "C", "F#m" (default C)')
+        parser.add_argument("--tempo", type=float, default=120.0, help="tempo of the MIDI file")
+        parser.add_argument("--random-seed", type=int, help="repeatable sampling")
+        parser.add_argument("-o", "--output", required=True, help="MIDI file to write")
+        parser.add_argument("--insecure", action="store_true", help="accept a self-signed node")
+        if name == "compose":
+            seed = parser.add_mutually_exclusive_group(required=True)
+            seed.add_argument("--seed", help='notes like "C4:4 D4:4 E4:8" (length in 16ths)')
+            seed.add_argument("--seed-midi", help="a MIDI file whose top voice is the seed")
+            parser.add_argument("--notes", type=int, default=32, help="notes to add (1-256)")
+            parser.add_argument("--temperature", type=float, default=1.0, help="0.1-3.0")
+        else:
+            parser.add_argument("--chords", required=True, help='one per bar: "C G Am F"')
+            parser.add_argument("--density", type=float, default=0.4, help="0 sparse .. 1 busy")
+        parser.set_defaults(func=func)

@@ -1,0 +1,47 @@
+// The AI bandmate panel (owner only): the session's chords, instrument, density, add/remove.
+(() => {
+  const $ = (q) => document.querySelector(q);
+  const path = () => `/api/sessions/${state.session.id}/bandmate`;
+  let bandmate = null;
+
+  function onSession(session) {
+    bandmate = session.bandmate;
+    const chords = $("#chords");
+    if (document.activeElement !== chords) chords.value = session.chords || "";
+    $("#ai-toggle").textContent = bandmate ? "Remove bandmate" : "Add bandmate";
+    $("#ai-status").textContent = bandmate
+      ? `playing ${bandmate.instrument}, density ${bandmate.density}` : "";
+    if (bandmate) {
+      $("#ai-instrument").value = bandmate.instrument;
+      $("#ai-density").value = bandmate.density;
+    }
+  }
+
+  $("#chords").onchange = (ev) =>
+    api("PATCH", `/api/sessions/${state.session.id}`, { chords: ev.target.value.trim() || null }, true)
+      .then(setSession).catch(showError);
+
+  $("#ai-toggle").onclick = async () => {
+    try {
+      if (bandmate) {
+        await api("DELETE", path(), null, true);
+      } else {
+        await api("POST", path(), {
+          instrument: $("#ai-instrument").value, density: Number($("#ai-density").value), x: 0, y: 4,
+        }, true);
+      }
+      showError("");
+    } catch (e) { showError(e); }
+  };
+
+  const update = () => {
+    if (!bandmate) return;
+    api("PATCH", path(), {
+      instrument: $("#ai-instrument").value, density: Number($("#ai-density").value),
+    }, true).catch(showError);
+  };
+  $("#ai-instrument").onchange = update;
+  $("#ai-density").onchange = update;
+
+  window.jamnetAi = { onSession };
+})();
