@@ -136,6 +136,7 @@ class Node:
             await self.chain.start()
         self.service = JamService(config, self.store, self.clock)
         self.ai = AiService(config, self.service)
+        metrics.watch_ai(self.ai.stats)
         metrics.watch(self.clock.stats, self.service.mixers)
         challenges = ChallengeBook(
             f"{config.http.host}:{config.http.port}", config.session.challenge_ttl_s

@@ -46,6 +46,8 @@ def _node_overrides(args: argparse.Namespace) -> dict[str, Any]:
         chain["mode"] = "external"
     if chain:
         overrides["chain"] = chain
+    if getattr(args, "ai", None) is not None:
+        overrides["ai"] = {"enabled": args.ai}
     log: dict[str, Any] = {}
     if getattr(args, "log_level", None):
         log["level"] = args.log_level
@@ -86,6 +88,12 @@ def _add_node_flags(parser: argparse.ArgumentParser) -> None:
         "--keyfile",
         dest="node_keyfile",
         help="the node's own key for its transactions (default: <data dir>/chain/node-key.json)",
+    )
+    parser.add_argument(
+        "--ai",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="load the AI models: compose, improvise, the bandmate (default: on)",
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-json", action="store_true", help="JSON log lines")

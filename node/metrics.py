@@ -40,6 +40,36 @@ class Metrics:
         """Export clock counters and per-session figures read at scrape time."""
         self.registry.register(_LiveCollector(clock, mixers))
 
+    def watch_ai(self, stats: Callable[[], dict[str, float]]) -> None:
+        """Export the AI's figures (``AiService.stats``) read at scrape time."""
+        self.registry.register(_AiCollector(stats))
+
+
+class _AiCollector(Collector):
+    def __init__(self, stats: Callable[[], dict[str, float]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        yield GaugeMetricFamily(
+            "jamnet_ai_ready", "1 when the models are loaded", value=stats["ready"]
+        )
+        yield GaugeMetricFamily(
+            "jamnet_ai_queue", "Compose/improvise requests waiting", value=stats["queue"]
+        )
+        yield GaugeMetricFamily("jamnet_bandmates", "Bandmates playing", value=stats["bandmates"])
+        yield CounterMetricFamily(
+            "jamnet_bandmate_bars", "Bars the bandmates scheduled", value=stats["bars"]
+        )
+        yield CounterMetricFamily(
+            "jamnet_bandmate_late_bars",
+            "Bars made too late to start on the grid (skipped)",
+            value=stats["late_bars"],
+        )
+        yield CounterMetricFamily(
+            "jamnet_bandmate_errors", "Bars that failed to generate", value=stats["errors"]
+        )
+
 
 class _LiveCollector(Collector):
     def __init__(self, clock: ClockStats, mixers: Callable[[], dict[str, SessionMixer]]) -> None:

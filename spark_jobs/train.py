@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from training.train import MODELS, TrainConfig, train
+from training.train import MODELS, RECIPES, TrainConfig, train
 
 
 def distributed(
@@ -45,11 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", choices=MODELS)
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     parser.add_argument("--out", type=Path, default=None, help="default: data/runs/MODEL")
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--epochs", type=int, help="default: the model's recipe")
+    parser.add_argument("--batch-size", type=int, help="default: the model's recipe")
+    parser.add_argument("--lr", type=float, help="default: the model's recipe")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
-    parser.add_argument("--patience", type=int, default=TrainConfig.patience)
+    parser.add_argument("--patience", type=int, help="default: the model's recipe")
     parser.add_argument("--limit", type=int, default=None, help="pieces per split (small runs)")
     parser.add_argument("--max-batches", type=int, default=None, help="batches per epoch")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -64,19 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Plain training values from parsed arguments."""
-    for name in ("epochs", "batch_size", "processes", "patience"):
-        if getattr(args, name) < 1:
+    recipe = RECIPES[args.model]
+    chosen = {
+        name: getattr(args, name) if getattr(args, name) is not None else recipe[name]
+        for name in ("epochs", "batch_size", "lr", "patience")
+    }
+    for name in ("epochs", "batch_size", "patience"):
+        if chosen[name] < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
+    if args.processes < 1:
+        raise SystemExit("--processes must be at least 1")
+    if not chosen["lr"] > 0:
+        raise SystemExit("--lr must be positive")
     out = args.out or Path("data/runs") / args.model
     return {
         "model": args.model,
         "corpus": str(args.corpus),
         "out": str(out),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
+        **chosen,
         "seed": args.seed,
-        "patience": args.patience,
         "limit": args.limit,
         "max_batches": args.max_batches,
         "resume": args.resume,

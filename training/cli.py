@@ -18,13 +18,6 @@ from typing import Any
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "node" / "ai" / "models"
 
-# The settings the shipped models were trained with (``jamnet train all``).
-RECIPES: dict[str, dict[str, Any]] = {
-    "composer": {"epochs": 12, "batch_size": 64, "lr": 2e-3, "patience": 2},
-    "chorale": {"epochs": 60, "batch_size": 16, "lr": 2e-3, "patience": 6},
-    "improviser": {"epochs": 40, "batch_size": 64, "lr": 5e-4, "patience": 10},
-}
-
 
 def _fit(values: dict[str, Any], processes: int, spark: bool, master: str) -> dict[str, Any]:
     from spark_jobs.train import distributed
@@ -38,6 +31,7 @@ def _fit(values: dict[str, Any], processes: int, spark: bool, master: str) -> di
 def _all(args: argparse.Namespace, argv: list[str]) -> int:
     from spark_jobs.preprocess import run as preprocess
     from training.ship import ship
+    from training.train import RECIPES
 
     corpus: Path = args.corpus
     started = time.monotonic()

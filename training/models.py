@@ -126,10 +126,14 @@ class BarDiscriminator(nn.Module):
         super().__init__()
         self.config: dict[str, Any] = {"width": width}
         self.cond = _Conditioner(width)
+        # Dilated convolutions: the last layer sees the whole bar, so melodic motion between
+        # notes a beat or two apart (not just neighbouring steps) shapes the verdict.
         self.body = nn.Sequential(
             nn.Conv1d(STEP_CLASSES + self.cond.width, 2 * width, 3, padding=1),
             nn.LeakyReLU(0.2),
-            nn.Conv1d(2 * width, 2 * width, 3, padding=1, stride=2),
+            nn.Conv1d(2 * width, 2 * width, 3, padding=2, dilation=2),
+            nn.LeakyReLU(0.2),
+            nn.Conv1d(2 * width, 2 * width, 3, padding=4, dilation=4, stride=2),
             nn.LeakyReLU(0.2),
         )
         self.head = nn.Linear(2 * width * (BAR_STEPS // 2), 1)

@@ -21,6 +21,7 @@ from training import data
 from training.evaluate import evaluate_chorale, evaluate_composer, evaluate_improviser
 from training.models import build
 from training.tokenize import TOKENIZER_VERSION
+from training.train import RECIPES
 
 # model name → (kind, module saved from the run, what it is for)
 SHIPPED: dict[str, tuple[str, str, str]] = {
@@ -119,6 +120,9 @@ def ship(
         },
         "metrics": metrics,
         "command": command,
+        "reproduce": f"jamnet train all --models {name}  (recipe {json.dumps(RECIPES[name])}, "
+        f"seed {payload['train_config']['seed']}; bit-exact only on the same torch build and "
+        "thread count)",
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": f"{platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}, torch {torch.__version__}",
@@ -141,6 +145,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"split {card['data']['split']}; corpus hash `{card['data']['corpus_hash'][:16]}…`",
         f"- rows: `{json.dumps(card['data']['rows'])}`",
         f"- made by: `{card['command']}` on {card['machine']}, {card['created']}",
+        f"- reproduce: `{card['reproduce']}`",
         f"- training: best epoch {card['training']['best_epoch']} "
         f"of {card['training']['epochs_run']}",
         "",

@@ -32,6 +32,13 @@ from training.tokenize import BAR_STEPS, PAD, STEP_CLASSES
 
 MODELS = ("composer", "chorale", "improviser")
 
+# What the shipped models were trained with: the defaults of `jamnet train fit` and `all`.
+RECIPES: dict[str, dict[str, Any]] = {
+    "composer": {"epochs": 5, "batch_size": 64, "lr": 2e-3, "patience": 2},
+    "chorale": {"epochs": 200, "batch_size": 16, "lr": 2e-3, "patience": 12},
+    "improviser": {"epochs": 150, "batch_size": 64, "lr": 5e-4, "patience": 40},
+}
+
 
 @dataclass
 class TrainConfig:

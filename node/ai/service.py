@@ -65,6 +65,7 @@ class AiService:
         self._pending = 0
         self._loader: asyncio.Task[None] | None = None
         self._playing: dict[str, _Playing] = {}
+        self._totals = {"bars": 0, "late_bars": 0, "errors": 0}
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -142,6 +143,20 @@ class AiService:
             "bandmates": len(self._playing),
         }
 
+    def stats(self) -> dict[str, float]:
+        """Figures for /metrics."""
+        live = {"bars": 0, "late_bars": 0, "errors": 0}
+        for playing in self._playing.values():
+            live["bars"] += playing.bandmate.generated - playing.late_bars
+            live["late_bars"] += playing.late_bars
+            live["errors"] += playing.errors
+        return {
+            "ready": float(self.status == "ready"),
+            "queue": float(self._pending),
+            "bandmates": float(len(self._playing)),
+            **{key: float(self._totals[key] + live[key]) for key in live},
+        }
+
     @property
     def composer_ready(self) -> Composer:
         """The composer, or 503."""
@@ -194,6 +209,7 @@ class AiService:
         playing = self._playing.pop(session_id, None)
         if playing is None:
             return
+        self._retire(playing)
         if playing.task is not None:
             playing.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -204,6 +220,11 @@ class AiService:
             if playing.participant.id in session.participants:
                 await self.jam.leave(session_id, playing.participant)
             self.jam.publish(session_id, {"type": "session", "session": session.public()})
+
+    def _retire(self, playing: _Playing) -> None:
+        self._totals["bars"] += playing.bandmate.generated - playing.late_bars
+        self._totals["late_bars"] += playing.late_bars
+        self._totals["errors"] += playing.errors
 
     def _get(self, session_id: str) -> _Playing:
         playing = self._playing.get(session_id)
@@ -234,10 +255,12 @@ class AiService:
             try:
                 session = self.jam.get(session_id)
             except NotFoundError:
-                self._playing.pop(session_id, None)
+                if self._playing.pop(session_id, None) is not None:
+                    self._retire(playing)
                 return  # the session closed
             if playing.participant.id not in session.participants:
-                self._playing.pop(session_id, None)
+                if self._playing.pop(session_id, None) is not None:
+                    self._retire(playing)
                 return  # the owner removed it like any participant
             bandmate.key = session.settings.key
             chords = list(session.settings.chords)

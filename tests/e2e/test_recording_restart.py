@@ -26,7 +26,17 @@ pytestmark = pytest.mark.slow
 def start_node(data_dir: Path, port: int = 0) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "JAMNET_DATA_DIR": str(data_dir)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "--port", str(port), "--chain", "off"],
+        [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "node",
+            "--port",
+            str(port),
+            "--chain",
+            "off",
+            "--no-ai",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
