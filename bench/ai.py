@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -62,7 +61,7 @@ def bar_timing(improviser: Improviser, bars: int) -> dict[str, float]:
         started = time.perf_counter()
         bandmate.render(grid, bar, 48000)
         synth_ms.append((time.perf_counter() - started) * 1000)
-    synth._note.cache_clear()  # noqa: SLF001 - cold-cache figure below
+    synth._note.cache_clear()
     started = time.perf_counter()
     bandmate.render(grid, 0, 48000)
     cold = (time.perf_counter() - started) * 1000

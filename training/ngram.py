@@ -81,17 +81,25 @@ def best_order(
     train: Sequence[Sequence[int]],
     valid: Sequence[Sequence[int]],
     vocab: int,
-    orders: Sequence[int] = (1, 2, 3, 4, 5, 6),
+    orders: Sequence[int] = tuple(range(1, 13)),
     start: int | None = None,
 ) -> tuple[NgramModel, dict[int, float]]:
-    """The order with the lowest validation NLL per token, and every order's figure."""
+    """The order with the lowest validation NLL per token, and every order's figure tried.
+
+    Orders are tried in turn until two in a row do worse than the best so far.
+    """
     scores: dict[int, float] = {}
     best: NgramModel | None = None
+    worse = 0
     for order in orders:
         model = NgramModel(order, vocab, start).fit(train)
         total, count = model.nll(valid)
         scores[order] = total / max(count, 1)
         if best is None or scores[order] < scores[best.order]:
-            best = model
+            best, worse = model, 0
+        else:
+            worse += 1
+            if worse == 2:
+                break
     assert best is not None
     return best, scores

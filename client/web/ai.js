@@ -30,6 +30,8 @@
           instrument: $("#ai-instrument").value, density: Number($("#ai-density").value), x: 0, y: 4,
         }, true);
       }
+      // The reply and the session event race each other: read the session back once.
+      setSession(await api("GET", `/api/sessions/${state.session.id}`));
       showError("");
     } catch (e) { showError(e); }
   };

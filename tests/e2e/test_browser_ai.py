@@ -1,0 +1,81 @@
+"""The owner adds the AI bandmate from the web page and hears it in the page's own mix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from playwright.async_api import async_playwright
+
+from node.app import Node
+from tests.conftest import node_config
+from tests.e2e.test_browser import CHROMIUM, poll
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+async def test_the_owner_adds_a_bandmate_from_the_page(tmp_path: Path) -> None:
+    silence = tmp_path / "silence.wav"
+    soundfile.write(str(silence), np.zeros(48000 * 5, np.float32), 48000)
+    config = node_config(tmp_path / "data", ai={"enabled": True})
+    async with Node(config) as node, async_playwright() as pw:
+        assert node.ai is not None
+        await node.ai.ready()
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={silence}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(node.url)
+            await page.wait_for_function("window.jamnet && window.jamnet.address")
+            await page.fill("#create-form input[name=name]", "page with a bandmate")
+            await page.fill("#create-form input[name=tempo_bpm]", "132")
+            await page.click("#create-form button")
+            await page.wait_for_function("window.jamnet.participant !== null", timeout=15000)
+            await page.wait_for_selector("#owner-tools:not([hidden])")
+            await page.fill("#chords", "C Am Dm G")
+            await page.dispatch_event("#chords", "change")
+            await page.wait_for_function("window.jamnet.session.chords === 'C Am Dm G'")
+            await page.select_option("#ai-instrument", "pluck")
+            await page.click("#ai-toggle")
+            await page.wait_for_function(
+                "document.querySelector('#ai-toggle').textContent === 'Remove bandmate'"
+            )
+            names = await page.eval_on_selector_all(
+                "#participants li span", "els => els.map(e => e.textContent)"
+            )
+            assert any(n.startswith("AI bandmate (pluck)") for n in names), names
+            session_id = await page.evaluate("window.jamnet.session.id")
+            assert node.service is not None
+            assert node.service.get(session_id).settings.chords == ("C", "Am", "Dm", "G")
+            # The page's WebAudio analyser hears the bandmate in its mix (its mic is silent).
+            level = await poll(
+                lambda: page.evaluate(
+                    "window.jamnet.mixLevel > 0.003 ? window.jamnet.mixLevel : 0"
+                ),
+                timeout_s=30.0,
+            )
+            assert level > 0.003
+            await page.click("#ai-toggle")
+            await page.wait_for_function(
+                "document.querySelector('#ai-toggle').textContent === 'Add bandmate'"
+            )
+            assert node.service.get(session_id).bandmate is None
+            assert not errors, errors
+            assert await page.evaluate("document.querySelector('#error').textContent") == ""
+        finally:
+            await browser.close()
