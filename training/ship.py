@@ -112,7 +112,7 @@ def ship(
             "split": "80/10/10 by a SHA-256 of the piece id",
         },
         "training": {
-            "epochs_run": payload["epoch"],
+            "epochs_run": _epochs_run(run_dir, payload),
             "best_epoch": payload["best_epoch"],
             "history": payload["history"],
             "config": payload["train_config"],
@@ -132,12 +132,19 @@ def ship(
     return card
 
 
+def _epochs_run(run_dir: Path, payload: dict[str, Any]) -> int:
+    last = run_dir / "last.pt"
+    if last.is_file():
+        return int(torch.load(last, map_location="cpu", weights_only=False)["epoch"])
+    return int(payload["epoch"])
+
+
 def render_card(card: dict[str, Any]) -> str:
     """A readable model card from the JSON card."""
     lines = [
         f"# {card['name']}",
         "",
-        f"{card['purpose'].capitalize()}.",
+        f"{card['purpose'][0].upper()}{card['purpose'][1:]}.",
         "",
         f"- file: `{card['file']}` ({card['bytes']} bytes, {card['parameters']} parameters)",
         f"- sha256: `{card['sha256']}`",
