@@ -22,6 +22,7 @@ from node.identity import ChallengeBook
 from node.jam import JamService
 from node.media.engine import MixClock
 from node.metrics import Metrics
+from node.p2p.service import P2PService
 from node.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Node:
         self.service: JamService | None = None
         self.chain: ChainService | None = None
         self.ai: AiService | None = None
+        self.p2p: P2PService | None = None
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -137,6 +139,8 @@ class Node:
         self.service = JamService(config, self.store, self.clock)
         self.ai = AiService(config, self.service)
         metrics.watch_ai(self.ai.stats)
+        if config.p2p.enabled:
+            self.p2p = P2PService(config, self.service)
         metrics.watch(self.clock.stats, self.service.mixers)
         challenges = ChallengeBook(
             f"{config.http.host}:{config.http.port}", config.session.challenge_ttl_s
@@ -150,6 +154,7 @@ class Node:
             ROOT,
             chain=self.chain,
             ai=self.ai,
+            p2p=self.p2p,
         )
         await self.service.start()
         await self.ai.start()
@@ -166,9 +171,14 @@ class Node:
         host = "localhost" if config.http.host in {"127.0.0.1", "0.0.0.0"} else config.http.host  # noqa: S104
         self.url = f"{scheme}://{host}:{port}/"
         log.info("node listening", extra={"url": self.url, "data_dir": str(config.data_path)})
+        if self.p2p is not None:
+            await self.p2p.start(self.url.replace("://localhost:", "://127.0.0.1:"))
 
     async def stop(self) -> None:
         """Stop everything within a bound (idempotent)."""
+        if self.p2p is not None:
+            await self.p2p.stop()
+            self.p2p = None
         if self.ai is not None:
             await self.ai.stop()
             self.ai = None

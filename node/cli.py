@@ -48,6 +48,8 @@ def _node_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["chain"] = chain
     if getattr(args, "ai", None) is not None:
         overrides["ai"] = {"enabled": args.ai}
+    if getattr(args, "p2p", None) is not None:
+        overrides["p2p"] = {"enabled": args.p2p}
     log: dict[str, Any] = {}
     if getattr(args, "log_level", None):
         log["level"] = args.log_level
@@ -94,6 +96,12 @@ def _add_node_flags(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="load the AI models: compose, improvise, the bandmate (default: on)",
+    )
+    parser.add_argument(
+        "--p2p",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="join the jamnet network over libp2p (default: on)",
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-json", action="store_true", help="JSON log lines")

@@ -129,6 +129,22 @@ class AiConfig:
 
 
 @dataclass(frozen=True)
+class P2PConfig:
+    """The libp2p host: discovery and the gossiped session directory."""
+
+    enabled: bool = True
+    """Join the jamnet network (off: a lone node)."""
+    listen: str = "/ip4/127.0.0.1/tcp/4001"
+    """Multiaddr to listen on (use 0.0.0.0 to be reachable on the LAN; tcp/0: any port)."""
+    bootstrap: tuple[str, ...] = ()
+    """Multiaddrs with /p2p/<peer id> of nodes to connect to (redialled while down)."""
+    advert_interval_s: float = 0.5
+    """How often this node gossips its advert."""
+    peer_ttl_s: float = 1.75
+    """A node not heard from for this long is dropped from the view."""
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Structured logging."""
 
@@ -150,6 +166,7 @@ class NodeConfig:
     spatial: SpatialConfig = field(default_factory=SpatialConfig)
     chain: ChainConfig = field(default_factory=ChainConfig)
     ai: AiConfig = field(default_factory=AiConfig)
+    p2p: P2PConfig = field(default_factory=P2PConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -170,6 +187,15 @@ class NodeConfig:
                 'http.tls = "files" needs http.cert_file and http.key_file',
             ),
             (1 <= self.ai.queue <= 1024, "ai.queue must be 1-1024"),
+            (
+                0.1 <= self.p2p.advert_interval_s <= 60,
+                "p2p.advert_interval_s must be 0.1-60",
+            ),
+            (
+                self.p2p.peer_ttl_s > self.p2p.advert_interval_s,
+                "p2p.peer_ttl_s must be longer than p2p.advert_interval_s",
+            ),
+            (self.p2p.listen.startswith("/ip"), "p2p.listen must be a multiaddr like /ip4/…/tcp/N"),
             (0 <= self.ai.max_bandmates <= 64, "ai.max_bandmates must be 0-64"),
             (
                 self.media.tick_ms == 20,

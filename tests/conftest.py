@@ -21,6 +21,7 @@ def node_config(data_dir: Path, **overrides: object) -> NodeConfig:
         "data_dir": str(data_dir),
         "chain": {"mode": "off"},  # tests that need the devnet ask for it
         "ai": {"enabled": False},  # tests of the AI ask for it
+        "p2p": {"enabled": False},  # so do tests of the network
     }
     values.update(overrides)
     return load_config(None, values, environ={})

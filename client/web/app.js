@@ -69,7 +69,30 @@ async function refreshSessions() {
       li.append(b, ` ${s.name} — ${s.tempo_bpm} BPM, ${s.key}, ${s.time_signature} — ${s.participants.length}/${s.max_participants}`);
       list.append(li);
     }
+    await listNetworkSessions(list, new Set(sessions.map((s) => s.id)));
   } catch (e) { showError(e); }
+}
+
+// Public sessions on the other nodes of the network (GET /api/directory; absent without p2p).
+async function listNetworkSessions(list, local) {
+  let entries;
+  try { entries = (await api("GET", "/api/directory")).sessions; } catch (e) { return; }
+  for (const s of entries) {
+    if (local.has(s.id)) continue;
+    list.querySelector(".empty")?.remove();
+    const li = document.createElement("li");
+    li.className = "remote";
+    const a = document.createElement("a");
+    a.href = `${s.node}?session=${encodeURIComponent(s.id)}`;
+    a.textContent = "Open on its node";
+    li.append(a, ` ${s.name} — ${s.tempo_bpm} BPM, ${s.key}, ${s.time_signature} — ${s.participants} playing — on ${s.node}`);
+    list.append(li);
+  }
+}
+
+{
+  const wanted = new URLSearchParams(location.search).get("session");
+  if (wanted) $("#join-form").session.value = wanted;   // arrived from another node's lobby
 }
 
 $("#create-form").addEventListener("submit", async (ev) => {

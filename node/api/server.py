@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 import node
 from node.ai.service import AiService, AiUnavailableError
 from node.api.ai import add_routes
+from node.api.p2p import add_routes as add_p2p_routes
 from node.chain.service import ChainService
 from node.errors import (
     AuthError,
@@ -33,6 +34,7 @@ from node.jam import JamService
 from node.media.engine import MixClock
 from node.media.peer import validate_offer
 from node.metrics import Metrics
+from node.p2p.service import P2PService
 from node.session.session import (
     KEY_RE,
     SessionSettings,
@@ -501,6 +503,7 @@ def build_app(
     root: Path,
     chain: ChainService | None = None,
     ai: AiService | None = None,
+    p2p: P2PService | None = None,
 ) -> web.Application:
     """The aiohttp application with every route."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
@@ -536,6 +539,8 @@ def build_app(
     app.router.add_get("/api/sessions/{session_id}/events", events)
     if ai is not None:
         add_routes(app, ai)
+    if p2p is not None:
+        add_p2p_routes(app, p2p)
     app.router.add_get("/", index)
     app.router.add_get("/vendor/{name}", vendor)
     app.router.add_static("/static/", WEB_DIR)

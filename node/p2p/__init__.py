@@ -1,1 +1,1 @@
-"""Reserved for the p2p subsystem (see ARCHITECTURE.md); nothing here yet."""
+"""Peer-to-peer: the libp2p host, discovery, the gossiped directory (see the [p2p] issue)."""

@@ -28,7 +28,18 @@ def chain_node(tmp_path: Path):  # type: ignore[no-untyped-def]
         "JAMNET_CHAIN__DEVNET_PORT": "0",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "--port", "0", "--chain", "devnet", "--no-ai"],
+        [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "node",
+            "--port",
+            "0",
+            "--chain",
+            "devnet",
+            "--no-ai",
+            "--no-p2p",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -38,7 +38,7 @@ def read_line_matching(proc: subprocess.Popen[str], pattern: str, timeout_s: flo
 def node_process(tmp_path: Path):  # type: ignore[no-untyped-def]
     env = {**os.environ, "JAMNET_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.Popen(
-        [*JAMNET, "node", "--port", "0", "--chain", "off", "--no-ai"],
+        [*JAMNET, "node", "--port", "0", "--chain", "off", "--no-ai", "--no-p2p"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

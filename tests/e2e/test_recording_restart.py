@@ -36,6 +36,7 @@ def start_node(data_dir: Path, port: int = 0) -> tuple[subprocess.Popen[str], st
             "--chain",
             "off",
             "--no-ai",
+            "--no-p2p",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -1,0 +1,170 @@
+"""The node's p2p service (asyncio side): identity, the trio host, the network view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.secp256k1 import Secp256k1PrivateKey, create_new_key_pair
+
+import node
+from node.config import NodeConfig
+from node.errors import ConfigError
+from node.jam import JamService
+from node.p2p.advert import MAX_SESSIONS, Advert, NetworkView
+from node.p2p.bridge import TrioBridge
+from node.p2p.host import P2PHost
+
+log = logging.getLogger(__name__)
+
+
+def load_identity(path: Path) -> KeyPair:
+    """The node's libp2p key from ``path`` (hex secp256k1), made on first use (mode 0600)."""
+    if path.is_file():
+        try:
+            secret = bytes.fromhex(path.read_text().strip())
+            key = Secp256k1PrivateKey.from_bytes(secret)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"{path}: not a p2p identity key ({exc}); move it away") from None
+        return KeyPair(key, key.get_public_key())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pair = create_new_key_pair()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(pair.private_key.to_bytes().hex())
+    return pair
+
+
+class P2PService:
+    """Runs the libp2p host in trio guest mode and answers the API's questions about it."""
+
+    def __init__(self, config: NodeConfig, jam: JamService) -> None:
+        self.config = config
+        self.jam = jam
+        self.bridge: TrioBridge | None = None
+        self._scope: trio.CancelScope | None = None
+        self._finished: trio.Event | None = None
+        self.key_pair = load_identity(config.data_path / "p2p" / "identity.key")
+        self.host: P2PHost | None = None
+        self.http_url = ""
+        self.view: NetworkView | None = None
+
+    @property
+    def peer_id(self) -> str:
+        """This node's peer id."""
+        from libp2p.peer.id import ID
+
+        return ID.from_pubkey(self.key_pair.public_key).to_base58()
+
+    async def start(self, http_url: str) -> None:
+        """Start trio and the host; returns once it listens."""
+        cfg = self.config.p2p
+        self.http_url = http_url
+        self.view = NetworkView(self.peer_id, ttl_s=cfg.peer_ttl_s)
+        self.host = P2PHost(
+            self.key_pair,
+            cfg.listen,
+            list(cfg.bootstrap),
+            self.view,
+            self._advert,
+            cfg.advert_interval_s,
+        )
+        self.bridge = bridge = await TrioBridge.acquire()
+        host = self.host
+        self._scope = scope = trio.CancelScope()
+        self._finished = finished = trio.Event()
+
+        async def supervised(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                with scope:
+                    await host.run(task_status=task_status)
+            finally:
+                finished.set()
+
+        async def run_host() -> list[str]:
+            nursery = bridge._require()
+            addrs: list[str] = await nursery.start(supervised)
+            return addrs
+
+        addrs = await bridge.call(run_host)
+        log.info("p2p host %s listening on %s", self.peer_id, ", ".join(addrs))
+
+    async def stop(self) -> None:
+        """Stop the host, and trio when no other node uses it (idempotent)."""
+        bridge, self.bridge = self.bridge, None
+        if bridge is None:
+            return
+        if self._scope is not None and self._finished is not None and bridge.running:
+            self._scope.cancel()
+            finished = self._finished
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(bridge.call(finished.wait), 5.0)
+        await bridge.release()
+
+    def _advert(self, seq: int) -> Advert:
+        sessions = [s for s in self.jam.sessions() if not s.settings.private][:MAX_SESSIONS]
+        return Advert(
+            peer_id=self.peer_id,
+            http_url=self.http_url,
+            version=node.__version__,
+            capacity=self.config.session.max_sessions,
+            load=sum(len(s.participants) for s in self.jam.sessions()),
+            sessions=tuple(
+                {
+                    "id": s.id,
+                    "name": s.settings.name,
+                    "tempo_bpm": s.settings.tempo_bpm,
+                    "key": s.settings.key,
+                    "time_signature": "{}/{}".format(*s.settings.time_signature),
+                    "participants": len(s.participants),
+                }
+                for s in sessions
+            ),
+            seq=seq,
+            sent_at=time.time(),
+        )
+
+    def addrs(self) -> list[str]:
+        """Multiaddrs this node listens on (with its peer id)."""
+        return list(self.host.stats.listen_addrs) if self.host else []
+
+    def network(self) -> dict[str, Any]:
+        """This node and every live node it knows."""
+        view, host = self.view, self.host
+        assert view is not None
+        assert host is not None
+        return {
+            "self": {"peer_id": self.peer_id, "addrs": self.addrs(), "http_url": self.http_url},
+            "peers": [
+                {
+                    "peer_id": pid,
+                    "http_url": p.advert.http_url,
+                    "version": p.advert.version,
+                    "capacity": p.advert.capacity,
+                    "load": p.advert.load,
+                    "sessions": len(p.advert.sessions),
+                    "connected": p.connected,
+                    "seen_s_ago": round(time.time() - p.seen_at, 2),
+                }
+                for pid, p in sorted(view.peers.items())
+            ],
+            "rejected": dict(view.rejected),
+            "published": host.stats.published,
+            "received": host.stats.received,
+        }
+
+    def directory(self) -> list[dict[str, Any]]:
+        """Public sessions here and on every live node."""
+        own = [
+            {**entry, "node": self.http_url, "peer_id": self.peer_id}
+            for entry in self._advert(0).sessions
+        ]
+        assert self.view is not None
+        return own + self.view.directory()
