@@ -140,7 +140,8 @@ class Node:
         self.ai = AiService(config, self.service)
         metrics.watch_ai(self.ai.stats)
         if config.p2p.enabled:
-            self.p2p = P2PService(config, self.service)
+            self.p2p = P2PService(config, self.service, self.chain)
+            metrics.watch_p2p(self.p2p.stats)
         metrics.watch(self.clock.stats, self.service.mixers)
         challenges = ChallengeBook(
             f"{config.http.host}:{config.http.port}", config.session.challenge_ttl_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -40,9 +41,40 @@ class Metrics:
         """Export clock counters and per-session figures read at scrape time."""
         self.registry.register(_LiveCollector(clock, mixers))
 
+    def watch_p2p(self, stats: Callable[[], dict[str, Any]]) -> None:
+        """Export the p2p host's figures (``P2PService.stats``) read at scrape time."""
+        self.registry.register(_P2PCollector(stats))
+
     def watch_ai(self, stats: Callable[[], dict[str, float]]) -> None:
         """Export the AI's figures (``AiService.stats``) read at scrape time."""
         self.registry.register(_AiCollector(stats))
+
+
+class _P2PCollector(Collector):
+    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        yield GaugeMetricFamily(
+            "jamnet_p2p_peers", "Live nodes in this node's view", value=stats["peers"]
+        )
+        yield GaugeMetricFamily(
+            "jamnet_p2p_connected", "Nodes with an open libp2p connection", value=stats["connected"]
+        )
+        for name, help_text in (
+            ("published", "Adverts this node gossiped"),
+            ("received", "Gossip messages received on the advert topic"),
+            ("dial_failures", "Failed dials to bootstrap peers"),
+            ("repaired", "Dead pubsub peers this node cleaned up"),
+        ):
+            yield CounterMetricFamily(f"jamnet_p2p_{name}", help_text, value=stats[name])
+        rejected = CounterMetricFamily(
+            "jamnet_p2p_rejected_adverts", "Adverts dropped, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(stats["rejected"].items()):
+            rejected.add_metric([reason], count)
+        yield rejected
 
 
 class _AiCollector(Collector):

@@ -23,6 +23,7 @@ from node.p2p.bridge import TrioBridge
 from node.p2p.host import P2PHost
 
 log = logging.getLogger(__name__)
+STAKE_EVERY_S = 30.0
 
 
 def load_identity(path: Path) -> KeyPair:
@@ -45,9 +46,13 @@ def load_identity(path: Path) -> KeyPair:
 class P2PService:
     """Runs the libp2p host in trio guest mode and answers the API's questions about it."""
 
-    def __init__(self, config: NodeConfig, jam: JamService) -> None:
+    def __init__(self, config: NodeConfig, jam: JamService, chain: Any = None) -> None:
         self.config = config
         self.jam = jam
+        self.chain = chain
+        self.stake: str | None = None
+        """What the adverts say about this node's registration (None without a chain)."""
+        self._stake_task: asyncio.Task[None] | None = None
         self.bridge: TrioBridge | None = None
         self._scope: trio.CancelScope | None = None
         self._finished: trio.Event | None = None
@@ -94,10 +99,17 @@ class P2PService:
             return addrs
 
         addrs = await bridge.call(run_host)
+        if self.chain is not None:
+            self._stake_task = asyncio.create_task(self._watch_stake(), name="p2p-stake")
         log.info("p2p host %s listening on %s", self.peer_id, ", ".join(addrs))
 
     async def stop(self) -> None:
         """Stop the host, and trio when no other node uses it (idempotent)."""
+        if self._stake_task is not None:
+            self._stake_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stake_task
+            self._stake_task = None
         bridge, self.bridge = self.bridge, None
         if bridge is None:
             return
@@ -107,6 +119,33 @@ class P2PService:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(bridge.call(finished.wait), 5.0)
         await bridge.release()
+
+    async def _watch_stake(self) -> None:
+        """Keep ``stake`` in step with the NodeRegistry (every STAKE_EVERY_S)."""
+        while True:
+            try:
+                account = getattr(self.chain, "account", None)
+                listing = await self.chain.read("operators")
+                mine = next(
+                    (
+                        o
+                        for o in listing["operators"]
+                        if account is not None and o["address"] == account.address
+                    ),
+                    None,
+                )
+                if mine is None:
+                    self.stake = "not registered"
+                else:
+                    same = mine["peer_id"] == self.peer_id
+                    self.stake = f"registered, {mine['stake']} wei staked" + (
+                        "" if same else ", registered under another peer id"
+                    )
+            except Exception as exc:  # the chain may be starting or unreachable: say so
+                self.stake = f"unknown ({type(exc).__name__})"
+                await asyncio.sleep(2.0)
+                continue
+            await asyncio.sleep(STAKE_EVERY_S)
 
     def _advert(self, seq: int) -> Advert:
         sessions = [s for s in self.jam.sessions() if not s.settings.private][:MAX_SESSIONS]
@@ -129,6 +168,7 @@ class P2PService:
             ),
             seq=seq,
             sent_at=time.time(),
+            stake=self.stake[:80] if self.stake else None,
         )
 
     def addrs(self) -> list[str]:
@@ -141,7 +181,12 @@ class P2PService:
         assert view is not None
         assert host is not None
         return {
-            "self": {"peer_id": self.peer_id, "addrs": self.addrs(), "http_url": self.http_url},
+            "self": {
+                "peer_id": self.peer_id,
+                "addrs": self.addrs(),
+                "http_url": self.http_url,
+                "stake": self.stake,
+            },
             "peers": [
                 {
                     "peer_id": pid,
@@ -152,12 +197,28 @@ class P2PService:
                     "sessions": len(p.advert.sessions),
                     "connected": p.connected,
                     "seen_s_ago": round(time.time() - p.seen_at, 2),
+                    "stake": p.advert.stake,
                 }
                 for pid, p in sorted(view.peers.items())
             ],
             "rejected": dict(view.rejected),
             "published": host.stats.published,
             "received": host.stats.received,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for /metrics (zeros before the host runs)."""
+        host, view = self.host, self.view
+        peers = view.peers if view is not None else {}
+        hs = host.stats if host is not None else None
+        return {
+            "peers": len(peers),
+            "connected": sum(1 for p in peers.values() if p.connected),
+            "published": hs.published if hs else 0,
+            "received": hs.received if hs else 0,
+            "dial_failures": hs.dial_failures if hs else 0,
+            "repaired": hs.repaired if hs else 0,
+            "rejected": dict(view.rejected) if view is not None else {},
         }
 
     def directory(self) -> list[dict[str, Any]]:

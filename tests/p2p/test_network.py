@@ -153,6 +153,29 @@ async def test_bad_gossip_is_counted_and_dropped(tmp_path: Path) -> None:
             assert rejected.get("bad_signature", 0) >= 1
             status = await get(http, a, "/api/health")
             assert status
+            async with http.get(a.url + "metrics") as response:
+                text = await response.text()
+            assert 'jamnet_p2p_rejected_adverts_total{reason="wrong_peer"}' in text
+            assert "jamnet_p2p_peers 1.0" in text
             # A's own entry was not overwritten by the forgery.
             view = await get(http, a, "/api/network")
             assert all(p["http_url"] != "http://evil.example/" for p in view["peers"])
+
+
+async def test_adverts_carry_the_registration_status(tmp_path: Path) -> None:
+    config = node_config(
+        tmp_path / "a",
+        chain={"mode": "devnet", "devnet_port": 0},
+        p2p={"enabled": True, "listen": "/ip4/127.0.0.1/tcp/0"},
+    )
+    async with aiohttp.ClientSession() as http, Node(config) as a:
+        assert a.p2p is not None
+        async with Node(p2p_config(tmp_path / "b", a.p2p.addrs())) as b:
+
+            async def b_sees_status() -> bool:
+                peers = (await get(http, b, "/api/network"))["peers"]
+                return bool(peers) and peers[0]["stake"] == "not registered"
+
+            await until(b_sees_status, timeout_s=40)
+            assert (await get(http, a, "/api/network"))["self"]["stake"] == "not registered"
+            assert (await get(http, b, "/api/network"))["self"]["stake"] is None  # no chain
