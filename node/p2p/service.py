@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,28 @@ def load_identity(path: Path) -> KeyPair:
     return pair
 
 
+def check_port_free(listen: str) -> None:
+    """Refuse a p2p port another process holds: py-libp2p listens with SO_REUSEPORT, so a
+    second node on the same port would silently share (and split) its connections."""
+    parts = listen.strip("/").split("/")
+    if len(parts) < 4 or parts[0] not in ("ip4", "ip6") or parts[2] != "tcp":
+        raise ConfigError(f"p2p.listen {listen!r} must look like /ip4/127.0.0.1/tcp/4001")
+    host, port = parts[1], int(parts[3])
+    if port == 0:
+        return
+    family = socket.AF_INET if parts[0] == "ip4" else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR: a restart may leave TIME_WAIT sockets; a live listener still refuses.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen for p2p on {host}:{port} ({exc.strerror}): another node "
+                "probably runs there; set p2p.listen (JAMNET_P2P__LISTEN) to another port"
+            ) from None
+
+
 class P2PService:
     """Runs the libp2p host in trio guest mode and answers the API's questions about it."""
 
@@ -71,6 +94,7 @@ class P2PService:
     async def start(self, http_url: str) -> None:
         """Start trio and the host; returns once it listens."""
         cfg = self.config.p2p
+        check_port_free(cfg.listen)
         self.http_url = http_url
         self.view = NetworkView(self.peer_id, ttl_s=cfg.peer_ttl_s)
         self.host = P2PHost(

@@ -179,3 +179,22 @@ async def test_adverts_carry_the_registration_status(tmp_path: Path) -> None:
             await until(b_sees_status, timeout_s=40)
             assert (await get(http, a, "/api/network"))["self"]["stake"] == "not registered"
             assert (await get(http, b, "/api/network"))["self"]["stake"] is None  # no chain
+
+
+async def test_a_second_node_on_the_same_p2p_port_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    from node.errors import ConfigError
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    listen = f"/ip4/127.0.0.1/tcp/{port}"
+    config = node_config(tmp_path / "a", p2p={"enabled": True, "listen": listen})
+    async with Node(config):
+        second = node_config(tmp_path / "b", p2p={"enabled": True, "listen": listen})
+        with pytest.raises(ConfigError, match="another node probably runs there"):
+            async with Node(second):
+                pass
+    async with Node(config):  # the port is free again after a stop
+        pass
