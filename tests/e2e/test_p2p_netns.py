@@ -3,8 +3,8 @@
 Each node lives in its own namespace with one veth into a fourth namespace that bridges
 them (10.77.x.1-3/24); no address exists outside the namespaces. The test creates and
 removes all four. What it checks: discovery through a bootstrap peer, a session created by a
-CLI client on B listed on A and C, B killed with SIGKILL dropped by A and C within 2 s, and
-B restarted (same identity) seen again.
+CLI client on B listed on A and C, a partition (C's link down) noticed and healed, B killed
+with SIGKILL dropped by A and C within 2 s, and B restarted (same identity) seen again.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def namespaces() -> Iterator[dict[str, str]]:
             ip("-n", ns, "link", "set", inside, "up")
             ip("-n", ns, "link", "set", "lo", "up")
             addresses[node] = address
-        yield {**{f"{n}_ns": ns for n, ns in names.items()}, **addresses}
+        yield {**{f"{n}_ns": ns for n, ns in names.items()}, **addresses, "tag": str(tag)}
     finally:
         for ns in created:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
@@ -193,6 +193,19 @@ def test_three_namespaces_discover_share_and_survive(namespaces, tmp_path: Path)
             return any(e["id"] == session_id and e["node"].startswith(url["b"]) for e in entries)
 
         until(lambda: listed_on("a", ns_a) and listed_on("c", ns_c))
+
+        # A partition: C's link goes down; A and B drop C, and C comes back when it heals.
+        c_id = get(ns_c, url["c"] + "/api/network")["self"]["peer_id"]
+        c_link = f"v{namespaces['tag']}c"
+        ip("-n", ns_c, "link", "set", c_link, "down")
+
+        def c_seen_by(n: str, ns: str) -> bool:
+            view = get(ns, url[n] + "/api/network")
+            return view is not None and any(p["peer_id"] == c_id for p in view["peers"])
+
+        until(lambda: not c_seen_by("a", ns_a) and not c_seen_by("b", ns_b), timeout_s=10)
+        ip("-n", ns_c, "link", "set", c_link, "up")
+        until(lambda: c_seen_by("a", ns_a) and c_seen_by("b", ns_b) and listed_on("c", ns_c))
 
         # B dies without a word: A and C drop it (and its session) within 2 s.
         stop(client)
