@@ -41,6 +41,14 @@ def _post(node: str, path: str, data: bytes, content_type: str, insecure: bool) 
         raise SystemExit(f"jamnet: cannot reach the node at {node}: {exc}") from None
 
 
+def _post_json(args: argparse.Namespace, path: str, body: dict[str, Any]) -> bytes:
+    """POST ``body`` plus the options both commands share; returns the MIDI reply."""
+    full = {**body, "key": args.key, "tempo_bpm": args.tempo}
+    if args.random_seed is not None:
+        full["random_seed"] = args.random_seed
+    return _post(args.node, path, json.dumps(full).encode(), "application/json", args.insecure)
+
+
 def _write(out: str, midi: bytes) -> int:
     Path(out).write_bytes(midi)
     print(f"wrote {out} ({len(midi)} bytes)")
@@ -54,43 +62,15 @@ def compose(args: argparse.Namespace) -> int:
         data = Path(args.seed_midi).read_bytes()
         midi = _post(args.node, "/api/ai/compose" + query, data, "audio/midi", args.insecure)
     else:
-        body: dict[str, Any] = {
-            "seed": args.seed,
-            "key": args.key,
-            "notes": args.notes,
-            "temperature": args.temperature,
-            "tempo_bpm": args.tempo,
-        }
-        if args.random_seed is not None:
-            body["random_seed"] = args.random_seed
-        midi = _post(
-            args.node,
-            "/api/ai/compose?format=midi",
-            json.dumps(body).encode(),
-            "application/json",
-            args.insecure,
-        )
+        body = {"seed": args.seed, "notes": args.notes, "temperature": args.temperature}
+        midi = _post_json(args, "/api/ai/compose?format=midi", body)
     return _write(args.output, midi)
 
 
 def improvise(args: argparse.Namespace) -> int:
     """Bars over a chord progression from the node's improviser, as MIDI."""
-    body: dict[str, Any] = {
-        "chords": args.chords,
-        "key": args.key,
-        "density": args.density,
-        "tempo_bpm": args.tempo,
-    }
-    if args.random_seed is not None:
-        body["random_seed"] = args.random_seed
-    midi = _post(
-        args.node,
-        "/api/ai/improvise?format=midi",
-        json.dumps(body).encode(),
-        "application/json",
-        args.insecure,
-    )
-    return _write(args.output, midi)
+    body = {"chords": args.chords, "density": args.density}
+    return _write(args.output, _post_json(args, "/api/ai/improvise?format=midi", body))
 
 
 def add_commands(sub: Any) -> None:

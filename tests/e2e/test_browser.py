@@ -17,6 +17,26 @@ from node.app import Node
 from tests.conftest import tone
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium_args(capture_wav: Path) -> list[str]:
+    """Headless Chromium with a fake microphone playing ``capture_wav``."""
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={capture_wav}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+
+
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
@@ -41,23 +61,7 @@ async def test_browser_joins_sends_and_hears(node: Node, tmp_path: Path, account
         await cli.join(session["id"])
         await cli.connect(ArraySource(tone(440, 30), loop=True), ArraySink())
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--use-fake-ui-for-media-stream",
-                    "--use-fake-device-for-media-stream",
-                    f"--use-file-for-fake-audio-capture={wav}",
-                    "--autoplay-policy=no-user-gesture-required",
-                ],
-            )
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(wav))
             try:
                 page = await browser.new_page()
                 errors: list[str] = []

@@ -11,7 +11,7 @@ from playwright.async_api import async_playwright
 
 from node.app import Node
 from tests.conftest import node_config
-from tests.e2e.test_browser import CHROMIUM, poll
+from tests.e2e.test_browser import CHROMIUM, chromium_args, poll
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -23,19 +23,7 @@ async def test_the_owner_adds_a_bandmate_from_the_page(tmp_path: Path) -> None:
     async with Node(config) as node, async_playwright() as pw:
         assert node.ai is not None
         await node.ai.ready()
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={silence}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(silence))
         try:
             page = await browser.new_page()
             errors: list[str] = []
