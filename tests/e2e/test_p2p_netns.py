@@ -120,7 +120,11 @@ def start_node(ns: str, address: str, data: Path, bootstrap: str = "") -> subpro
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
-    read_line_matching(proc, r"(jamnet node is up)", timeout_s=60)
+    try:
+        read_line_matching(proc, r"(jamnet node is up)", timeout_s=60)
+    except BaseException:
+        stop(proc, signal.SIGKILL)  # never leave a node behind a failed start
+        raise
     return proc
 
 
