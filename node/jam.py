@@ -14,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from node.config import NodeConfig
 from node.errors import NotFoundError, SessionError
@@ -37,6 +37,20 @@ log = logging.getLogger(__name__)
 EVENT_QUEUE = 256
 LOCAL_ADDRESS = "node:bandmate"
 """The address a node-made participant shows (it signs nothing and is owed nothing)."""
+
+
+class Federation(Protocol):
+    """What the node tells the p2p layer about sessions that span nodes (see node.p2p)."""
+
+    async def mirror(self, session_id: str) -> None: ...
+    def on_join(self, session_id: str, participant: Participant) -> None: ...
+    def on_leave(self, session_id: str, participant: Participant) -> None: ...
+    def on_pose(self, session_id: str, participant: Participant) -> None: ...
+    def on_chat(self, session_id: str, participant: Participant, text: str) -> None: ...
+    def on_settings(self, session_id: str) -> None: ...
+    def on_closed(self, session_id: str) -> None: ...
+    def forward(self, session_id: str, participant: Participant, seq: int, ts: int,
+                payload: bytes) -> None: ...  # fmt: skip
 
 
 class _NoDecoder:
@@ -75,6 +89,8 @@ class JamService:
         self.bank: HrtfBank | None = None
         """The HRTF set every session renders with (loaded by ``start``)."""
         self.recordings_dir = config.data_path / "recordings"
+        self.federation: Federation | None = None
+        """Set by the p2p service: bridges sessions to other nodes."""
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -146,6 +162,86 @@ class JamService:
         self.clock.add(session_id, live.media)
         return live
 
+    async def ensure(self, session_id: str) -> None:
+        """Make sure ``session_id`` is live here: hosted, or bridged from the node hosting it."""
+        if session_id not in self._live and self.federation is not None:
+            await self.federation.mirror(session_id)
+
+    def open_mirror(self, public: dict[str, Any], hosted_by: dict[str, str]) -> Session:
+        """Open the local side of a session another node hosts (not persisted: the host is)."""
+        existing = self._live.get(public["id"])
+        if existing is not None:
+            return existing.session
+        settings = SessionSettings.parse(
+            {k: public[k] for k in ("name", "tempo_bpm", "key", "time_signature", "chords")}
+        )
+        live = self._open(public["id"], public["owner"], settings, public["created_at"])
+        live.session.hosted_by = hosted_by
+        return live.session
+
+    def apply_settings(self, session_id: str, public: dict[str, Any]) -> None:
+        """The hosting node changed a bridged session's settings: follow them."""
+        live = self._get(session_id)
+        parsed = SessionSettings.parse(
+            {k: public[k] for k in ("name", "tempo_bpm", "key", "time_signature", "chords")}
+        )
+        parsed.private = live.session.settings.private
+        live.session.settings = parsed
+        live.media.mixer.set_tempo(parsed.tempo_bpm, parsed.time_signature[0])
+        self._publish(live, {"type": "session", "session": live.session.public()})
+
+    def drop_mirror(self, session_id: str) -> None:
+        """Forget a bridged session (nobody here uses it any more, or its host closed it)."""
+        live = self._live.pop(session_id, None)
+        if live is None:
+            return
+        for participant in list(live.session.participants.values()):
+            self._drop(live, participant)
+        self.clock.remove(session_id)
+        self._publish(live, {"type": "closed"})
+
+    def is_mirror(self, session_id: str) -> bool:
+        """True when another node hosts this session."""
+        live = self._live.get(session_id)
+        return live is not None and live.session.hosted_by is not None
+
+    def _hosted_here(self, live: _Live) -> None:
+        hosted_by = live.session.hosted_by
+        if hosted_by is not None:
+            raise SessionError(
+                f"this session is hosted on {hosted_by['node']}: its owner does that there"
+            )
+
+    def add_remote(self, session_id: str, address: str, name: str, via: str) -> Participant:
+        """Admit a participant connected to another node (its audio comes over a bridge)."""
+        live = self._get(session_id)
+        session = live.session
+        participant = session.add(address, name, slot=-1)  # refuses removed addresses, full
+        participant.via = via
+        try:
+            participant.slot = live.media.mixer.allocate(
+                participant.id, OpusFrameDecoder(live.media.mixer.frame_samples)
+            )
+        except OverflowError:
+            del session.participants[participant.id]
+            raise SessionError("session is full") from None
+        participant.connected = True
+        self._publish(live, {"type": "joined", "participant": participant.public()})
+        if self.federation is not None:
+            self.federation.on_join(session_id, participant)
+        return participant
+
+    def push_remote(
+        self, session_id: str, participant: Participant, seq: int, ts: int, payload: bytes
+    ) -> None:
+        """A bridged participant's audio packet: into this node's mix, on to other bridges."""
+        live = self._live.get(session_id)
+        if live is None or participant.slot < 0:
+            return
+        live.media.mixer.push_packet(participant.slot, seq, ts, payload)
+        if self.federation is not None:
+            self.federation.forward(session_id, participant, seq, ts, payload)
+
     def _renderer(self, listeners: int, sources: int, centered: tuple[int, ...]) -> Renderer:
         if self.bank is None:  # only before start(): tests of the bare service
             return StereoPanner(listeners, sources, centered)
@@ -212,6 +308,7 @@ class JamService:
     async def close(self, session_id: str) -> None:
         """End a session: everyone is disconnected, recordings stop."""
         live = self._get(session_id)
+        self._hosted_here(live)
         if live.recorder is not None:
             self._stop_recording(live)
         for participant in list(live.session.participants.values()):
@@ -220,6 +317,8 @@ class JamService:
         self.store.close_session(session_id)
         self._publish(live, {"type": "closed"})
         del self._live[session_id]
+        if self.federation is not None:
+            self.federation.on_closed(session_id)
 
     def update(
         self,
@@ -232,6 +331,7 @@ class JamService:
     ) -> Session:
         """Owner changes tempo, metre, key, chords or room (``False``: leave the room as is)."""
         live = self._get(session_id)
+        self._hosted_here(live)
         settings = live.session.settings
         if chords is not None:
             settings.chords = chords
@@ -246,6 +346,8 @@ class JamService:
         live.media.mixer.set_tempo(settings.tempo_bpm, settings.time_signature[0])
         self._persist(live.session)
         self._publish(live, {"type": "session", "session": live.session.public()})
+        if self.federation is not None:
+            self.federation.on_settings(session_id)
         return live.session
 
     # ----------------------------------------------------------- participants
@@ -264,7 +366,7 @@ class JamService:
             raise SessionError(f"session is full ({session.max_participants} participants)")
         participant = session.add(address, name, slot=-1)
         try:
-            decoder = (
+            decoder: PcmFrameDecoder | OpusFrameDecoder = (
                 PcmFrameDecoder()
                 if self.config.media.inbound == "aiortc"
                 else OpusFrameDecoder(mixer.frame_samples)
@@ -274,6 +376,8 @@ class JamService:
             del session.participants[participant.id]
             raise SessionError("session is full") from None
         self._publish(live, {"type": "joined", "participant": participant.public()})
+        if self.federation is not None:
+            self.federation.on_join(session_id, participant)
         return participant
 
     def add_local(self, session_id: str, name: str, source: LocalSource) -> Participant:
@@ -316,8 +420,12 @@ class JamService:
         slot = participant.slot
         track = PacketTrack(media_cfg.outbound_queue_frames)
 
+        federation = self.federation
+
         def push(seq: int, ts: int, payload: bytes) -> None:
             mixer.push_packet(slot, seq, ts, payload)
+            if federation is not None:
+                federation.forward(session_id, participant, seq, ts, payload)
 
         stock = media_cfg.inbound == "aiortc"
         peer = Peer(media_cfg.ice_servers, None if stock else push, track)
@@ -356,6 +464,14 @@ class JamService:
             self._save_stats(live)
         live.session.participants.pop(participant.id, None)
         self._publish(live, {"type": "left", "participant": participant.id})
+        if self.federation is not None:
+            self.federation.on_leave(live.session.id, participant)
+
+    def drop(self, session_id: str, participant: Participant) -> None:
+        """Take a participant out of a session now (a bridged one whose link went away)."""
+        live = self._live.get(session_id)
+        if live is not None and participant.id in live.session.participants:
+            self._drop(live, participant)
 
     async def leave(self, session_id: str, participant: Participant) -> None:
         """A participant leaves."""
@@ -368,6 +484,7 @@ class JamService:
     async def remove(self, session_id: str, target_id: str) -> None:
         """The owner removes someone; they cannot rejoin this session."""
         live = self._get(session_id)
+        self._hosted_here(live)
         target = live.session.get(target_id)
         live.session.removed.add(target.address)
         await self.leave(session_id, target)
@@ -378,6 +495,8 @@ class JamService:
         participant.x, participant.y = x, y
         live.media.mixer.set_position(participant.slot, x, y)
         self._publish(live, {"type": "moved", "participant": participant.id, "x": x, "y": y})
+        if self.federation is not None:
+            self.federation.on_pose(session_id, participant)
 
     def turn(
         self, session_id: str, participant: Participant, yaw_deg: float, pitch_deg: float
@@ -386,6 +505,8 @@ class JamService:
         live = self._get(session_id)
         participant.yaw_deg, participant.pitch_deg = yaw_deg, pitch_deg
         live.media.mixer.set_orientation(participant.slot, yaw_deg, pitch_deg)
+        if self.federation is not None:
+            self.federation.on_pose(session_id, participant)
         self._publish(
             live,
             {
@@ -430,11 +551,14 @@ class JamService:
                 "at": time.time(),
             },
         )
+        if self.federation is not None:
+            self.federation.on_chat(session_id, participant, text)
 
     # -------------------------------------------------------------- recording
     def start_recording(self, session_id: str) -> str:
         """Start recording stems and the mix; returns the recording id."""
         live = self._get(session_id)
+        self._hosted_here(live)
         if live.recorder is not None:
             raise SessionError("this session is already recording")
         recording_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)

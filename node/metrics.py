@@ -67,8 +67,22 @@ class _P2PCollector(Collector):
             ("received", "Gossip messages received on the advert topic"),
             ("dial_failures", "Failed dials to bootstrap peers"),
             ("repaired", "Dead pubsub peers this node cleaned up"),
+            ("unknown_protocols", "Streams opened for a protocol this node does not speak"),
+            ("bridge_requests", "Bridge requests other nodes sent here"),
+            ("bridge_errors", "Bridge requests that failed on the wire"),
         ):
             yield CounterMetricFamily(f"jamnet_p2p_{name}", help_text, value=stats[name])
+        yield GaugeMetricFamily(
+            "jamnet_p2p_links", "Open node-to-node session links", value=stats["links"]
+        )
+        bridge = CounterMetricFamily(
+            "jamnet_p2p_bridge_events",
+            "Session-bridge events: links opened/lost, packets in/out, bad messages",
+            labels=["event"],
+        )
+        for event, count in sorted(stats["bridge"].items()):
+            bridge.add_metric([event], count)
+        yield bridge
         rejected = CounterMetricFamily(
             "jamnet_p2p_rejected_adverts", "Adverts dropped, by reason", labels=["reason"]
         )

@@ -302,7 +302,9 @@ async def join(request: web.Request) -> web.Response:
     """Join with a signed challenge; returns the participant and its token."""
     session_id = request.match_info["session_id"]
     service = request.app[SERVICE]
-    service.get(session_id)  # 404 before spending the challenge
+    # A session another node hosts is bridged here first (404 before spending the challenge).
+    await service.ensure(session_id)
+    service.get(session_id)
     body = await _body(request)
     name = _text(body, "name", 32, default="musician")
     address = _prove(request, body)

@@ -22,22 +22,31 @@ PacketSink = Callable[[int, int, bytes], None]
 _ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
 
 
+StreamSink = Callable[[int, int, int, bytes], None]
+"""Receives ``(ssrc, sequence number, timestamp, payload)``: one receiver, many streams."""
+
+
 class _Tap:
     """Stands in for aiortc's JitterBuffer: forwards each packet, never yields a frame."""
 
-    def __init__(self, sink: PacketSink) -> None:
+    def __init__(self, sink: StreamSink) -> None:
         self._sink = sink
 
     def add(self, packet: Any) -> tuple[bool, None]:
-        self._sink(packet.sequence_number, packet.timestamp, bytes(packet._data))
+        self._sink(packet.ssrc, packet.sequence_number, packet.timestamp, bytes(packet._data))
         return False, None
 
 
-def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
-    """Route the receiver's RTP audio payloads to ``sink`` instead of aiortc's buffer."""
+def tap_receiver_streams(receiver: RTCRtpReceiver, sink: StreamSink) -> None:
+    """Route every RTP payload the receiver gets, from any SSRC, to ``sink``."""
     if not hasattr(receiver, _ATTRIBUTE):
         raise MediaError(
             "this aiortc version has no receiver jitter buffer to replace; "
             "install the pinned aiortc==1.16.0"
         )
     setattr(receiver, _ATTRIBUTE, _Tap(sink))
+
+
+def tap_receiver(receiver: RTCRtpReceiver, sink: PacketSink) -> None:
+    """Route the receiver's RTP audio payloads to ``sink`` instead of aiortc's buffer."""
+    tap_receiver_streams(receiver, lambda _ssrc, seq, ts, payload: sink(seq, ts, payload))

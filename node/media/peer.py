@@ -44,6 +44,12 @@ def validate_offer(sdp: object) -> str:
     return sdp
 
 
+def opus_payload_type(sdp: str) -> int | None:
+    """The payload type an SDP gives Opus (None when it has none)."""
+    match = _OPUS_RE.search(sdp)
+    return int(match.group(1)) if match else None
+
+
 def set_opus_params(sdp: str, params: dict[str, str]) -> str:
     """Merge ``params`` into the fmtp line of the Opus payload type (adding one if absent)."""
     match = _OPUS_RE.search(sdp)

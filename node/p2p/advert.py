@@ -25,6 +25,7 @@ MAX_ADVERT_BYTES = 32 * 1024
 MAX_SESSIONS = 64
 CLOCK_SKEW_S = 30.0
 MAX_REMEMBERED = 4096
+MAX_ADDRS = 8
 
 
 class AdvertError(ValueError):
@@ -48,6 +49,8 @@ class Advert:
     seq: int
     sent_at: float
     stake: str | None = None
+    addrs: tuple[str, ...] = ()
+    """Multiaddrs the node listens on: how another node dials it to bridge a session."""
 
     def body(self) -> dict[str, Any]:
         """The signed fields."""
@@ -62,6 +65,7 @@ class Advert:
             "seq": self.seq,
             "sent_at": self.sent_at,
             "stake": self.stake,
+            "addrs": list(self.addrs),
         }
 
 
@@ -149,9 +153,17 @@ def decode(data: bytes, sender: str | None = None) -> Advert:
         stake = body.get("stake")
         if stake is not None and (not isinstance(stake, str) or len(stake) > 80):
             raise AdvertError("malformed", "stake must be a short string or null")
+        addrs = body.get("addrs", [])
+        if (
+            not isinstance(addrs, list)
+            or len(addrs) > MAX_ADDRS
+            or not all(isinstance(a, str) and a.startswith("/") and len(a) <= 200 for a in addrs)
+        ):
+            raise AdvertError("malformed", f"addrs must be at most {MAX_ADDRS} multiaddrs")
         return Advert(
             key_peer, url, version, numbers[0], numbers[1],
             tuple(_session(s) for s in sessions), numbers[2], float(sent_at), stake,
+            tuple(addrs),
         )  # fmt: skip
     except KeyError as exc:
         raise AdvertError("malformed", f"advert lacks {exc.args[0]!r}") from None

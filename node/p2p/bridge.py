@@ -3,6 +3,7 @@
 trio runs in *guest mode* on the node's asyncio loop: the same thread, no extra dependency.
 ``TrioBridge.call`` runs a trio coroutine from asyncio and returns its result; cancelling the
 awaiting asyncio task cancels the trio side, and a trio-side failure raises in the caller.
+``TrioBridge.run_asyncio`` is the way back (a trio task awaiting node code).
 ``TrioBridge.spawn`` starts a long-lived trio task under the bridge's nursery. ``stop``
 cancels everything trio runs and waits for it to finish.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import outcome
@@ -133,6 +134,24 @@ class TrioBridge:
         except asyncio.CancelledError:
             scope.cancel()  # the asyncio caller gave up: so does trio
             raise
+
+    async def run_asyncio(self, coro: Coroutine[Any, Any, T]) -> T:
+        """From trio: run an asyncio coroutine on the node's loop and return its result.
+
+        Cancelling the trio caller cancels the asyncio task; its errors raise in trio.
+        """
+        assert self._loop is not None
+        assert self._token is not None
+        task: asyncio.Task[T] = self._loop.create_task(coro)
+        done = trio.Event()
+        token = self._token
+        task.add_done_callback(lambda _t: token.run_sync_soon(done.set))
+        try:
+            await done.wait()
+        except BaseException:
+            task.cancel()
+            raise
+        return task.result()
 
     def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any, name: str = "") -> None:
         """Run ``fn(*args)`` as a trio task until it returns or the bridge stops.

@@ -15,13 +15,21 @@ Runs inside ``TrioBridge``. Measured py-libp2p behaviour and what this module do
   are registered again.
 - Every ``connect`` waits about 250 ms (measured): dialling runs in its own task, so it
   never delays adverts or the view.
+- A stream for a protocol nobody handles is answered "na" and reset inside multiselect,
+  silently: the handler table counts such requests (``unknown_protocols``).
+- Reading past the end of a stream raises, and a handler's exception is logged at debug and
+  dropped: the bridge protocol frames each message with its length, reads exactly that,
+  answers every failure with an error message and counts it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +40,7 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL
@@ -47,6 +55,65 @@ TOPIC = "jamnet/nodes/1"
 GOSSIP_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 RATE_LIMIT_PER_S = 200.0
 DIAL_EVERY_S = 2.0
+BRIDGE_PROTOCOL = TProtocol("/jamnet/bridge/1.0.0")
+MAX_FRAME_BYTES = 64 * 1024
+STREAM_TIMEOUT_S = 10.0
+
+BridgeHandler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""Answers one bridge request (sender's peer id, request) — runs on the trio side."""
+
+
+class StreamError(ConnectionError):
+    """A bridge request that could not be sent or answered."""
+
+
+async def write_frame(stream: Any, message: dict[str, Any]) -> None:
+    """One length-prefixed JSON message."""
+    data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+    if len(data) > MAX_FRAME_BYTES:
+        raise StreamError(f"message of {len(data)} bytes is over {MAX_FRAME_BYTES}")
+    await stream.write(struct.pack(">I", len(data)) + data)
+
+
+async def read_frame(stream: Any) -> dict[str, Any]:
+    """Exactly one length-prefixed JSON object (bounded); raises ``StreamError``."""
+
+    async def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            try:
+                chunk = await stream.read(n - len(data))
+            except Exception as exc:  # py-libp2p raises at end of stream
+                raise StreamError(f"stream ended ({type(exc).__name__})") from None
+            if not chunk:
+                raise StreamError("stream ended")
+            data += chunk
+        return data
+
+    (size,) = struct.unpack(">I", await exactly(4))
+    if size > MAX_FRAME_BYTES:
+        raise StreamError(f"message of {size} bytes is over {MAX_FRAME_BYTES}")
+    try:
+        message = json.loads(await exactly(size))
+    except ValueError:
+        raise StreamError("message is not JSON") from None
+    if not isinstance(message, dict):
+        raise StreamError("message is not a JSON object")
+    return message
+
+
+class _CountingHandlers(dict[Any, Any]):
+    """multiselect's protocol table; a lookup that misses is a stream nobody handles."""
+
+    def __init__(self, table: dict[Any, Any], on_miss: Callable[[], None]) -> None:
+        super().__init__(table)
+        self._on_miss = on_miss
+
+    def __contains__(self, key: object) -> bool:
+        found = super().__contains__(key)
+        if not found and key:
+            self._on_miss()
+        return found
 
 
 @dataclass
@@ -58,6 +125,9 @@ class HostStats:
     dial_failures: int = 0
     loop_errors: int = 0
     repaired: int = 0
+    unknown_protocols: int = 0
+    bridge_requests: int = 0
+    bridge_errors: int = 0
     listen_addrs: list[str] = field(default_factory=list)
 
 
@@ -72,6 +142,7 @@ class P2PHost:
         view: NetworkView,
         make_advert: Callable[[int], Advert],
         advert_interval_s: float,
+        on_bridge: BridgeHandler | None = None,
     ) -> None:
         self.key_pair = key_pair
         self.listen = multiaddr.Multiaddr(listen)
@@ -79,6 +150,7 @@ class P2PHost:
         self.view = view
         self.make_advert = make_advert
         self.interval = advert_interval_s
+        self.on_bridge = on_bridge
         self.stats = HostStats()
         self.peer_id = ID.from_pubkey(key_pair.public_key).to_base58()
         self.host: Any = None
@@ -105,6 +177,9 @@ class P2PHost:
         pubsub = Pubsub(host, gossipsub, strict_signing=True,
                         max_inbound_rpc_size=4 * MAX_ADVERT_BYTES)  # fmt: skip
         self.host, self.pubsub = host, pubsub
+        multiselect = host.get_mux()
+        multiselect.handlers = _CountingHandlers(multiselect.handlers, self._unknown_protocol)
+        host.set_stream_handler(BRIDGE_PROTOCOL, self._bridge_stream)
         async with (
             host.run([self.listen]),
             background_trio_service(pubsub),
@@ -134,6 +209,58 @@ class P2PHost:
             except Exception:
                 self.stats.loop_errors += 1
                 log.exception("advert handling failed")
+
+    def _unknown_protocol(self) -> None:
+        self.stats.unknown_protocols += 1
+
+    async def _bridge_stream(self, stream: Any) -> None:
+        """Serve one bridge request: read it, answer it, close. Never raises."""
+        self.stats.bridge_requests += 1
+        sender = stream.muxed_conn.peer_id.to_base58()
+        try:
+            with trio.fail_after(STREAM_TIMEOUT_S):
+                request = await read_frame(stream)
+                if self.on_bridge is None:
+                    answer: dict[str, Any] = {"ok": False, "error": "bridging is off here"}
+                else:
+                    answer = await self.on_bridge(sender, request)
+                await write_frame(stream, answer)
+        except Exception as exc:
+            self.stats.bridge_errors += 1
+            log.info("bridge request from %s failed: %s", sender, exc)
+            with trio.move_on_after(1):
+                with contextlib.suppress(Exception):
+                    await write_frame(stream, {"ok": False, "error": str(exc)[:200]})
+        finally:
+            with trio.move_on_after(1):
+                with contextlib.suppress(Exception):
+                    await stream.close()
+
+    async def request(self, peer_id: str, addrs: list[str], message: dict[str, Any]) -> Any:
+        """Send one bridge request to ``peer_id`` (dialling ``addrs`` if needed); its answer."""
+        target = ID.from_base58(peer_id)
+        with trio.fail_after(STREAM_TIMEOUT_S):
+            if target not in self.host.get_network().connections:
+                maddrs = []
+                for addr in addrs:
+                    try:
+                        maddrs.append(multiaddr.Multiaddr(addr.split("/p2p/")[0]))
+                    except Exception as exc:
+                        log.debug("advertised address %r is not a multiaddr: %s", addr, exc)
+                try:
+                    await self.host.connect(PeerInfo(target, maddrs))
+                except Exception as exc:
+                    raise StreamError(f"cannot reach node {peer_id}: {exc}") from None
+            try:
+                stream = await self.host.new_stream(target, [BRIDGE_PROTOCOL])
+            except Exception as exc:
+                raise StreamError(f"node {peer_id} refused a bridge stream: {exc}") from None
+            try:
+                await write_frame(stream, message)
+                return await read_frame(stream)
+            finally:
+                with contextlib.suppress(Exception):
+                    await stream.close()
 
     async def publish_raw(self, data: bytes) -> None:
         """Publish bytes on the advert topic as they are (tests and tools)."""

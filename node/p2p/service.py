@@ -19,8 +19,9 @@ import node
 from node.config import NodeConfig
 from node.errors import ConfigError
 from node.jam import JamService
-from node.p2p.advert import MAX_SESSIONS, Advert, NetworkView
+from node.p2p.advert import MAX_ADDRS, MAX_SESSIONS, Advert, NetworkView
 from node.p2p.bridge import TrioBridge
+from node.p2p.federation import FederationService
 from node.p2p.host import P2PHost
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class P2PService:
         self.host: P2PHost | None = None
         self.http_url = ""
         self.view: NetworkView | None = None
+        self.federation: FederationService | None = None
 
     @property
     def peer_id(self) -> str:
@@ -96,7 +98,13 @@ class P2PService:
         cfg = self.config.p2p
         check_port_free(cfg.listen)
         self.http_url = http_url
-        self.view = NetworkView(self.peer_id, ttl_s=cfg.peer_ttl_s)
+        self.view = view = NetworkView(self.peer_id, ttl_s=cfg.peer_ttl_s)
+
+        async def on_bridge(peer_id: str, request: dict[str, Any]) -> dict[str, Any]:
+            assert self.bridge is not None
+            assert self.federation is not None
+            return await self.bridge.run_asyncio(self.federation.accept(peer_id, request))
+
         self.host = P2PHost(
             self.key_pair,
             cfg.listen,
@@ -104,8 +112,22 @@ class P2PService:
             self.view,
             self._advert,
             cfg.advert_interval_s,
+            on_bridge,
         )
         self.bridge = bridge = await TrioBridge.acquire()
+
+        async def request(peer_id: str, addrs: list[str], message: dict[str, Any]) -> Any:
+            assert self.host is not None
+            return await bridge.call(self.host.request, peer_id, addrs, message)
+
+        def addresses(peer_id: str) -> list[str]:
+            peer = view.peers.get(peer_id)
+            return list(peer.advert.addrs) if peer is not None else []
+
+        self.federation = FederationService(
+            self.jam, self.config.media.ice_servers, request, view.directory, addresses,
+            self.peer_id,
+        )  # fmt: skip
         host = self.host
         self._scope = scope = trio.CancelScope()
         self._finished = finished = trio.Event()
@@ -123,6 +145,7 @@ class P2PService:
             return addrs
 
         addrs = await bridge.call(run_host)
+        self.federation.start()
         if self.chain is not None:
             self._stake_task = asyncio.create_task(self._watch_stake(), name="p2p-stake")
         log.info("p2p host %s listening on %s", self.peer_id, ", ".join(addrs))
@@ -134,6 +157,8 @@ class P2PService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._stake_task
             self._stake_task = None
+        if self.federation is not None:
+            await self.federation.stop()
         bridge, self.bridge = self.bridge, None
         if bridge is None:
             return
@@ -193,6 +218,7 @@ class P2PService:
             seq=seq,
             sent_at=time.time(),
             stake=self.stake[:80] if self.stake else None,
+            addrs=tuple(self.addrs()[:MAX_ADDRS]),
         )
 
     def addrs(self) -> list[str]:
@@ -226,8 +252,10 @@ class P2PService:
                 for pid, p in sorted(view.peers.items())
             ],
             "rejected": dict(view.rejected),
+            "unknown_protocols": host.stats.unknown_protocols,
             "published": host.stats.published,
             "received": host.stats.received,
+            "bridges": self.federation.summary() if self.federation else None,
         }
 
     def stats(self) -> dict[str, Any]:
@@ -243,6 +271,11 @@ class P2PService:
             "dial_failures": hs.dial_failures if hs else 0,
             "repaired": hs.repaired if hs else 0,
             "rejected": dict(view.rejected) if view is not None else {},
+            "unknown_protocols": hs.unknown_protocols if hs else 0,
+            "bridge_requests": hs.bridge_requests if hs else 0,
+            "bridge_errors": hs.bridge_errors if hs else 0,
+            "bridge": dict(self.federation.stats) if self.federation else {},
+            "links": sum(len(v) for v in self.federation.links.values()) if self.federation else 0,
         }
 
     def directory(self) -> list[dict[str, Any]]:

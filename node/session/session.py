@@ -143,6 +143,8 @@ class Participant:
     connected: bool = False
     kind: str = "human"
     """"human", or "ai" for the node's bandmate."""
+    via: str = ""
+    """The peer id of the node this participant is connected to, when it is not this one."""
 
     def public(self) -> dict[str, Any]:
         """What everyone in the session may see."""
@@ -157,6 +159,7 @@ class Participant:
             "connected": self.connected,
             "joined_at": self.joined_at,
             "kind": self.kind,
+            "via": self.via or None,
         }
 
 
@@ -175,6 +178,8 @@ class Session:
     room: Room | None = None
     bandmate: dict[str, Any] | None = None
     """The AI bandmate's public state while one plays here."""
+    hosted_by: dict[str, str] | None = None
+    """For a session another node hosts and this one bridges: that node's peer id and URL."""
 
     def public(self) -> dict[str, Any]:
         """The directory entry / detail view."""
@@ -194,6 +199,7 @@ class Session:
             "room": self.room.public() if self.room is not None else None,
             "chords": " ".join(self.settings.chords),
             "bandmate": self.bandmate,
+            "hosted_by": self.hosted_by,
         }
 
     def by_token(self, token: str) -> Participant:

@@ -1,0 +1,321 @@
+"""Sessions that span nodes: real libp2p hosts signal real node-to-node aiortc links.
+
+Node B hosts a session; a musician joins it through node A, another through B (and one
+through C). Each hears the others' tones through its own node, the roster and poses follow,
+a dead node's musicians leave the mixes within 2 s, and a node that comes back is bridged
+again. Bad control messages and unknown streams are counted and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from eth_account import Account
+
+from client.session import ArraySink, ArraySource, JamClient
+from node.app import Node
+from tests.conftest import band_rms, node_config, tone
+from tests.p2p.test_network import get, until
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+A_HZ, B_HZ, C_HZ = 440.0, 660.0, 990.0
+
+
+def p2p_config(data: Path, bootstrap: list[str]) -> Any:
+    """A p2p node on loopback; stereo panning keeps three nodes in one process light."""
+    return node_config(
+        data,
+        p2p={"enabled": True, "listen": "/ip4/127.0.0.1/tcp/0", "bootstrap": bootstrap},
+        spatial={"binaural": False},
+    )
+
+
+def hears(sink: ArraySink, freq: float, seconds: float = 1.0) -> bool:
+    audio = sink.audio()
+    window = int(48000 * seconds)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    return len(audio) >= window and band_rms(audio[-window:], freq) > 0.005
+
+
+async def discovered(http: aiohttp.ClientSession, nodes: list[Node], session_id: str) -> None:
+    async def listed() -> bool:
+        for node in nodes:
+            entries = (await get(http, node, "/api/directory"))["sessions"]
+            if not any(e["id"] == session_id for e in entries):
+                return False
+        return True
+
+    await until(listed)
+
+
+async def test_musicians_on_two_nodes_hear_each_other(tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as http, Node(p2p_config(tmp_path / "b", [])) as b:
+        assert b.p2p is not None
+        a = Node(p2p_config(tmp_path / "a", b.p2p.addrs()))
+        c = Node(p2p_config(tmp_path / "c", b.p2p.addrs()))
+        await a.start()
+        await c.start()
+        clients: list[JamClient] = []
+        try:
+            on_b = JamClient(b.url, Account.create(), "bea")
+            on_a = JamClient(a.url, Account.create(), "ada")
+            on_c = JamClient(c.url, Account.create(), "cy")
+            clients += [on_b, on_a, on_c]
+            for client in clients:
+                await client.__aenter__()
+            session = await on_b.create_session("across nodes")
+            sid = session["id"]
+            await discovered(http, [a, c], sid)
+
+            await on_b.join(sid)
+            joined = await on_a.join(sid)  # through A: A bridges the session from B
+            assert joined["session"]["hosted_by"]["peer_id"] == b.p2p.peer_id
+            await on_c.join(sid)
+            sinks = {name: ArraySink() for name in "abc"}
+            await on_b.connect(ArraySource(tone(B_HZ, 1.0), loop=True), sinks["b"])
+            await on_a.connect(ArraySource(tone(A_HZ, 1.0), loop=True), sinks["a"])
+            await on_c.connect(ArraySource(tone(C_HZ, 1.0), loop=True), sinks["c"])
+            # A is placed hard left on the stage: B hears it on the left.
+            await on_a.control(type="pose", x=-3.0, y=0.0)
+
+            async def everyone_hears_everyone() -> bool:
+                return (
+                    hears(sinks["b"], A_HZ)
+                    and hears(sinks["b"], C_HZ)
+                    and hears(sinks["a"], B_HZ)
+                    and hears(sinks["a"], C_HZ)  # C → B → A: the host relays
+                    and hears(sinks["c"], A_HZ)
+                    and hears(sinks["c"], B_HZ)
+                )
+
+            try:
+                await until(everyone_hears_everyone, timeout_s=30)
+            except AssertionError:
+                levels = {
+                    (who, f): band_rms(sinks[who].audio()[-48000:].mean(axis=1), f)
+                    for who in "abc"
+                    for f in (A_HZ, B_HZ, C_HZ)
+                }
+                links = {
+                    n: x.p2p.federation.summary()
+                    for n, x in (("a", a), ("b", b), ("c", c))
+                    if x.p2p and x.p2p.federation
+                }
+                raise AssertionError(f"not everyone hears everyone: {levels} {links}") from None
+            # Nobody hears themself (each node mixes only its own listeners, once).
+            assert not hears(sinks["a"], A_HZ)
+            assert not hears(sinks["b"], B_HZ)
+            # B's roster has all three; A's names B as the host of the remote ones.
+            shown_b = await get(http, b, f"/api/sessions/{sid}")
+            assert sorted(p["name"] for p in shown_b["participants"]) == ["ada", "bea", "cy"]
+            ada = next(p for p in shown_b["participants"] if p["name"] == "ada")
+            assert ada["via"] == a.p2p.peer_id if a.p2p else False
+            assert (ada["x"], ada["y"]) == (-3.0, 0.0)
+            audio = sinks["b"].audio()[-48000:]
+            left, right = band_rms(audio[:, 0], A_HZ), band_rms(audio[:, 1], A_HZ)
+            assert left > 2 * right, (left, right)
+            # Owner-only acts are refused on the bridging node, with the host named.
+            status_a = await get(http, a, f"/api/sessions/{sid}")
+            assert status_a["hosted_by"]["peer_id"] == b.p2p.peer_id
+            # The host's tempo reaches the mirror.
+            await on_b.request("PATCH", f"/api/sessions/{sid}", {"tempo_bpm": 133}, auth=True)
+
+            async def tempo_followed() -> bool:
+                return (await get(http, a, f"/api/sessions/{sid}"))["tempo_bpm"] == 133
+
+            await until(tempo_followed)
+            network = await get(http, a, "/api/network")
+            links = network["bridges"]["links"]
+            assert [(k["session"], k["role"], k["open"]) for k in links] == [(sid, "mirror", True)]
+
+            # C dies: B and A drop cy within 2 s; ada and bea keep hearing each other.
+            await clients.pop().close()
+            await c.stop()
+            stopped = time.monotonic()
+
+            async def cy_gone() -> bool:
+                for node in (a, b):
+                    shown = await get(http, node, f"/api/sessions/{sid}")
+                    if any(p["name"] == "cy" for p in shown["participants"]):
+                        return False
+                return True
+
+            await until(cy_gone, timeout_s=5)
+            assert time.monotonic() - stopped < 2.5
+            await asyncio.sleep(1.5)
+            assert hears(sinks["a"], B_HZ) and hears(sinks["b"], A_HZ)
+            assert not hears(sinks["a"], C_HZ)
+        finally:
+            for client in clients:
+                await client.close()
+            await a.stop()
+            await c.stop()
+
+
+async def test_the_host_restarting_is_survived_and_rejoined(tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as http, Node(p2p_config(tmp_path / "a", [])) as a:
+        assert a.p2p is not None
+        b = Node(p2p_config(tmp_path / "b", a.p2p.addrs()))
+        await b.start()
+        async with (
+            JamClient(b.url, Account.create(), "bea") as on_b,
+            JamClient(a.url, Account.create(), "ada") as on_a,
+            JamClient(a.url, Account.create(), "al") as also_a,
+        ):
+            try:
+                sid = (await on_b.create_session("host restarts"))["id"]
+                await discovered(http, [a], sid)
+                await on_b.join(sid)
+                await on_a.join(sid)
+                await also_a.join(sid)
+                sinks = {name: ArraySink() for name in ("b", "a", "al")}
+                await on_b.connect(ArraySource(tone(B_HZ, 1.0), loop=True), sinks["b"])
+                await on_a.connect(ArraySource(tone(A_HZ, 1.0), loop=True), sinks["a"])
+                await also_a.connect(ArraySource(tone(C_HZ, 1.0), loop=True), sinks["al"])
+                await until(lambda: _true(hears(sinks["a"], B_HZ) and hears(sinks["b"], A_HZ)))
+
+                await b.stop()  # the host goes away (its session is stored)
+                stopped = time.monotonic()
+
+                async def bea_gone() -> bool:
+                    shown = await get(http, a, f"/api/sessions/{sid}")
+                    return not any(p["name"] == "bea" for p in shown["participants"])
+
+                await until(bea_gone, timeout_s=5)
+                assert time.monotonic() - stopped < 2.5
+                # The two on A still jam together.
+                await asyncio.sleep(1.5)
+                assert hears(sinks["a"], C_HZ) and hears(sinks["al"], A_HZ)
+                assert not hears(sinks["a"], B_HZ)
+
+                b = Node(p2p_config(tmp_path / "b", a.p2p.addrs()))
+                await b.start()  # same data dir: the session is restored, A bridges again
+
+                async def back_on_b() -> bool:
+                    shown = await get(http, b, f"/api/sessions/{sid}")
+                    names = sorted(p["name"] for p in shown["participants"])
+                    return names == ["ada", "al"]
+
+                await until(back_on_b, timeout_s=30)
+                shown = await get(http, b, f"/api/sessions/{sid}")
+                assert all(p["via"] == a.p2p.peer_id for p in shown["participants"])
+            finally:
+                await b.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_bad_bridge_input_is_counted_and_dropped(tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as http, Node(p2p_config(tmp_path / "b", [])) as b:
+        assert b.p2p is not None
+        async with (
+            Node(p2p_config(tmp_path / "a", b.p2p.addrs())) as a,
+            JamClient(b.url, Account.create(), "bea") as on_b,
+            JamClient(a.url, Account.create(), "ada") as on_a,
+        ):
+            assert a.p2p is not None and a.p2p.federation is not None
+            assert a.p2p.host is not None and a.p2p.bridge is not None
+            session = await on_b.create_session("public")
+            private = await on_b.create_session("private", private=True)
+            await discovered(http, [a], session["id"])
+            # Unknown sessions, private sessions and junk requests are refused with a reason.
+            status, body = await _join_status(http, a, "nope123")
+            assert status == 404 and "any node it knows" in body["error"]
+            host, bridge = a.p2p.host, a.p2p.bridge
+            fake = "v=0\r\nm=audio 9 RTP 111\r\na=rtpmap:111 opus/48000/2\r\nm=application 9\r\n"
+            answers = [
+                await bridge.call(host.request, b.p2p.peer_id, [], request)
+                for request in (
+                    {"type": "bridge", "session": private["id"], "sdp": fake},
+                    {"type": "bridge", "session": session["id"], "sdp": "not sdp"},
+                    {"type": "gossip"},
+                    {"type": "bridge", "session": "nope123", "sdp": fake},
+                )
+            ]
+            assert [x["ok"] for x in answers] == [False] * 4
+            assert "private sessions" in answers[0]["error"]
+            # A stream for a protocol B does not speak is counted.
+            from libp2p.custom_types import TProtocol
+            from libp2p.host.exceptions import StreamFailure
+            from libp2p.peer.id import ID
+
+            async def unknown() -> None:
+                with pytest.raises(StreamFailure):
+                    await host.host.new_stream(
+                        ID.from_base58(b.p2p.peer_id), [TProtocol("/evil/1.0.0")]
+                    )
+
+            await bridge.call(unknown)
+            network = await get(http, b, "/api/network")
+            assert network["unknown_protocols"] >= 1
+            assert network["bridges"]["counters"]["bridge_refused"] == 4
+
+            # Over an open link: junk control messages and unannounced streams are dropped.
+            await on_b.join(session["id"])
+            await on_a.join(session["id"])
+            links = b.p2p.federation.links[session["id"]] if b.p2p.federation else {}
+            (link,) = links.values()
+            peer_link = a.p2p.federation.links[session["id"]][b.p2p.peer_id]
+            assert peer_link.control is not None
+            for junk in (
+                "not json",
+                json.dumps([1, 2]),
+                json.dumps({"t": "pose", "s": 999, "x": 0, "y": 0}),
+                json.dumps({"t": "join", "s": 5, "address": "0xnope", "name": "x"}),
+                json.dumps({"t": "join", "s": 6, "address": Account.create().address,
+                            "name": "x", "x": float("nan"), "y": 0}).replace("NaN", "1e999"),
+                json.dumps({"t": "teleport", "s": 1}),
+                "x" * 5000,
+            ):  # fmt: skip
+                peer_link.control.send(junk)
+            assert peer_link._send_rtp(999, 1, 960, b"\xf8" * 40)  # a stream never announced
+            assert peer_link._send_rtp(1, 2, 1920, b"")  # no payload
+
+            async def counted() -> bool:
+                counters = (await get(http, b, "/api/network"))["bridges"]["counters"]
+                return (
+                    counters.get("bad_control", 0) >= 7
+                    and counters.get("unknown_stream", 0) >= 1
+                    and counters.get("bad_audio", 0) >= 1
+                )
+
+            try:
+                await until(counted)
+            except AssertionError:
+                counters = (await get(http, b, "/api/network"))["bridges"]["counters"]
+                raise AssertionError(f"not counted: {counters}") from None
+            assert link.opened.is_set()  # the link stays up
+            shown = await get(http, b, f"/api/sessions/{session['id']}")
+            assert sorted(p["name"] for p in shown["participants"]) == ["ada", "bea"]
+            async with http.get(b.url + "metrics") as response:
+                text = await response.text()
+            assert 'jamnet_p2p_bridge_events_total{event="bad_control"}' in text
+            assert "jamnet_p2p_unknown_protocols_total" in text
+
+
+async def _join_status(
+    http: aiohttp.ClientSession, node: Node, session_id: str
+) -> tuple[int, dict[str, object]]:
+    async with http.post(f"{node.url}api/sessions/{session_id}/join", json={}) as response:
+        return response.status, await response.json()
+
+
+def test_tone_helper_is_what_the_tests_think() -> None:
+    sink = ArraySink()
+    sink.write(np.stack([tone(A_HZ, 1.0)] * 2, axis=1))
+    assert hears(sink, A_HZ) and not hears(sink, B_HZ)
