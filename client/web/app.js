@@ -82,10 +82,16 @@ async function listNetworkSessions(list, local) {
     list.querySelector(".empty")?.remove();
     const li = document.createElement("li");
     li.className = "remote";
+    // Joining here bridges the session from its host (you play through this node);
+    // "its node" opens the host's own page instead.
+    const here = document.createElement("button");
+    here.type = "button";
+    here.textContent = "Join through this node";
+    here.onclick = () => { $("#join-form").session.value = s.id; $("#join-form").requestSubmit(); };
     const a = document.createElement("a");
     a.href = `${s.node}?session=${encodeURIComponent(s.id)}`;
-    a.textContent = "Open on its node";
-    li.append(a, ` ${s.name} — ${s.tempo_bpm} BPM, ${s.key}, ${s.time_signature} — ${s.participants} playing — on ${s.node}`);
+    a.textContent = "open on its node";
+    li.append(here, " ", a, ` ${s.name} — ${s.tempo_bpm} BPM, ${s.key}, ${s.time_signature} — ${s.participants} playing — hosted on ${s.node}`);
     list.append(li);
   }
 }

@@ -1,10 +1,14 @@
 """Three node processes in three network namespaces find each other and survive a failure.
 
-Each node lives in its own namespace with one veth into a fourth namespace that bridges
-them (10.77.x.1-3/24); no address exists outside the namespaces. The test creates and
-removes all four. What it checks: discovery through a bootstrap peer, a session created by a
-CLI client on B listed on A and C, a partition (C's link down) noticed and healed, B killed
-with SIGKILL dropped by A and C within 2 s, and B restarted (same identity) seen again.
+Each node lives in its own namespace with one veth into a fourth namespace, where our
+user-space switch (tests/e2e/impair_switch.py: this kernel has no tc netem) forwards frames
+between them with 15 ± 5 ms of delay and 1% loss on every IPv4 frame, so every hop between
+two nodes is impaired (10.x.0.1-3/24; no address exists outside the namespaces). The test
+creates and removes all four. What it checks: discovery through a bootstrap peer, a session
+created by a CLI client on B listed on A and C, a CLI client on A joining it through A (a
+bridged session) and the two hearing each other's tones, a partition (C's link down)
+noticed and healed, B killed with SIGKILL dropped by A and C within 2 s (and from A's
+bridged session), and B restarted (same identity) seen again.
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import soundfile
 
+from tests.conftest import band_rms, tone
 from tests.e2e.test_cli_jam import read_line_matching
 
 pytestmark = pytest.mark.slow
 SUBNET = 77 + os.getpid() % 100  # parallel runs on one machine get different subnets
+SWITCH = Path(__file__).with_name("impair_switch.py")
+IMPAIRMENT = ["--delay-ms", "15", "--jitter-ms", "5", "--loss", "0.01"]
 
 
 def ip(*args: str) -> None:
@@ -48,24 +54,52 @@ def namespaces() -> Iterator[dict[str, str]]:
         for ns in [switch, *names.values()]:
             ip("netns", "add", ns)
             created.append(ns)
-        ip("-n", switch, "link", "add", "br0", "type", "bridge")
-        ip("-n", switch, "link", "set", "br0", "up")
         addresses = {}
+        ports = []
         for i, (node, ns) in enumerate(names.items(), start=1):
             inside, outside = f"v{tag}{node}", f"s{tag}{node}"
             ip("link", "add", inside, "type", "veth", "peer", "name", outside)
             ip("link", "set", inside, "netns", ns)
             ip("link", "set", outside, "netns", switch)
-            ip("-n", switch, "link", "set", outside, "master", "br0", "up")
+            ip("-n", switch, "link", "set", outside, "up")
             address = f"10.{SUBNET}.0.{i}"
             ip("-n", ns, "addr", "add", f"{address}/24", "dev", inside)
             ip("-n", ns, "link", "set", inside, "up")
             ip("-n", ns, "link", "set", "lo", "up")
+            # Frames pass through user space: no segmentation or checksum offloads.
+            no_offloads(ns, inside)
+            no_offloads(switch, outside)
             addresses[node] = address
-        yield {**{f"{n}_ns": ns for n, ns in names.items()}, **addresses, "tag": str(tag)}
+            ports.append(outside)
+        relay = subprocess.Popen(
+            ["ip", "netns", "exec", switch, sys.executable, str(SWITCH), *ports, *IMPAIRMENT],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            read_line_matching(relay, r"(switch ready)", timeout_s=30)
+            yield {**{f"{n}_ns": ns for n, ns in names.items()}, **addresses, "tag": str(tag)}
+        finally:
+            relay.terminate()
+            out, _ = relay.communicate(timeout=15)
+            print(out)
     finally:
         for ns in created:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def no_offloads(ns: str, device: str) -> None:
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, "ethtool", "-K", device, "tx", "off", "rx", "off",
+         "tso", "off", "gso", "off", "gro", "off"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(
+            f"ethtool -K {device} failed: {done.stderr.strip()} "
+            "(ethtool comes with `make install-test`)"
+        )
 
 
 def in_ns(ns: str, *command: str, **kwargs: Any) -> subprocess.Popen[str]:
@@ -165,7 +199,7 @@ def test_three_namespaces_discover_share_and_survive(namespaces, tmp_path: Path)
 
         # A musician in B's namespace creates a session there with the CLI client.
         wav = tmp_path / "in.wav"
-        soundfile.write(str(wav), np.zeros(48000, np.float32), 48000)
+        soundfile.write(str(wav), tone(660, 2.0), 48000)
         client = in_ns(
             ns_b,
             sys.executable,
@@ -180,7 +214,7 @@ def test_three_namespaces_discover_share_and_survive(namespaces, tmp_path: Path)
             str(wav),
             "--loop",
             "--output",
-            str(tmp_path / "o.wav"),
+            str(tmp_path / "b-out.wav"),
             "--keyfile",
             str(tmp_path / "key.json"),
             "--duration",
@@ -197,6 +231,37 @@ def test_three_namespaces_discover_share_and_survive(namespaces, tmp_path: Path)
             return any(e["id"] == session_id and e["node"].startswith(url["b"]) for e in entries)
 
         until(lambda: listed_on("a", ns_a) and listed_on("c", ns_c))
+
+        # A musician in A's namespace joins that session through A: A bridges it from B.
+        wav_a = tmp_path / "a.wav"
+        soundfile.write(str(wav_a), tone(440, 2.0), 48000)
+        guest = in_ns(
+            ns_a, sys.executable, "-m", "node.cli", "jam", session_id, "--node", url["a"],
+            "--input", str(wav_a), "--loop", "--output", str(tmp_path / "a-out.wav"),
+            "--keyfile", str(tmp_path / "guest.json"), "--duration", "60",
+            env={**os.environ, "JAMNET_KEY_PASSWORD": "test"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(guest)
+
+        def bridged() -> bool:
+            shown = get(ns_b, url["b"] + f"/api/sessions/{session_id}")
+            return shown is not None and len(shown["participants"]) == 2
+
+        until(bridged)
+        time.sleep(6)  # both play into each other's ears for a while
+        stop(guest)
+        stop(client)  # SIGTERM: both leave cleanly and write what they heard
+        assert guest.returncode == 0 and client.returncode == 0
+        heard_by_a, _ = soundfile.read(str(tmp_path / "a-out.wav"), dtype="float32")
+        heard_by_b, _ = soundfile.read(str(tmp_path / "b-out.wav"), dtype="float32")
+        tail_a, tail_b = (
+            heard_by_a[-3 * 48000 :].mean(axis=1),
+            heard_by_b[-3 * 48000 :].mean(axis=1),
+        )
+        assert band_rms(tail_a, 660) > 0.005, "A must hear B's tone across the bridge"
+        assert band_rms(tail_b, 440) > 0.005, "B must hear A's tone across the bridge"
+        assert band_rms(tail_a, 440) < 0.2 * band_rms(tail_a, 660), "A must not hear itself"
 
         # A partition: C's link goes down; A and B drop C, and C comes back when it heals.
         c_id = get(ns_c, url["c"] + "/api/network")["self"]["peer_id"]
