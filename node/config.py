@@ -142,6 +142,9 @@ class P2PConfig:
     """How often this node gossips its advert."""
     peer_ttl_s: float = 1.75
     """A node not heard from for this long is dropped from the view."""
+    mdns: bool = True
+    """Find nodes on the LAN by mDNS, on the listen address's interface only (off when
+    listening on loopback, where there is nobody to find)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,10 @@ Runs inside ``TrioBridge``. Measured py-libp2p behaviour and what this module do
   never delays adverts or the view.
 - A stream for a protocol nobody handles is answered "na" and reset inside multiselect,
   silently: the handler table counts such requests (``unknown_protocols``).
+- py-libp2p's mDNS (``enable_mDNS``) multicasts on every interface and only fills the
+  peerstore (it never connects), calling its handlers from zeroconf's thread. Here mDNS runs
+  on the listen address's interface alone, and found peers join the dial list (handed to
+  trio through its token).
 - Reading past the end of a stream raises, and a handler's exception is logged at debug and
   dropped: the bridge protocol frames each message with its length, reads exactly that,
   answers every failure with an error message and counts it.
@@ -143,6 +147,7 @@ class P2PHost:
         make_advert: Callable[[int], Advert],
         advert_interval_s: float,
         on_bridge: BridgeHandler | None = None,
+        mdns: bool = False,
     ) -> None:
         self.key_pair = key_pair
         self.listen = multiaddr.Multiaddr(listen)
@@ -151,6 +156,9 @@ class P2PHost:
         self.make_advert = make_advert
         self.interval = advert_interval_s
         self.on_bridge = on_bridge
+        self.mdns = mdns
+        self.found: dict[str, list[multiaddr.Multiaddr]] = {}
+        """Peers mDNS found (peer id → addresses): dialled like bootstrap peers."""
         self.stats = HostStats()
         self.peer_id = ID.from_pubkey(key_pair.public_key).to_base58()
         self.host: Any = None
@@ -188,13 +196,63 @@ class P2PHost:
             await pubsub.wait_until_ready()
             subscription = await pubsub.subscribe(TOPIC)
             self.stats.listen_addrs = [str(a) for a in host.get_addrs()]
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._receive, subscription)
-                nursery.start_soon(self._advertise)
-                nursery.start_soon(self._dial)
-                nursery.start_soon(self._expire)
-                task_status.started(self.stats.listen_addrs)
-                await trio.sleep_forever()
+            mdns = await self._start_mdns(host) if self.mdns else None
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._receive, subscription)
+                    nursery.start_soon(self._advertise)
+                    nursery.start_soon(self._dial)
+                    nursery.start_soon(self._expire)
+                    task_status.started(self.stats.listen_addrs)
+                    await trio.sleep_forever()
+            finally:
+                if mdns is not None:
+                    await self._stop_mdns(*mdns)
+
+    async def _start_mdns(self, host: Any) -> tuple[Any, Any, Any, Any]:
+        """Announce this node and listen for others on the listen interface only."""
+        from libp2p.discovery.events.peerDiscovery import peerDiscovery
+        from libp2p.discovery.mdns.broadcaster import PeerBroadcaster
+        from libp2p.discovery.mdns.listener import PeerListener
+        from libp2p.discovery.mdns.mdns import SERVICE_TYPE
+        from libp2p.discovery.mdns.utils import stringGen
+        from zeroconf import Zeroconf
+
+        address = str(self.listen).split("/")[2]
+        token = trio.lowlevel.current_trio_token()
+
+        def found(info: Any) -> None:  # zeroconf's thread
+            pid = info.peer_id.to_base58()
+            if pid != self.peer_id:
+                token.run_sync_soon(self.found.__setitem__, pid, list(info.addrs))
+
+        def start() -> tuple[Any, Any, Any]:
+            zc = Zeroconf(interfaces=[address])
+            name = f"{stringGen(63)}.{SERVICE_TYPE}"
+            port = int(str(self.listen).split("/")[4])
+            broadcaster = PeerBroadcaster(zc, SERVICE_TYPE, name, self.peer_id, port, host=host)
+            listener = PeerListener(host.get_peerstore(), zc, SERVICE_TYPE, name)
+            broadcaster.register()
+            return zc, broadcaster, listener
+
+        peerDiscovery.register_peer_discovered_handler(found)
+        zc, broadcaster, listener = await trio.to_thread.run_sync(start)
+        log.info("mDNS on %s", address)
+        return zc, broadcaster, listener, found
+
+    async def _stop_mdns(self, zc: Any, broadcaster: Any, listener: Any, found: Any) -> None:
+        from libp2p.discovery.events.peerDiscovery import peerDiscovery
+
+        peerDiscovery.unregister_peer_discovered_handler(found)
+
+        def stop() -> None:
+            broadcaster.unregister()
+            listener.stop()
+            zc.close()
+
+        with trio.move_on_after(5) as scope:
+            scope.shield = True  # runs while the host is being cancelled
+            await trio.to_thread.run_sync(stop)
 
     async def _receive(self, subscription: Any) -> None:
         while True:
@@ -303,6 +361,16 @@ class P2PHost:
                     except Exception as exc:
                         self.stats.dial_failures += 1
                         log.debug("dial %s failed: %s", address, exc)
+            for pid, maddrs in list(self.found.items()):
+                if pid in connected or pid in self.view.peers:
+                    continue
+                with trio.move_on_after(5):
+                    try:
+                        await self.host.connect(PeerInfo(ID.from_base58(pid), maddrs))
+                        log.info("connected to %s, found by mDNS", pid)
+                    except Exception as exc:
+                        self.stats.dial_failures += 1
+                        log.debug("dial %s (mDNS) failed: %s", pid, exc)
             await trio.sleep(DIAL_EVERY_S)
 
     async def _expire(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
@@ -113,6 +114,7 @@ class P2PService:
             self._advert,
             cfg.advert_interval_s,
             on_bridge,
+            mdns=self._use_mdns(),
         )
         self.bridge = bridge = await TrioBridge.acquire()
 
@@ -149,6 +151,17 @@ class P2PService:
         if self.chain is not None:
             self._stake_task = asyncio.create_task(self._watch_stake(), name="p2p-stake")
         log.info("p2p host %s listening on %s", self.peer_id, ", ".join(addrs))
+
+    def _use_mdns(self) -> bool:
+        cfg = self.config.p2p
+        address = cfg.listen.strip("/").split("/")[1]
+        if not cfg.mdns:
+            return False
+        ip = ipaddress.ip_address(address)
+        if ip.is_loopback or ip.is_unspecified:
+            log.info("mDNS off: p2p.listen %s is not one LAN address (set it to use mDNS)", ip)
+            return False
+        return True
 
     async def stop(self) -> None:
         """Stop the host, and trio when no other node uses it (idempotent)."""
