@@ -4,11 +4,11 @@ Each node lives in its own namespace with one veth into a fourth namespace, wher
 user-space switch (tests/e2e/impair_switch.py: this kernel has no tc netem) forwards frames
 between them with 15 ± 5 ms of delay and 1% loss on every IPv4 frame, so every hop between
 two nodes is impaired (10.x.0.1-3/24; no address exists outside the namespaces). The test
-creates and removes all four. What it checks: discovery through a bootstrap peer (B) and by mDNS alone (C), a session
-created by a CLI client on B listed on A and C, a CLI client on A joining it through A (a
-bridged session) and the two hearing each other's tones, a partition (C's link down)
-noticed and healed, B killed with SIGKILL dropped by A and C within 2 s (and from A's
-bridged session), and B restarted (same identity) seen again.
+creates and removes all four. What it checks: discovery through a bootstrap peer (B) and by
+mDNS alone (C); a session created by a CLI client on B listed on A and C; a CLI client on A
+joining it through A (a bridged session), the two hearing each other's tones; a partition
+(C's link down) noticed and healed; B killed with SIGKILL dropped by A and C within 2 s; and
+B restarted (same identity) seen again.
 """
 
 from __future__ import annotations
