@@ -145,6 +145,9 @@ class P2PConfig:
     mdns: bool = True
     """Find nodes on the LAN by mDNS, on the listen address's interface only (off when
     listening on loopback, where there is nobody to find)."""
+    dht: bool = True
+    """Announce this node in the jamnet Kademlia DHT and dial the nodes found there, so
+    nodes connect directly rather than only through their bootstrap peers."""
 
 
 @dataclass(frozen=True)

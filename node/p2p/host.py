@@ -21,6 +21,11 @@ Runs inside ``TrioBridge``. Measured py-libp2p behaviour and what this module do
   peerstore (it never connects), calling its handlers from zeroconf's thread. Here mDNS runs
   on the listen address's interface alone, and found peers join the dial list (handed to
   trio through its token).
+- A Kademlia DHT (py-libp2p's KadDHT, server mode, under our own ``/jamnet`` protocol
+  prefix so it never mixes with IPFS's) holds a provider record per node under one key:
+  every ``DHT_EVERY_S`` a node announces itself and dials providers it has no connection
+  to. Gossip already relays adverts through any path; the DHT turns that into direct
+  connections, so the network does not hang on its bootstrap nodes.
 - Reading past the end of a stream raises, and a handler's exception is logged at debug and
   dropped: the bridge protocol frames each message with its length, reads exactly that,
   answers every failure with an error message and counts it.
@@ -29,6 +34,7 @@ Runs inside ``TrioBridge``. Measured py-libp2p behaviour and what this module do
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import struct
@@ -59,6 +65,8 @@ TOPIC = "jamnet/nodes/1"
 GOSSIP_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 RATE_LIMIT_PER_S = 200.0
 DIAL_EVERY_S = 2.0
+DHT_EVERY_S = 5.0
+DHT_KEY = "1220" + hashlib.sha256(b"jamnet/nodes/1").hexdigest()  # a sha2-256 multihash
 BRIDGE_PROTOCOL = TProtocol("/jamnet/bridge/1.0.0")
 MAX_FRAME_BYTES = 64 * 1024
 STREAM_TIMEOUT_S = 10.0
@@ -132,6 +140,9 @@ class HostStats:
     unknown_protocols: int = 0
     bridge_requests: int = 0
     bridge_errors: int = 0
+    dht_providers: int = 0
+    dht_dials: int = 0
+    dht_errors: int = 0
     listen_addrs: list[str] = field(default_factory=list)
 
 
@@ -148,6 +159,7 @@ class P2PHost:
         advert_interval_s: float,
         on_bridge: BridgeHandler | None = None,
         mdns: bool = False,
+        dht: bool = False,
     ) -> None:
         self.key_pair = key_pair
         self.listen = multiaddr.Multiaddr(listen)
@@ -157,6 +169,8 @@ class P2PHost:
         self.interval = advert_interval_s
         self.on_bridge = on_bridge
         self.mdns = mdns
+        self.dht: Any = None
+        self.use_dht = dht
         self.found: dict[str, list[multiaddr.Multiaddr]] = {}
         """Peers mDNS found (peer id → addresses): dialled like bootstrap peers."""
         self.stats = HostStats()
@@ -203,11 +217,53 @@ class P2PHost:
                     nursery.start_soon(self._advertise)
                     nursery.start_soon(self._dial)
                     nursery.start_soon(self._expire)
+                    if self.use_dht:
+                        nursery.start_soon(self._run_dht, host)
                     task_status.started(self.stats.listen_addrs)
                     await trio.sleep_forever()
             finally:
                 if mdns is not None:
                     await self._stop_mdns(*mdns)
+
+    async def _run_dht(self, host: Any) -> None:
+        from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+
+        dht = KadDHT(host, DHTMode.SERVER, protocol_prefix=TProtocol("/jamnet"),
+                     enable_values=False)  # fmt: skip
+        self.dht = dht
+        async with background_trio_service(dht):
+            while True:
+                await trio.sleep(DHT_EVERY_S)
+                try:
+                    await self._dht_round(dht)
+                except Exception as exc:
+                    self.stats.dht_errors += 1
+                    log.debug("DHT round failed: %s", exc)
+
+    async def _dht_round(self, dht: Any) -> None:
+        """Announce this node under the jamnet key; dial providers we are not connected to."""
+        connected = self.connected_peers()
+        for pid in connected:
+            with trio.move_on_after(2):
+                await dht.add_peer(ID.from_base58(pid))
+        with trio.move_on_after(5):
+            await dht.provide(DHT_KEY)
+        providers: list[Any] = []
+        with trio.move_on_after(5):
+            providers = await dht.find_providers(DHT_KEY)
+        self.stats.dht_providers = len(providers)
+        for info in providers:
+            pid = info.peer_id.to_base58()
+            if pid == self.peer_id or pid in connected or not info.addrs:
+                continue
+            with trio.move_on_after(5):
+                try:
+                    await self.host.connect(info)
+                    self.stats.dht_dials += 1
+                    log.info("connected to %s, found in the DHT", pid)
+                except Exception as exc:
+                    self.stats.dial_failures += 1
+                    log.debug("dial %s (DHT) failed: %s", pid, exc)
 
     async def _start_mdns(self, host: Any) -> tuple[Any, Any, Any, Any]:
         """Announce this node and listen for others on the listen interface only."""

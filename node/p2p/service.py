@@ -115,6 +115,7 @@ class P2PService:
             cfg.advert_interval_s,
             on_bridge,
             mdns=self._use_mdns(),
+            dht=cfg.dht,
         )
         self.bridge = bridge = await TrioBridge.acquire()
 
@@ -266,6 +267,13 @@ class P2PService:
             ],
             "rejected": dict(view.rejected),
             "unknown_protocols": host.stats.unknown_protocols,
+            "dht": {
+                "providers": host.stats.dht_providers,
+                "dials": host.stats.dht_dials,
+                "errors": host.stats.dht_errors,
+            }
+            if self.config.p2p.dht
+            else None,
             "published": host.stats.published,
             "received": host.stats.received,
             "bridges": self.federation.summary() if self.federation else None,
@@ -285,6 +293,8 @@ class P2PService:
             "repaired": hs.repaired if hs else 0,
             "rejected": dict(view.rejected) if view is not None else {},
             "unknown_protocols": hs.unknown_protocols if hs else 0,
+            "dht_providers": hs.dht_providers if hs else 0,
+            "dht_dials": hs.dht_dials if hs else 0,
             "bridge_requests": hs.bridge_requests if hs else 0,
             "bridge_errors": hs.bridge_errors if hs else 0,
             "bridge": dict(self.federation.stats) if self.federation else {},

@@ -64,6 +64,16 @@ async def test_nodes_find_each_other_share_sessions_and_notice_failure(tmp_path:
                 return True
 
             await until(all_see_all)
+
+            # Each node also finds the others as providers of the jamnet key in the DHT.
+            async def in_the_dht() -> bool:
+                for node in (a, b, c):
+                    dht = (await get(http, node, "/api/network"))["dht"]
+                    if dht["providers"] < 2 or dht["errors"]:
+                        return False
+                return True
+
+            await until(in_the_dht, timeout_s=40)
             # A session created on B is listed on A and C, with B's URL.
             async with JamClient(b.url, Account.create(), "owner") as owner:
                 session = await owner.create_session("cross-node jam", tempo_bpm=101)
