@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMPS := .make
 APT_RUN_PKGS  := libportaudio2 libsndfile1 libopus0 libmysofa1
-APT_TEST_PKGS := chromium chromium-driver iproute2 ethtool
+APT_TEST_PKGS := chromium chromium-driver iproute2 ethtool docker.io docker-compose debootstrap
 
 .PHONY: run test install install-test lint typecheck pytest slither clean
 

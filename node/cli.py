@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "train", help="preprocess the corpus on Spark, train and ship models (see --help)"
     )
+    sub.add_parser("infra", help="node image and Swarm stack: build, up, down, status (see --help)")
     demo = sub.add_parser("demo", help="hear and see what jamnet does")
     demos = demo.add_subparsers(dest="demo", required=True)
     spatial = demos.add_parser(
@@ -231,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:  # its own parser: the trainer's options live in training/
         return _run_train(argv[1:])
+    if argv[:1] == ["infra"]:
+        from node.infra import main as infra_main
+
+        return infra_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -1,6 +1,7 @@
 """Keyfiles: V3 keystores made on first use (mode 0600), shared by the node and the CLI.
 
-The password comes from ``JAMNET_KEY_PASSWORD`` (empty by default); keys are never logged.
+The password comes from ``JAMNET_KEY_PASSWORD``, or from the file ``JAMNET_KEY_PASSWORD_FILE``
+names (a Docker secret); empty by default. Keys are never logged.
 """
 
 from __future__ import annotations
@@ -15,9 +16,20 @@ from eth_account.signers.local import LocalAccount
 from node.errors import AuthError
 
 
+def key_password() -> str:
+    """The keyfile password from the environment (a file wins over the variable)."""
+    secret = os.environ.get("JAMNET_KEY_PASSWORD_FILE")
+    if secret:
+        try:
+            return Path(secret).read_text().rstrip("\n")
+        except OSError as exc:
+            raise AuthError(f"JAMNET_KEY_PASSWORD_FILE {secret}: {exc.strerror}") from None
+    return os.environ.get("JAMNET_KEY_PASSWORD", "")
+
+
 def load_or_create_key(path: Path, password: str | None = None) -> LocalAccount:
     """Load a V3 keystore, or create one (mode 0600) on first use."""
-    password = os.environ.get("JAMNET_KEY_PASSWORD", "") if password is None else password
+    password = key_password() if password is None else password
     if path.exists():
         try:
             keystore = json.loads(path.read_text())

@@ -33,11 +33,18 @@ A_HZ, B_HZ, C_HZ = 440.0, 660.0, 990.0
 
 
 def p2p_config(data: Path, bootstrap: list[str]) -> Any:
-    """A p2p node on loopback; stereo panning keeps three nodes in one process light."""
+    """A p2p node on loopback. Three nodes and three clients share this process (one GIL) on
+    two cores: stereo panning, the cheapest Opus encoder and no DHT keep it within real time."""
     return node_config(
         data,
-        p2p={"enabled": True, "listen": "/ip4/127.0.0.1/tcp/0", "bootstrap": bootstrap},
+        p2p={
+            "enabled": True,
+            "listen": "/ip4/127.0.0.1/tcp/0",
+            "bootstrap": bootstrap,
+            "dht": False,
+        },
         spatial={"binaural": False},
+        media={"opus_complexity": 0},
     )
 
 
@@ -63,76 +70,50 @@ async def discovered(http: aiohttp.ClientSession, nodes: list[Node], session_id:
 async def test_musicians_on_two_nodes_hear_each_other(tmp_path: Path) -> None:
     async with aiohttp.ClientSession() as http, Node(p2p_config(tmp_path / "b", [])) as b:
         assert b.p2p is not None
-        a = Node(p2p_config(tmp_path / "a", b.p2p.addrs()))
-        c = Node(p2p_config(tmp_path / "c", b.p2p.addrs()))
-        await a.start()
-        await c.start()
-        clients: list[JamClient] = []
-        try:
-            on_b = JamClient(b.url, Account.create(), "bea")
-            on_a = JamClient(a.url, Account.create(), "ada")
-            on_c = JamClient(c.url, Account.create(), "cy")
-            clients += [on_b, on_a, on_c]
-            for client in clients:
-                await client.__aenter__()
-            session = await on_b.create_session("across nodes")
-            sid = session["id"]
-            await discovered(http, [a, c], sid)
-
+        async with (
+            Node(p2p_config(tmp_path / "a", b.p2p.addrs())) as a,
+            JamClient(b.url, Account.create(), "bea") as on_b,
+            JamClient(a.url, Account.create(), "ada") as on_a,
+        ):
+            assert a.p2p is not None
+            sid = (await on_b.create_session("across nodes"))["id"]
+            await discovered(http, [a], sid)
             await on_b.join(sid)
             joined = await on_a.join(sid)  # through A: A bridges the session from B
             assert joined["session"]["hosted_by"]["peer_id"] == b.p2p.peer_id
-            await on_c.join(sid)
-            sinks = {name: ArraySink() for name in "abc"}
+            sinks = {"a": ArraySink(), "b": ArraySink()}
             await on_b.connect(ArraySource(tone(B_HZ, 1.0), loop=True), sinks["b"])
             await on_a.connect(ArraySource(tone(A_HZ, 1.0), loop=True), sinks["a"])
-            await on_c.connect(ArraySource(tone(C_HZ, 1.0), loop=True), sinks["c"])
-            # A is placed hard left on the stage: B hears it on the left.
+            # A stands to the left of the stage: B hears it on the left.
             await on_a.control(type="pose", x=-3.0, y=0.0)
 
-            async def everyone_hears_everyone() -> bool:
-                return (
-                    hears(sinks["b"], A_HZ)
-                    and hears(sinks["b"], C_HZ)
-                    and hears(sinks["a"], B_HZ)
-                    and hears(sinks["a"], C_HZ)  # C → B → A: the host relays
-                    and hears(sinks["c"], A_HZ)
-                    and hears(sinks["c"], B_HZ)
-                )
+            async def both_hear() -> bool:
+                return hears(sinks["b"], A_HZ) and hears(sinks["a"], B_HZ)
 
             try:
-                await until(everyone_hears_everyone, timeout_s=30)
+                await until(both_hear, timeout_s=30)
             except AssertionError:
-                levels = {
-                    (who, f): band_rms(sinks[who].audio()[-48000:].mean(axis=1), f)
-                    for who in "abc"
-                    for f in (A_HZ, B_HZ, C_HZ)
-                }
-                links = {
-                    n: x.p2p.federation.summary()
-                    for n, x in (("a", a), ("b", b), ("c", c))
-                    if x.p2p and x.p2p.federation
-                }
-                states = [(c.pc.connectionState if c.pc else None) for c in clients]
-                frames = {k: len(v.frames) for k, v in sinks.items()}
-                raise AssertionError(
-                    f"not everyone hears everyone: {levels} {links} {states} {frames}"
-                ) from None
+                raise AssertionError(f"not heard: {diagnose(sinks, [a, b], sid)}") from None
             # Nobody hears themself (each node mixes only its own listeners, once).
             assert not hears(sinks["a"], A_HZ)
             assert not hears(sinks["b"], B_HZ)
-            # B's roster has all three; A's names B as the host of the remote ones.
             shown_b = await get(http, b, f"/api/sessions/{sid}")
-            assert sorted(p["name"] for p in shown_b["participants"]) == ["ada", "bea", "cy"]
+            assert sorted(p["name"] for p in shown_b["participants"]) == ["ada", "bea"]
             ada = next(p for p in shown_b["participants"] if p["name"] == "ada")
-            assert ada["via"] == a.p2p.peer_id if a.p2p else False
+            assert ada["via"] == a.p2p.peer_id
             assert (ada["x"], ada["y"]) == (-3.0, 0.0)
             audio = sinks["b"].audio()[-48000:]
             left, right = band_rms(audio[:, 0], A_HZ), band_rms(audio[:, 1], A_HZ)
             assert left > 2 * right, (left, right)
-            # Owner-only acts are refused on the bridging node, with the host named.
             status_a = await get(http, a, f"/api/sessions/{sid}")
             assert status_a["hosted_by"]["peer_id"] == b.p2p.peer_id
+            # Owner-only acts are refused on the bridging node, with the host named.
+            async with http.post(
+                f"{a.url}api/sessions/{sid}/recording",
+                json={"action": "start"},
+                headers={"Authorization": f"Bearer {on_a.token}"},
+            ) as response:
+                assert response.status in (403, 409)
             # The host's tempo reaches the mirror.
             await on_b.request("PATCH", f"/api/sessions/{sid}", {"tempo_bpm": 133}, auth=True)
 
@@ -140,12 +121,47 @@ async def test_musicians_on_two_nodes_hear_each_other(tmp_path: Path) -> None:
                 return (await get(http, a, f"/api/sessions/{sid}"))["tempo_bpm"] == 133
 
             await until(tempo_followed)
-            network = await get(http, a, "/api/network")
-            links = network["bridges"]["links"]
+            links = (await get(http, a, "/api/network"))["bridges"]["links"]
             assert [(k["session"], k["role"], k["open"]) for k in links] == [(sid, "mirror", True)]
 
-            # C dies: B and A drop cy within 2 s; ada and bea keep hearing each other.
-            await clients.pop().close()
+
+async def test_the_host_relays_between_nodes_and_a_dead_node_is_dropped(tmp_path: Path) -> None:
+    """One musician on C; A hears them through B (no link between A and C)."""
+    async with aiohttp.ClientSession() as http, Node(p2p_config(tmp_path / "b", [])) as b:
+        assert b.p2p is not None
+        a = Node(p2p_config(tmp_path / "a", b.p2p.addrs()))
+        c = Node(p2p_config(tmp_path / "c", b.p2p.addrs()))
+        await a.start()
+        await c.start()
+        try:
+            async with (
+                JamClient(b.url, Account.create(), "bea") as on_b,
+                JamClient(a.url, Account.create(), "ada") as on_a,
+                JamClient(c.url, Account.create(), "cy") as on_c,
+            ):
+                sid = (await on_b.create_session("relay"))["id"]
+                await discovered(http, [a, c], sid)
+                await on_a.join(sid)  # A's musician only listens to the node's mixer here
+                await on_c.join(sid)
+                await on_c.connect(ArraySource(tone(C_HZ, 1.0), loop=True), ArraySink())
+                assert a.service is not None
+
+                async def a_mixes_cy() -> bool:
+                    shown = await get(http, a, f"/api/sessions/{sid}")
+                    cy = next((p for p in shown["participants"] if p["name"] == "cy"), None)
+                    if cy is None:
+                        return False
+                    mixer = a.service.mixers()[sid] if a.service else None
+                    slot = next(
+                        (s for s in mixer.slots if s is not None and s.key == cy["id"]), None
+                    ) if mixer else None  # fmt: skip
+                    return slot is not None and slot.jitter.stats.played > 25
+
+                await until(a_mixes_cy, timeout_s=30)
+                network = await get(http, a, "/api/network")
+                assert [k["peer_id"] for k in network["bridges"]["links"]] == [b.p2p.peer_id]
+                await on_c.close()
+            # C dies: B and A drop cy within 2 s.
             await c.stop()
             stopped = time.monotonic()
 
@@ -158,20 +174,22 @@ async def test_musicians_on_two_nodes_hear_each_other(tmp_path: Path) -> None:
 
             await until(cy_gone, timeout_s=5)
             assert time.monotonic() - stopped < 2.5
-            # ada and bea go on hearing each other (and no longer cy).
-            await until(
-                lambda: _true(
-                    hears(sinks["a"], B_HZ)
-                    and hears(sinks["b"], A_HZ)
-                    and not hears(sinks["a"], C_HZ)
-                ),
-                timeout_s=15,
-            )
         finally:
-            for client in clients:
-                await client.close()
             await a.stop()
             await c.stop()
+
+
+def diagnose(sinks: dict[str, ArraySink], nodes: list[Node], sid: str) -> dict[str, object]:
+    """What each node's links and mixer slots did (for a failure message)."""
+    out: dict[str, object] = {"frames": {k: len(v.frames) for k, v in sinks.items()}}
+    for node in nodes:
+        if node.p2p and node.p2p.federation and node.service:
+            mixer = node.service.mixers()[sid]
+            out[node.url] = {
+                "links": node.p2p.federation.summary(),
+                "slots": [(s.key, s.jitter.stats) for s in mixer.slots if s is not None],
+            }
+    return out
 
 
 async def test_the_host_restarting_is_survived_and_rejoined(tmp_path: Path) -> None:
