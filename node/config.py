@@ -20,6 +20,8 @@ from typing import Any
 from node.errors import ConfigError
 
 ENV_PREFIX = "JAMNET_"
+NOT_CONFIG = {"JAMNET_CONFIG", "JAMNET_KEY_PASSWORD", "JAMNET_KEY_PASSWORD_FILE"}
+"""Variables with the prefix that are not config keys (the config file, key passwords)."""
 
 
 @dataclass(frozen=True)
@@ -333,7 +335,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """``JAMNET_HTTP__PORT=9000`` → ``{"http": {"port": "9000"}}``; ``JAMNET_DATA_DIR``: root."""
     result: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in {"JAMNET_CONFIG"}:
+        if not name.startswith(ENV_PREFIX) or name in NOT_CONFIG:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
         cursor = result

@@ -185,12 +185,19 @@ def status(stack: str) -> dict[str, Any]:
                 "running": len(running),
                 "desired": desired,
                 "health": health,
-                "last_error": next(
-                    (t["Status"].get("Err") for t in tasks if t["Status"].get("Err")), None
-                ),
+                "last_error": None if running else _last_error(tasks),
             }
         )
     return report
+
+
+def _last_error(tasks: list[dict[str, Any]]) -> str | None:
+    """The newest task's error (why the service is not running)."""
+    for task in sorted(tasks, key=lambda t: str(t.get("UpdatedAt", "")), reverse=True):
+        error = task["Status"].get("Err")
+        if error:
+            return str(error)
+    return None
 
 
 def _image_tag() -> str:

@@ -54,3 +54,11 @@ def test_bad_toml_file(tmp_path: Path) -> None:
         load_config(bad, environ={})
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml", environ={})
+
+
+def test_key_password_variables_are_not_config_keys() -> None:
+    from node.config import load_config
+
+    environ = {"JAMNET_KEY_PASSWORD": "x", "JAMNET_KEY_PASSWORD_FILE": "/run/secrets/p",
+               "JAMNET_HTTP__PORT": "9001"}  # fmt: skip
+    assert load_config(None, {}, environ=environ).http.port == 9001
