@@ -200,6 +200,11 @@ class JamService:
         self.clock.remove(session_id)
         self._publish(live, {"type": "closed"})
 
+    def find(self, session_id: str) -> Session | None:
+        """A live session by id, or None."""
+        live = self._live.get(session_id)
+        return live.session if live is not None else None
+
     def is_mirror(self, session_id: str) -> bool:
         """True when another node hosts this session."""
         live = self._live.get(session_id)

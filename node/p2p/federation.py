@@ -85,6 +85,8 @@ class Link:
         self.transceiver: RTCRtpTransceiver | None = None
         self.payload_type = 111
         self._heartbeat_seq = 0
+        self.answer_sdp = ""
+        """The host's answer, kept between the request and applying it (mirror side)."""
         self.opened = asyncio.Event()
         self.out: dict[str, int] = {}
         """Participant id → stream number, for everyone this node announces over the link."""
@@ -211,7 +213,7 @@ class FederationService:
         """Bridge a session another node hosts, so local musicians can join it here."""
         lock = self._locks.setdefault(session_id, asyncio.Lock())
         async with lock:
-            if session_id in self.jam._live:
+            if self.jam.find(session_id) is not None:
                 return
             entry = next((e for e in self._directory() if e["id"] == session_id), None)
             if entry is None:
@@ -255,14 +257,12 @@ class FederationService:
         if not isinstance(public, dict) or public.get("id") != session_id or not _sdp_ok(sdp):
             await pc.close()
             raise SessionError("the hosting node's answer is malformed")
-        link.answer_sdp = sdp  # type: ignore[attr-defined]
+        link.answer_sdp = str(sdp)
         return link, public
 
     async def _complete(self, link: Link) -> None:
         """Apply the host's answer and wait for the channels to open."""
-        await link.pc.setRemoteDescription(
-            RTCSessionDescription(link.answer_sdp, "answer")  # type: ignore[attr-defined]
-        )
+        await link.pc.setRemoteDescription(RTCSessionDescription(link.answer_sdp, "answer"))
         self.links.setdefault(link.session_id, {})[link.peer_id] = link
         try:
             await asyncio.wait_for(link.opened.wait(), OPEN_TIMEOUT_S)
@@ -274,7 +274,7 @@ class FederationService:
     async def _redial(self, session_id: str, peer_id: str) -> None:
         """Keep trying to reach a mirror's host while the mirror has local participants."""
         try:
-            while session_id in self.jam._live and self._locals(session_id):
+            while self.jam.find(session_id) is not None and self._locals(session_id):
                 await asyncio.sleep(REDIAL_EVERY_S)
                 if peer_id in self.links.get(session_id, {}):
                     return
@@ -291,10 +291,10 @@ class FederationService:
             self._redials.pop(session_id, None)
 
     def _locals(self, session_id: str) -> list[Participant]:
-        live = self.jam._live.get(session_id)
-        if live is None:
+        session = self.jam.find(session_id)
+        if session is None:
             return []
-        return [p for p in live.session.participants.values() if not p.via]
+        return [p for p in session.participants.values() if not p.via]
 
     # -------------------------------------------------------------- host side
     async def accept(self, peer_id: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -366,10 +366,10 @@ class FederationService:
 
     def _announce_all(self, link: Link) -> None:
         """Tell the other node about everyone here it should hear."""
-        live = self.jam._live.get(link.session_id)
-        if live is None:
+        session = self.jam.find(link.session_id)
+        if session is None:
             return
-        for participant in list(live.session.participants.values()):
+        for participant in list(session.participants.values()):
             if participant.via != link.peer_id and participant.kind != "ai":
                 self._send_join(link, participant)
 
@@ -527,13 +527,13 @@ class FederationService:
         if kind == "refused":
             # The host would not admit one of ours (removed by the owner, or full): they leave.
             pid = next((p for p, n in link.out.items() if n == number), None)
-            live = self.jam._live.get(session_id)
-            if pid is not None and live is not None and pid in live.session.participants:
+            session = self.jam.find(session_id)
+            if pid is not None and session is not None and pid in session.participants:
                 error = str(body.get("error", ""))[:200]
                 self.jam.publish(
                     session_id, {"type": "refused", "participant": pid, "error": error}
                 )
-                self.jam.drop(session_id, live.session.participants[pid])
+                self.jam.drop(session_id, session.participants[pid])
             return
         sender = link.inbound.get(number)
         if sender is None:
@@ -594,7 +594,7 @@ class FederationService:
             link.session_id, link.peer_id, reason, len(link.inbound),
         )  # fmt: skip
         for participant in list(link.inbound.values()):
-            if link.session_id in self.jam._live:
+            if self.jam.find(link.session_id) is not None:
                 self.jam.drop(link.session_id, participant)
         link.inbound.clear()
         await self._close(link)
