@@ -9,6 +9,7 @@ newest advert of every node and forgets nodes that fall silent.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import time
@@ -188,6 +189,11 @@ class NetworkView:
     rejected: Counter[str] = field(default_factory=Counter)
     last_seq: dict[str, int] = field(default_factory=dict)
     """Highest seq per node, kept after it expires: gossip can re-deliver old adverts."""
+    departed: collections.deque[dict[str, Any]] = field(
+        default_factory=lambda: collections.deque(maxlen=32)
+    )
+    """The latest expiries: which node, and how long it had been silent when dropped (an
+    upper bound of how long its death took to notice)."""
 
     def accept(self, data: bytes, sender: str | None, now: float | None = None) -> Advert | None:
         """Take an advert off the wire; a bad one is counted by reason and dropped."""
@@ -220,7 +226,8 @@ class NetworkView:
         now = time.time() if now is None else now
         gone = [pid for pid, peer in self.peers.items() if now - peer.seen_at > self.ttl_s]
         for pid in gone:
-            del self.peers[pid]
+            silent = now - self.peers.pop(pid).seen_at
+            self.departed.append({"peer_id": pid, "silent_s": round(silent, 3), "at": now})
         return gone
 
     def directory(self) -> list[dict[str, Any]]:

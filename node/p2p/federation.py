@@ -31,6 +31,7 @@ Every control message and audio datagram is validated; bad ones are counted and 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -161,6 +162,8 @@ class FederationService:
         self.links: dict[str, dict[str, Link]] = {}
         """Session id → peer id → link."""
         self.stats: Counter[str] = Counter()
+        self.lost: collections.deque[dict[str, Any]] = collections.deque(maxlen=32)
+        """The latest dead links: peer, session, why, and how long it had been silent."""
         self._locks: dict[str, asyncio.Lock] = {}
         self._redials: dict[str, asyncio.Task[None]] = {}
         self._idle_since: dict[str, float] = {}
@@ -206,6 +209,7 @@ class FederationService:
                 for link in links.values()
             ],
             "counters": dict(self.stats),
+            "lost": list(self.lost),
         }
 
     # ------------------------------------------------------------ mirror side
@@ -589,6 +593,9 @@ class FederationService:
             return
         del links[link.peer_id]
         self.stats["links_lost"] += 1
+        silent = time.monotonic() - link.last_heard
+        self.lost.append({"peer_id": link.peer_id, "session": link.session_id,
+                          "reason": reason, "silent_s": round(silent, 3)})  # fmt: skip
         log.warning(
             "session %s: link to %s lost (%s); %d participants dropped here",
             link.session_id, link.peer_id, reason, len(link.inbound),

@@ -266,6 +266,7 @@ class P2PService:
                 for pid, p in sorted(view.peers.items())
             ],
             "rejected": dict(view.rejected),
+            "departed": list(view.departed),
             "unknown_protocols": host.stats.unknown_protocols,
             "dht": {
                 "providers": host.stats.dht_providers,

@@ -93,7 +93,6 @@ async def test_nodes_find_each_other_share_sessions_and_notice_failure(tmp_path:
             # B dies: A and C drop it within 2 s of its last advert.
             b_id = b.p2p.peer_id if b.p2p else ""
             await b.stop()
-            stopped = time.monotonic()
 
             async def b_gone() -> bool:
                 for node in (a, c):
@@ -103,7 +102,11 @@ async def test_nodes_find_each_other_share_sessions_and_notice_failure(tmp_path:
                 return True
 
             await until(b_gone, timeout_s=5.0)
-            assert time.monotonic() - stopped < 2.5
+            # Each node noticed within 2 s: it had heard nothing from B for under 2 s when it
+            # dropped it (measured by the node, not by this test's polling).
+            for node in (a, c):
+                departed = (await get(http, node, "/api/network"))["departed"]
+                assert [d["silent_s"] < 2.0 for d in departed if d["peer_id"] == b_id] == [True]
             entries = (await get(http, a, "/api/directory"))["sessions"]
             assert not any(e["id"] == session["id"] for e in entries)
             # B comes back with the same identity and rejoins.
