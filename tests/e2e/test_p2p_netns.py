@@ -291,7 +291,8 @@ def test_three_namespaces_discover_share_and_survive(namespaces, tmp_path: Path)
         until(b_gone, timeout_s=10)
         for n, ns in (("a", ns_a), ("c", ns_c)):  # each node dropped B after < 2 s of silence
             departed = get(ns, url[n] + "/api/network")["departed"]
-            assert [d["silent_s"] < 2.0 for d in departed if d["peer_id"] == b_id] == [True]
+            silences = [d["silent_s"] for d in departed if d["peer_id"] == b_id]
+            assert silences and max(silences) < 2.0, silences
         assert not listed_on("a", ns_a)
 
         # B comes back with the same identity and is seen again.

@@ -106,7 +106,8 @@ async def test_nodes_find_each_other_share_sessions_and_notice_failure(tmp_path:
             # dropped it (measured by the node, not by this test's polling).
             for node in (a, c):
                 departed = (await get(http, node, "/api/network"))["departed"]
-                assert [d["silent_s"] < 2.0 for d in departed if d["peer_id"] == b_id] == [True]
+                silences = [d["silent_s"] for d in departed if d["peer_id"] == b_id]
+            assert silences and max(silences) < 2.0, silences
             entries = (await get(http, a, "/api/directory"))["sessions"]
             assert not any(e["id"] == session["id"] for e in entries)
             # B comes back with the same identity and rejoins.
