@@ -65,6 +65,8 @@ TOPIC = "jamnet/nodes/1"
 GOSSIP_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 RATE_LIMIT_PER_S = 200.0
 DIAL_EVERY_S = 2.0
+SWEEP_EVERY_S = 0.1
+"""How often the view drops silent nodes: a death is noticed within ``peer_ttl_s`` plus this."""
 DHT_EVERY_S = 5.0
 DHT_KEY = "1220" + hashlib.sha256(b"jamnet/nodes/1").hexdigest()  # a sha2-256 multihash
 BRIDGE_PROTOCOL = TProtocol("/jamnet/bridge/1.0.0")
@@ -216,7 +218,7 @@ class P2PHost:
                     nursery.start_soon(self._receive, subscription)
                     nursery.start_soon(self._advertise)
                     nursery.start_soon(self._dial)
-                    nursery.start_soon(self._expire)
+                    nursery.start_soon(self._expire, nursery)
                     if self.use_dht:
                         nursery.start_soon(self._run_dht, host)
                     task_status.started(self.stats.listen_addrs)
@@ -429,9 +431,30 @@ class P2PHost:
                         log.debug("dial %s (mDNS) failed: %s", pid, exc)
             await trio.sleep(DIAL_EVERY_S)
 
-    async def _expire(self) -> None:
+    async def _expire(self, nursery: trio.Nursery) -> None:
+        """Sweep the view every ``SWEEP_EVERY_S``. Repairs (which can wait on a dead connection for
+        seconds) run in their own tasks, so a slow one never delays noticing the next death."""
         pubsub = self.pubsub
         assert pubsub is not None
+        repairing: set[Any] = set()
+
+        async def forget(peer_id: Any) -> None:
+            try:
+                # Its connection may be half-open: close it so a comeback starts clean.
+                with trio.move_on_after(2):
+                    await self.host.disconnect(peer_id)
+            except Exception as exc:
+                log.debug("closing %s: %s", peer_id, exc)
+            finally:
+                repairing.discard(peer_id)
+
+        async def register(peer_id: Any) -> None:
+            try:
+                with trio.move_on_after(2):
+                    await pubsub._handle_new_peer_safe(peer_id)
+            finally:
+                repairing.discard(peer_id)
+
         while True:
             connected = self.connected_peers()
             for pid, peer in self.view.peers.items():
@@ -446,14 +469,12 @@ class P2PHost:
                 if peer_id in pubsub.peers:
                     pubsub._handle_dead_peer(peer_id)
                     self.stats.repaired += 1
-                # Its connection may be half-open: close it so a comeback starts clean.
-                with trio.move_on_after(2):
-                    try:
-                        await self.host.disconnect(peer_id)
-                    except Exception as exc:
-                        log.debug("closing %s: %s", pid, exc)
+                if peer_id not in repairing:
+                    repairing.add(peer_id)
+                    nursery.start_soon(forget, peer_id)
             for peer_id in list(self.host.get_network().connections):
-                if peer_id not in pubsub.peers:  # connected, but pubsub never registered it
-                    with trio.move_on_after(2):
-                        await pubsub._handle_new_peer_safe(peer_id)
-            await trio.sleep(0.25)
+                # connected, but pubsub never registered it
+                if peer_id not in pubsub.peers and peer_id not in repairing:
+                    repairing.add(peer_id)
+                    nursery.start_soon(register, peer_id)
+            await trio.sleep(SWEEP_EVERY_S)
