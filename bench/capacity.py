@@ -1,7 +1,7 @@
 """Capacity: the largest session this machine mixes in real time, with real WebRTC peers.
 
-The node runs in this process; light clients run in a second process: each replays Opus
-packets encoded once up front and does not decode what it receives (aiortc still does
+The node runs in this process; light clients run in a second process: each sends Opus
+packets encoded once up front and drops what it receives once decrypted (aiortc still does
 ICE, DTLS and SRTP for each), so the clients' CPU does not swamp the node's. For each session
 size N the clients join, connect, and then for ``--seconds`` we record every tick's time,
 the frames the node concealed, and the node process's CPU time.
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -31,7 +32,16 @@ from node.config import load_config
 
 
 def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) -> None:
-    """Child process: ``count`` light clients in one event loop."""
+    """Child process: ``count`` light clients in one event loop.
+
+    Each is a real aiortc peer connection (ICE, DTLS, SRTP both ways) that does as little
+    else as it can: it sends Opus packets encoded once up front, each wrapped in a 12-byte
+    RTP header and handed straight to its DTLS transport by one pacing task per client (no
+    sender pipeline), and it drops what it receives right after SRTP decryption.
+    """
+    import re
+    import struct
+
     import av  # noqa: F401 - loaded before aiortc so packets are shared types
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamTrack
@@ -39,41 +49,50 @@ def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) 
 
     from client.session import JamClient
     from node.media.codec import OpusEncoder
-    from node.media.inbound import tap_receiver
     from node.media.peer import set_opus_params
 
     encoder = OpusEncoder(1, 96000)
     t = np.arange(48000) / 48000
     pcm = (np.sin(2 * np.pi * 330 * t) * 6000).astype(np.int16)
-    packets = [p for i in range(50) for p in encoder.encode(pcm[i * 960 : (i + 1) * 960])]
+    payloads = [bytes(p) for i in range(50) for p in encoder.encode(pcm[i * 960 : (i + 1) * 960])]
 
-    class Replay(MediaStreamTrack):
+    class Silent(MediaStreamTrack):
+        """Gives the connection an outgoing audio stream (and its SSRC) but never a frame:
+        the pacing task sends the packets itself."""
+
         kind = "audio"
 
-        def __init__(self) -> None:
-            super().__init__()
-            self._i = 0
-            self._next = 0.0
-
         async def recv(self):  # type: ignore[no-untyped-def]
-            now = time.monotonic()
-            if self._next == 0.0:
-                self._next = now
-            if self._next > now:
-                await asyncio.sleep(self._next - now)
-            self._next += 0.02
-            packet = packets[self._i % len(packets)]
-            packet.pts = self._i * 960
-            self._i += 1
-            return packet
+            await asyncio.Future()
 
-    async def one(index: int) -> JamClient:
+    async def drop(data: bytes, arrival_time_ms: int) -> None:
+        """Received RTP, already decrypted: not parsed, not routed, not decoded."""
+
+    async def pace(pc: RTCPeerConnection, payload_type: int) -> None:
+        sender = pc.getSenders()[0]
+        dtls = sender.transport
+        ssrc = sender._ssrc
+        seq, start = 0, time.monotonic()
+        while True:
+            due = start + seq * 0.02
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            header = struct.pack("!BBHII", 0x80, payload_type, seq & 0xFFFF,
+                                 (seq * 960) & 0xFFFFFFFF, ssrc)  # fmt: skip
+            try:
+                await dtls._send_rtp(header + payloads[seq % len(payloads)])
+            except ConnectionError:
+                return
+            seq += 1
+
+    async def one(index: int) -> tuple[JamClient, asyncio.Task[None]]:
         client = JamClient(url, Account.create(), f"c{index}")
         await client.__aenter__()
         await client.join(session_id)
         await client.control(type="pose", x=float(np.cos(index) * 8), y=float(np.sin(index) * 8))
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTrack(Replay())
+        pc.addTrack(Silent())
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
         answer = await client.request(
@@ -82,10 +101,16 @@ def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) 
             {"type": "offer", "sdp": set_opus_params(pc.localDescription.sdp, {"stereo": "1"})},
             auth=True,
         )
-        tap_receiver(pc.getTransceivers()[0].receiver, lambda *_: None)  # never decode
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        found = re.search(r"a=rtpmap:(\d+) opus/48000", answer["sdp"])
+        assert found, "the node's answer has no Opus"
+        pc.getSenders()[0].transport._handle_rtp_data = drop
+        while pc.connectionState != "connected":
+            if pc.connectionState in ("failed", "closed"):
+                raise RuntimeError(f"client {index} could not connect")
+            await asyncio.sleep(0.05)
         client.pc = pc
-        return client
+        return client, asyncio.create_task(pace(pc, int(found.group(1))))
 
     async def run() -> None:
         clients = []
@@ -93,7 +118,8 @@ def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) 
             clients.append(await one(i))
         ready.set()
         await asyncio.to_thread(stop.wait)
-        for client in clients:
+        for client, task in clients:
+            task.cancel()
             await client.close()
 
     asyncio.run(run())
@@ -130,6 +156,7 @@ async def measure(size: int, seconds: float) -> dict[str, Any]:
                 concealed0 = sum(s.jitter.stats.concealed for s in mixer.slots if s)
                 played0 = sum(s.jitter.stats.played for s in mixer.slots if s)
                 cpu0, wall0 = time.process_time(), time.monotonic()
+                clients_cpu0, steal0 = _cpu_seconds(proc.pid), _steal()
                 while time.monotonic() - wall0 < seconds:
                     await asyncio.sleep(1.0)
                     print(
@@ -138,6 +165,8 @@ async def measure(size: int, seconds: float) -> dict[str, Any]:
                         end="\r",
                     )
                 cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+                clients_cpu = _cpu_seconds(proc.pid) - clients_cpu0
+                steal = _steal() - steal0
                 node.clock.tick_observers.remove(ticks.append)
                 concealed = sum(s.jitter.stats.concealed for s in mixer.slots if s) - concealed0
                 played = sum(s.jitter.stats.played for s in mixer.slots if s) - played0
@@ -165,11 +194,32 @@ async def measure(size: int, seconds: float) -> dict[str, Any]:
         "concealed_ratio": ratio,
         "node_cpu_pct": cpu_pct,
         "node_cpu_pct_per_participant": cpu_pct / size,
+        "clients_cpu_pct": 100 * clients_cpu / wall,
+        "steal_pct": 100 * steal / wall / (os.cpu_count() or 1),
         "overruns": int(np.sum(tick_ms > 20)),
         "jitter_totals": jitter,
     }
     result["ok"] = bool(result["tick_ms_p99"] < 20 and ratio < 0.001 and listeners == size)
     return result
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _steal() -> float:
+    """CPU seconds the hypervisor gave to other guests so far, all cores (0 when unknown).
+    A noisy neighbour shows up here, not in our own CPU figures."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return 0.0
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
 async def _create(url: str) -> str:

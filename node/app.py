@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import ipaddress
 import logging
+import os
 import signal
 import ssl
 from pathlib import Path
@@ -132,6 +133,7 @@ class Node:
             config.media.tick_ms,
             on_tick_time=metrics.tick_seconds.observe,
             on_node_latency=metrics.node_added_seconds.observe,
+            threads=config.media.mix_threads or min(4, os.cpu_count() or 1),
         )
         if config.chain.mode != "off":
             self.chain = ChainService(config)

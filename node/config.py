@@ -60,6 +60,9 @@ class MediaConfig:
     """Bitrate of the node's stereo Opus encoder for each personal mix."""
     opus_complexity: int = 5
     """libopus encoder complexity 0-10 for personal mixes (CPU vs quality)."""
+    mix_threads: int = 0
+    """Threads that share each tick's Opus decoding and encoding (1-16); 0 picks the number
+    of CPU cores, at most 4."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs ("stun:host:port", "turn:user:pass@host:port"); empty keeps ICE local."""
     outbound_queue_frames: int = 4
@@ -215,6 +218,7 @@ class NodeConfig:
                 "need 0 <= media.jitter_min_delay_ms <= media.jitter_max_delay_ms <= 1000",
             ),
             (0 <= self.media.opus_complexity <= 10, "media.opus_complexity must be 0-10"),
+            (0 <= self.media.mix_threads <= 16, "media.mix_threads must be 0-16 (0: automatic)"),
             (
                 6000 <= self.media.downlink_bitrate_bps <= 510000,
                 "media.downlink_bitrate_bps must be 6000-510000",

@@ -37,6 +37,11 @@ class OpusFrameDecoder:
         self.channels = channels
         self._decoder = opus.Decoder(channels)
 
+    @property
+    def batch_handle(self) -> int:
+        """The libopus state for the mixer's batched decode (mono only; 0: decode one by one)."""
+        return self._decoder.handle if self.channels == 1 else 0
+
     def decode(self, payload: bytes, out: F32) -> bool:
         """Decode into ``out``; False when the payload is not a valid Opus frame."""
         if not payload:
@@ -92,10 +97,19 @@ class OpusEncoder:
         self._encoder = opus.Encoder(channels, bitrate_bps, complexity)
         self._pts = 0
 
+    @property
+    def handle(self) -> int:
+        """The libopus state, for encoding a whole tick at once (``node.media.batch``)."""
+        return self._encoder.handle
+
     def encode(self, pcm: I16) -> list[EncodedPacket]:
         """Encode one frame: ``pcm`` is (frame_samples, channels) or flat interleaved s16."""
-        packet = av.Packet(self._encoder.encode(pcm))
+        return [self.packet(self._encoder.encode(pcm))]
+
+    def packet(self, data: bytes) -> EncodedPacket:
+        """Wrap the next frame's encoded bytes (made here or by the batch) as a timed packet."""
+        packet = av.Packet(data)
         packet.pts = self._pts
         packet.time_base = TIME_BASE
         self._pts += self.frame_samples
-        return [packet]
+        return packet

@@ -16,9 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
+from node.media import batch
 from node.media.codec import EncodedPacket, OpusEncoder
+from node.media.opus import MAX_PACKET
 from node.media.outbound import PacketTrack
 from node.session.mixer import SessionMixer, Slot, TickReport
 from node.session.phase import ALIGN_EVERY_TICKS, ALIGN_MIN_GAP_TICKS, alignment_shift
@@ -56,6 +60,54 @@ class SessionMedia:
     listeners: dict[int, Listener] = field(default_factory=dict)
     on_tick: Callable[[TickReport], None] | None = None
     """Called on the event loop after each delivered tick (beats, levels)."""
+    # The tick's batched encode: which encoder and mix row, and where the packets land.
+    _handles: npt.NDArray[np.int64] = field(init=False, repr=False)
+    _rows: npt.NDArray[np.int64] = field(init=False, repr=False)
+    _packets: npt.NDArray[np.uint8] = field(init=False, repr=False)
+    _sizes: npt.NDArray[np.int32] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rows = self.mixer.out_pcm.shape[0]
+        self._handles = np.zeros(rows, dtype=np.int64)
+        self._rows = np.zeros(rows, dtype=np.int64)
+        self._packets = np.zeros((rows, MAX_PACKET), dtype=np.uint8)
+        self._sizes = np.zeros(rows, dtype=np.int32)
+
+    def encode(
+        self, workers: batch.RowWorkers = batch.INLINE
+    ) -> list[tuple[PacketTrack, EncodedPacket]]:
+        """Every connected listener's mix of this tick as an Opus packet for its track: the
+        stereo ones in one GIL-free batch (``node.media.batch``), any others one by one."""
+        mixer = self.mixer
+        out: list[tuple[PacketTrack, EncodedPacket]] = []
+        batched: list[Listener] = []
+        for index, listener in list(self.listeners.items()):
+            handle = listener.encoder.handle
+            if listener.encoder.channels == 2 and handle:
+                self._handles[len(batched)] = handle
+                self._rows[len(batched)] = index
+                batched.append(listener)
+                continue
+            try:
+                for packet in listener.encoder.encode(mixer.out_pcm[index]):
+                    out.append((listener.track, packet))
+            except Exception:  # never let one listener's encoder stop the clock
+                log.exception("encoding the mix for slot %d failed", index)
+        if not batched:
+            return out
+        workers.run(
+            batch.encode_rows, len(batched),
+            self._handles, self._rows, mixer.out_pcm, self._packets, self._sizes,
+        )  # fmt: skip
+        for k, listener in enumerate(batched):
+            size = int(self._sizes[k])
+            if size < 0:
+                log.error(
+                    "encoding the mix for slot %d failed (opus error %d)", self._rows[k], size
+                )
+                continue
+            out.append((listener.track, listener.encoder.packet(self._packets[k, :size].tobytes())))
+        return out
 
 
 TickObserver = Callable[[float], None]
@@ -75,8 +127,12 @@ class MixClock:
         tick_ms: int = 20,
         on_tick_time: TickObserver | None = None,
         on_node_latency: LatencyObserver | None = None,
+        threads: int = 1,
     ) -> None:
         self._loop = loop
+        self.threads = threads
+        """Threads that share each tick's Opus work: the clock's own plus ``threads - 1``."""
+        self._workers = batch.INLINE
         self.period_s = tick_ms / 1000.0
         self._sessions: dict[str, SessionMedia] = {}
         self._snapshot: tuple[SessionMedia, ...] = ()
@@ -113,6 +169,8 @@ class MixClock:
         # The event loop and this thread share the GIL; by default a thread that wants it
         # waits up to 5 ms, a quarter of a tick. Hand it over more often.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        batch.warm_up()  # compiled (or loaded from disk) now, not in the first tick
+        self._workers = batch.RowWorkers(self.threads)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="jamnet-mix-clock", daemon=True)
         self._thread.start()
@@ -123,6 +181,8 @@ class MixClock:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self._workers.close()
+        self._workers = batch.INLINE
 
     def _run(self) -> None:
         # The mix's matrix products are small: BLAS worker threads only spin and steal the
@@ -183,14 +243,13 @@ class MixClock:
 
     def _tick_session(self, media: SessionMedia) -> TickOutput:
         mixer = media.mixer
+        mixer.workers = self._workers
         report = mixer.tick()
-        out: list[tuple[PacketTrack, EncodedPacket]] = []
-        for index, listener in list(media.listeners.items()):
-            try:
-                for packet in listener.encoder.encode(mixer.out_pcm[index]):
-                    out.append((listener.track, packet))
-            except Exception:  # never let one listener's encoder stop the clock
-                log.exception("encoding the mix for slot %d failed", index)
+        try:
+            out = media.encode(self._workers)
+        except Exception:  # never let encoding stop the clock
+            log.exception("encoding the session's mixes failed")
+            out = []
         arrivals = [
             (slot, slot.played_arrival_s) for slot in mixer.slots if slot and slot.played_arrival_s
         ]

@@ -73,8 +73,33 @@ def _load() -> Any:
     return lib
 
 
-class Encoder:
+class _State:
+    """A libopus encoder or decoder state, destroyed with its Python object."""
+
+    _destroy = ""
+    _handle: ctypes.c_void_p | None = None
+
+    def __init__(self, lib: Any, handle: int, channels: int) -> None:
+        self._lib = lib
+        self._handle = ctypes.c_void_p(handle)
+        self.channels = channels
+
+    @property
+    def handle(self) -> int:
+        """The state's address (for ``node.media.batch``); 0 once destroyed."""
+        return (self._handle.value or 0) if self._handle is not None else 0
+
+    def __del__(self) -> None:
+        handle = self._handle
+        if handle:
+            getattr(self._lib, self._destroy)(handle)
+            self._handle = None
+
+
+class Encoder(_State):
     """libopus encoder in music mode: int16 interleaved frames in, packet bytes out."""
+
+    _destroy = "opus_encoder_destroy"
 
     def __init__(
         self, channels: int, bitrate_bps: int, complexity: int = 5, sample_rate: int = 48000
@@ -86,9 +111,7 @@ class Encoder:
         )
         if error.value != 0 or not handle:
             raise MediaError(f"opus_encoder_create failed ({error.value})")
-        self._lib = lib
-        self._handle: ctypes.c_void_p | None = ctypes.c_void_p(handle)
-        self.channels = channels
+        super().__init__(lib, handle, channels)
         for request, value in (
             (OPUS_SET_BITRATE, bitrate_bps),
             (OPUS_SET_COMPLEXITY, complexity),
@@ -110,15 +133,11 @@ class Encoder:
             raise MediaError(f"opus_encode failed ({size})")
         return self._out.raw[:size]
 
-    def __del__(self) -> None:
-        handle = getattr(self, "_handle", None)
-        if handle:
-            self._lib.opus_encoder_destroy(handle)
-            self._handle = None
 
-
-class Decoder:
+class Decoder(_State):
     """libopus decoder to float32 (interleaved when stereo), with built-in concealment."""
+
+    _destroy = "opus_decoder_destroy"
 
     def __init__(self, channels: int, sample_rate: int = 48000) -> None:
         lib = _load()
@@ -126,9 +145,7 @@ class Decoder:
         handle = lib.opus_decoder_create(sample_rate, channels, ctypes.byref(error))
         if error.value != 0 or not handle:
             raise MediaError(f"opus_decoder_create failed ({error.value})")
-        self._lib = lib
-        self._handle: ctypes.c_void_p | None = ctypes.c_void_p(handle)
-        self.channels = channels
+        super().__init__(lib, handle, channels)
 
     def decode(self, payload: bytes | None, out: npt.NDArray[np.float32]) -> int:
         """Decode ``payload`` (None: conceal one frame) into ``out``; samples per channel or <0."""
@@ -137,9 +154,3 @@ class Decoder:
             self._handle, payload, len(payload) if payload else 0, out.ctypes.data, frame_size, 0
         )
         return samples
-
-    def __del__(self) -> None:
-        handle = getattr(self, "_handle", None)
-        if handle:
-            self._lib.opus_decoder_destroy(handle)
-            self._handle = None

@@ -3,7 +3,8 @@
 Pure and synchronous. The event loop thread only *posts*: packets go into each slot's
 bounded inbox (keep newest, drop oldest) and control changes into a command queue; the mix
 clock thread calls ``tick()`` every frame, which applies the commands, drains the inboxes,
-decodes or conceals one frame per source, and renders every listener's mix into
+decodes or conceals one frame per source (every Opus source in one call that releases the
+GIL, see ``node.media.batch``), and renders every listener's mix into
 preallocated buffers. ``tick()`` never raises: failures are counted.
 
 Row/column layout of the mix matrices (``capacity`` = most participants):
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from node.media import batch
+from node.media.batch import MAX_PAYLOAD
 from node.session.jitter import JitterBuffer, PopKind
 from node.session.metronome import Metronome
 from node.session.render import STAGE_HALF_M, Renderer, StereoPanner
@@ -144,6 +147,16 @@ class SessionMixer:
         self.out_right = np.zeros((rows, frame_samples), dtype=np.float32)
         self.out_pcm = np.zeros((rows, frame_samples, 2), dtype=np.int16)
         self._energy = np.zeros(rows, dtype=np.float32)
+        # Opus sources staged for the tick's one batched decode.
+        self._payload = np.zeros((capacity, MAX_PAYLOAD), dtype=np.uint8)
+        self._payload_rows = [row.data for row in self._payload]
+        self._payload_len = np.zeros(capacity, dtype=np.int32)
+        self._stage_handles = np.zeros(capacity, dtype=np.int64)
+        self._stage_rows = np.zeros(capacity, dtype=np.int64)
+        self._stage_results = np.zeros(capacity, dtype=np.int32)
+        self._staged = 0
+        self.workers: batch.RowWorkers = batch.INLINE
+        """Threads that share the batched decode (the mix clock hands over its own)."""
         self.levels = np.zeros(capacity, dtype=np.float32)
         """Latest RMS level of each participant's source (read by the event loop)."""
         factory = renderer_factory or StereoPanner
@@ -303,6 +316,7 @@ class SessionMixer:
                 self.sample += self.frame_samples
                 self.ticks += 1
                 return TickReport(self.sample, beat, time.perf_counter() - started)
+            self._staged = 0
             for index, slot in enumerate(self.slots):
                 if slot is None:
                     continue
@@ -310,6 +324,8 @@ class SessionMixer:
                     slot.local.fill(self.sample, self.sources[index])
                     continue
                 self._pull_source(index, slot, now)
+            if self._staged:
+                self._decode_staged()
             beat = self.metronome.render(self.sample, self.sources[self.capacity])
             if self._modes_dirty:
                 self.renderer.set_modes(self.binaural, self.room_on, self._distance)
@@ -344,41 +360,97 @@ class SessionMixer:
             seq, timestamp, data, arrival = inbox.popleft()
             jitter.add(seq, timestamp, data, arrival)
         kind, payload = jitter.pop(now)
-        row = self.sources[index]
         slot.played_arrival_s = 0.0
+        handle: int = getattr(slot.decoder, "batch_handle", 0)
+        if handle:  # staged here, decoded with every other Opus source of the tick at once
+            if kind == PopKind.PLAY and payload is not None:
+                size = len(payload)
+                if 0 < size <= MAX_PAYLOAD:
+                    self._payload_rows[index][:size] = payload
+                    self._stage(index, handle, size)
+                    return
+                slot.counters.decode_errors += 1
+                kind = PopKind.CONCEAL
+            if kind == PopKind.CONCEAL and slot.concealing < MAX_CODEC_CONCEAL:
+                self._stage(index, handle, 0)
+                return
         if kind == PopKind.PLAY and payload is not None:
             try:
-                decoded = slot.decoder.decode(payload, row)
+                decoded = slot.decoder.decode(payload, self.sources[index])
             except Exception:  # one bad stream must not silence the session
                 decoded = False
             if decoded:
-                slot.played_arrival_s = jitter.last_arrival_s
-                if slot.concealing:
-                    # Fade the real signal back in over the first 2 ms.
-                    n = self._fade_in.shape[0]
-                    row[:n] *= self._fade_in
-                    slot.concealing = 0
-                self._last[index] = row
+                self._played(index, slot)
                 return
             slot.counters.decode_errors += 1
             kind = PopKind.CONCEAL
         if kind == PopKind.CONCEAL:
-            conceal = getattr(slot.decoder, "conceal", None)
-            if conceal is not None and slot.concealing < MAX_CODEC_CONCEAL:
-                try:
-                    concealed = bool(conceal(row))
-                except Exception:
-                    concealed = False
-                if concealed:  # the codec's own concealment (Opus PLC)
-                    slot.concealing += 1
-                    return
-            # Mirror the last frame (continuous at the joint) and let it decay.
-            np.multiply(self._last[index, ::-1], self._ramp, out=row)
-            row *= CONCEAL_DECAY**slot.concealing
-            self._last[index] = row
-            slot.concealing += 1
+            self._conceal(index, slot, codec=True)
         else:
-            row.fill(0.0)
+            self.sources[index].fill(0.0)
+
+    def _stage(self, index: int, handle: int, size: int) -> None:
+        k = self._staged
+        self._stage_handles[k] = handle
+        self._stage_rows[k] = index
+        self._payload_len[index] = size
+        self._staged = k + 1
+
+    def _decode_staged(self) -> None:
+        """Decode (or conceal with Opus's PLC) every staged source in one GIL-free call."""
+        count, self._staged = self._staged, 0
+        self.workers.run(
+            batch.decode_rows, count, self._stage_handles, self._stage_rows,
+            self._payload, self._payload_len, self.sources, self._stage_results,
+        )  # fmt: skip
+        frame = self.frame_samples
+        for k in range(count):
+            index = int(self._stage_rows[k])
+            slot = self.slots[index]
+            if slot is None:
+                continue
+            samples = int(self._stage_results[k])
+            if samples > 0 and samples < frame:
+                self.sources[index, samples:] = 0.0
+            if self._payload_len[index]:  # a real frame
+                if samples > 0:
+                    self._played(index, slot)
+                else:
+                    slot.counters.decode_errors += 1
+                    self._conceal(index, slot, codec=True)
+            elif samples > 0:
+                slot.concealing += 1
+            else:
+                self._conceal(index, slot, codec=False)
+
+    def _played(self, index: int, slot: Slot) -> None:
+        """A frame was decoded into the source row."""
+        row = self.sources[index]
+        slot.played_arrival_s = slot.jitter.last_arrival_s
+        if slot.concealing:
+            # Fade the real signal back in over the first 2 ms.
+            n = self._fade_in.shape[0]
+            row[:n] *= self._fade_in
+            slot.concealing = 0
+        self._last[index] = row
+
+    def _conceal(self, index: int, slot: Slot, codec: bool) -> None:
+        """Fill a missing frame: the codec's own concealment while it lasts, then a decay."""
+        row = self.sources[index]
+        conceal = getattr(slot.decoder, "conceal", None) if codec else None
+        if conceal is not None and slot.concealing < MAX_CODEC_CONCEAL:
+            try:
+                concealed = bool(conceal(row))
+            except Exception:
+                concealed = False
+            if concealed:  # the codec's own packet-loss concealment (Opus PLC)
+                slot.concealing += 1
+                return
+        # Mirror the last frame (continuous at the joint) and let it decay.
+        np.multiply(self._last[index, ::-1], self._ramp, out=row)
+        row *= CONCEAL_DECAY**slot.concealing
+        self._last[index] = row
+        slot.concealing += 1
 
     def _account(self) -> None:
         n = self.frame_samples
