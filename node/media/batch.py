@@ -108,14 +108,27 @@ RowJob = Callable[..., None]
 """``encode_rows`` or ``decode_rows``: ``(start, stop, *arrays)``."""
 
 
+class _Job:
+    """One slice of a row job; whichever thread claims it first runs it."""
+
+    __slots__ = ("args", "claim", "error", "fn", "start", "stop")
+
+    def __init__(self, fn: RowJob, start: int, stop: int, args: tuple[object, ...]) -> None:
+        self.fn, self.start, self.stop, self.args = fn, start, stop, args
+        self.claim = threading.Lock()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        self.fn(self.start, self.stop, *self.args)
+
+
 class _Helper:
-    """A thread that runs one slice of a row job whenever it is handed one."""
+    """A thread that runs the slices handed to it, unless the caller got there first."""
 
     def __init__(self, name: str) -> None:
         self._go = threading.Semaphore(0)
         self._done = threading.Semaphore(0)
-        self._job: tuple[RowJob, int, int, tuple[object, ...]] | None = None
-        self._error: BaseException | None = None
+        self._job: _Job | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -125,22 +138,29 @@ class _Helper:
             job = self._job
             if job is None:
                 return
-            fn, start, stop, args = job
+            if not job.claim.acquire(blocking=False):
+                continue  # the caller ran it already (or this wake-up is a stale one)
             try:
-                fn(start, stop, *args)
-            except BaseException as exc:  # handed back to the caller by wait()
-                self._error = exc
+                job.run()
+            except BaseException as exc:  # handed back to the caller by finish()
+                job.error = exc
             self._done.release()
 
-    def submit(self, fn: RowJob, start: int, stop: int, args: tuple[object, ...]) -> None:
-        self._job = (fn, start, stop, args)
+    def submit(self, fn: RowJob, start: int, stop: int, args: tuple[object, ...]) -> _Job:
+        job = _Job(fn, start, stop, args)
+        self._job = job
         self._go.release()
+        return job
 
-    def wait(self) -> None:
+    def finish(self, job: _Job) -> None:
+        """Run ``job`` on this thread if the helper has not started it (a busy machine can
+        be slow to wake a thread); otherwise wait for the helper to finish it."""
+        if job.claim.acquire(blocking=False):
+            job.run()
+            return
         self._done.acquire()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
+        if job.error is not None:
+            raise job.error
 
     def close(self) -> None:
         self._job = None
@@ -169,13 +189,21 @@ class RowWorkers:
             return
         bounds = [count * i // threads for i in range(threads + 1)]
         helpers = self._helpers[: threads - 1]
-        for i, helper in enumerate(helpers, start=1):
+        jobs = [
             helper.submit(fn, bounds[i], bounds[i + 1], args)
+            for i, helper in enumerate(helpers, start=1)
+        ]
         try:
             fn(0, bounds[1], *args)
         finally:
-            for helper in helpers:
-                helper.wait()
+            errors = []
+            for helper, job in zip(helpers, jobs, strict=True):
+                try:
+                    helper.finish(job)
+                except BaseException as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
 
     def close(self) -> None:
         """Stop the helper threads."""
