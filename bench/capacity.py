@@ -7,7 +7,10 @@ size N the clients join, connect, and then for ``--seconds`` we record every tic
 the frames the node concealed, and the node process's CPU time.
 
 A size passes when tick p99 < 20 ms and concealed frames < 0.1% with every listener getting
-its personal mix. Prints progress to stderr and one JSON object on the last line of stdout.
+its personal mix. On a shared virtual machine a neighbour can take the CPUs away (steal
+time, which our own CPU figures do not show): a measurement with more than ``--max-steal``
+percent stolen is repeated, and the discarded attempts are reported with the one kept.
+Prints progress to stderr and one JSON object on the last line of stdout.
 """
 
 from __future__ import annotations
@@ -239,13 +242,28 @@ async def main() -> None:
         help="session sizes to try, in order; stops after the first failure",
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="measurement per size")
+    parser.add_argument(
+        "--max-steal",
+        type=float,
+        default=3.0,
+        help="a measurement during which the hypervisor stole more than this %% of the CPUs "
+        "measured a neighbour, not the node: it is repeated (see --retries)",
+    )
+    parser.add_argument("--retries", type=int, default=2, help="repeats of a stolen measurement")
     args = parser.parse_args()
     runs = []
     best = 0
     for size in (int(s) for s in args.sizes.split(",")):
-        print(f"size {size} …", file=sys.stderr)
-        result = await measure(size, args.seconds)
-        print(f"\n  {json.dumps(result)}", file=sys.stderr)
+        stolen: list[dict[str, Any]] = []
+        while True:
+            print(f"size {size} …", file=sys.stderr)
+            result = await measure(size, args.seconds)
+            print(f"\n  {json.dumps(result)}", file=sys.stderr)
+            if result["steal_pct"] <= args.max_steal or len(stolen) >= args.retries:
+                break
+            print(f"  {result['steal_pct']:.1f} % stolen: measuring again", file=sys.stderr)
+            stolen.append({k: v for k, v in result.items() if k != "jitter_totals"})
+        result["stolen_attempts"] = stolen  # every discarded attempt is reported
         runs.append(result)
         if not result["ok"]:
             break
