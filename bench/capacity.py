@@ -51,6 +51,7 @@ def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) 
     from eth_account import Account
 
     from client.session import JamClient
+    from node.heap import freeze
     from node.media.codec import OpusEncoder
     from node.media.peer import set_opus_params
 
@@ -119,6 +120,7 @@ def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) 
         clients = []
         for i in range(count):
             clients.append(await one(i))
+        freeze()  # as the CLI client does once connected (node.heap)
         ready.set()
         await asyncio.to_thread(stop.wait)
         for client, task in clients:
@@ -139,6 +141,8 @@ async def measure(size: int, seconds: float) -> dict[str, Any]:
         async with Node(config) as node:
             assert node.service is not None
             assert node.clock is not None
+            assert node.ai is not None
+            await node.ai.ready()  # the node freezes its heap after this (node.heap)
             owner_session = await _create(node.url)
             ctx = mp.get_context("spawn")
             ready, stop = ctx.Event(), ctx.Event()

@@ -19,6 +19,7 @@ from client.session import (
     SpeakerSink,
     wav_source,
 )
+from node.heap import freeze
 from node.keys import load_or_create_key
 
 
@@ -59,6 +60,7 @@ async def jam(args: argparse.Namespace) -> int:
         if args.monitor:
             await client.control(type="monitor", on=True)
         await client.connect(source, sink)
+        freeze()  # no full garbage-collector pass over the imports while we play (node.heap)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,6 +19,7 @@ from node.api.server import build_app
 from node.chain.service import ChainService
 from node.config import NodeConfig
 from node.errors import ConfigError
+from node.heap import HeapKeeper
 from node.identity import ChallengeBook
 from node.jam import JamService
 from node.media.engine import MixClock
@@ -105,6 +106,7 @@ class Node:
         self.chain: ChainService | None = None
         self.ai: AiService | None = None
         self.p2p: P2PService | None = None
+        self._settle: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -176,9 +178,15 @@ class Node:
         log.info("node listening", extra={"url": self.url, "data_dir": str(config.data_path)})
         if self.p2p is not None:
             await self.p2p.start(self.url.replace("://localhost:", "://127.0.0.1:"))
+        self._settle = asyncio.create_task(
+            _freeze_when_loaded(self.ai, self.service.heap), name="heap-freeze"
+        )
 
     async def stop(self) -> None:
         """Stop everything within a bound (idempotent)."""
+        if self._settle is not None:
+            self._settle.cancel()
+            self._settle = None
         if self.p2p is not None:
             await self.p2p.stop()
             self.p2p = None
@@ -203,6 +211,12 @@ class Node:
         if self.chain is not None:
             await self.chain.stop()
             self.chain = None
+
+
+async def _freeze_when_loaded(ai: AiService, heap: HeapKeeper) -> None:
+    """Freeze the long-lived heap (``node.heap``) once the models' background load is over."""
+    await ai.ready()
+    heap.start()
 
 
 async def serve(config: NodeConfig, announce: bool = True) -> None:

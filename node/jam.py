@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from node.config import NodeConfig
 from node.errors import NotFoundError, SessionError
+from node.heap import HeapKeeper
 from node.identity import check_invite
 from node.media.codec import OpusEncoder, OpusFrameDecoder, PcmFrameDecoder, pump_decoded
 from node.media.engine import Listener, MixClock, SessionMedia
@@ -91,6 +92,8 @@ class JamService:
         self.recordings_dir = config.data_path / "recordings"
         self.federation: Federation | None = None
         """Set by the p2p service: bridges sessions to other nodes."""
+        self.heap = HeapKeeper()
+        """Keeps the collector's full passes out of live sessions (``node.heap``)."""
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -695,6 +698,7 @@ class JamService:
     async def _stats_loop(self) -> None:
         while True:
             await asyncio.sleep(STATS_EVERY_S)
+            self.heap.observe(sum(len(live.session.participants) for live in self._live.values()))
             for live in list(self._live.values()):
                 if live.recorder is not None:
                     try:
