@@ -14,6 +14,13 @@ It schedules by time, not by counting frames:
 - when a packet misses its tick, ``delay_s`` rises at once to cover packets that slow (plus
   a margin); after ``calm_ticks`` without a late packet it falls back, at most
   ``release_s`` per second, towards the ``percentile`` of recent delays (plus the margin);
+- recurring peaks are remembered: when packets came slower than that level (or late) on
+  more than one occasion in the last ``peak_hold_s`` (a busy sender or node that stalls
+  every few seconds, a link with periodic bursts), the delay does not fall below the
+  highest of those peaks until they are that old. Without this the delay would fall back
+  after every calm spell only to be caught by the next stall, concealing twice (the late
+  frame, then the frame held while the delay rises) each time; a lone glitch still decays
+  after ``calm_ticks``;
 - a frame not here when due is concealed (the codec extrapolates) and counted *lost*; if it
   arrives afterwards it is *late*; when the schedule moves (delay changed, clocks drifted)
   the buffer drops frames that are overdue or holds (conceals) for one that is early;
@@ -35,6 +42,7 @@ _RESET_JUMP = 3000  # a sequence jump this large is a new stream, not loss.
 # so, hence a little tolerance before holding, and hysteresis before skipping.
 EARLY_FRAMES = 0.1  # play a frame up to 2 ms before it is due
 _SKIP_AT_FRAMES = 1.3  # skip once the next frame is 26 ms overdue
+_PEAK_EVENT_TICKS = 50  # late packets within a second of each other are one peak
 
 
 class AddResult(enum.Enum):
@@ -89,6 +97,7 @@ class JitterBuffer:
         percentile: float = 0.98,
         calm_ticks: int = 250,
         release_s: float = 0.005,
+        peak_hold_s: float = 10.0,
         frame_samples: int = 960,
         sample_rate: int = 48000,
     ) -> None:
@@ -102,6 +111,7 @@ class JitterBuffer:
         self.percentile = percentile
         self.calm_ticks = calm_ticks
         self.release_s = release_s
+        self.peak_hold_ticks = round(peak_hold_s / frame_s)
         self.frame_samples = frame_samples
         self.sample_rate = sample_rate
         self.frame_s = frame_s
@@ -125,6 +135,10 @@ class JitterBuffer:
         self._count = 0
         self._ticks = 0
         self._ticks_since_raise = 0
+        self._peaks: collections.deque[tuple[int, float]] = collections.deque(maxlen=16)
+        """(tick, delay wanted) of recent packets slower than ``_level``, for the peak hold."""
+        self._level = max_delay_s
+        """The delay recent jitter needs (``percentile`` plus margin), updated each second."""
         self.jitter_ms = 0.0
         """RFC 3550 interarrival jitter estimate in milliseconds."""
         self._last_transit: float | None = None
@@ -180,6 +194,7 @@ class JitterBuffer:
                 wanted = min(self.max_delay_s, self._last_delay + self.margin_s)
                 self.delay_s = max(self.delay_s, wanted)
                 self._ticks_since_raise = 0
+                self._peak(wanted)
                 return AddResult.LATE
             self._next, self._next_ts = ext, ext_ts  # before playback: an earlier start
         elif ext >= self._next + self.capacity:
@@ -215,6 +230,8 @@ class JitterBuffer:
         self._misses = 0
         self._transits.clear()
         self._delays.clear()
+        self._peaks.clear()
+        self._level = self.max_delay_s
         self._last_transit = None
 
     def _observe(self, ext_ts: int, arrival_s: float) -> None:
@@ -230,10 +247,20 @@ class JitterBuffer:
             self._transits.popleft()
         self._last_delay = transit - self._transits[0][1]
         self._delays.append(self._last_delay)
+        if self._last_delay + self.margin_s > self._level:
+            self._peak(min(self.max_delay_s, self._last_delay + self.margin_s))
         if self._last_transit is not None:
             d = abs(transit - self._last_transit) * 1000.0
             self.jitter_ms += (d - self.jitter_ms) / 16.0
         self._last_transit = transit
+
+    def _peak(self, level: float) -> None:
+        """Remember a packet slower than the jitter level (merged with others of its stall)."""
+        if self._peaks and self._ticks - self._peaks[-1][0] < _PEAK_EVENT_TICKS:
+            # The same stall or burst: one peak, as high as its slowest packet.
+            self._peaks[-1] = (self._peaks[-1][0], max(self._peaks[-1][1], level))
+        else:
+            self._peaks.append((self._ticks, level))
 
     def _clear(self, ext: int) -> None:
         slot = ext % self.capacity
@@ -288,13 +315,21 @@ class JitterBuffer:
         return PopKind.CONCEAL, None
 
     def _adapt(self) -> None:
-        """Once a second: after a calm spell, let the delay fall towards recent jitter."""
+        """Once a second: the level recent jitter needs; after a calm spell, let the delay
+        fall towards it (but not below recurring peaks)."""
         self._ticks += 1
         self._ticks_since_raise += 1
-        if self._ticks % 50 or self._ticks_since_raise < self.calm_ticks or not self._delays:
+        if self._ticks % 50 or not self._delays:
             return
         ordered = sorted(self._delays)
         wanted = ordered[min(len(ordered) - 1, int(self.percentile * len(ordered)))]
         wanted = max(self.min_delay_s, wanted + self.margin_s)
+        self._level = wanted
+        while self._peaks and self._peaks[0][0] < self._ticks - self.peak_hold_ticks:
+            self._peaks.popleft()
+        if self._ticks_since_raise < self.calm_ticks:
+            return
+        if len(self._peaks) > 1:  # recurring peaks: stay above them while they recur
+            wanted = max(wanted, *(peak for _, peak in self._peaks))
         if wanted < self.delay_s:
             self.delay_s = max(wanted, self.delay_s - self.release_s)

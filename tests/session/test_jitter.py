@@ -135,6 +135,32 @@ def test_late_frames_raise_the_delay_and_calm_lowers_it() -> None:
     assert kinds[-120:-20].count(PopKind.PLAY) == 100
 
 
+def test_recurring_stalls_are_held_and_forgotten_when_they_stop() -> None:
+    """A sender (or node) that stalls every 4 s: after the stalls have recurred, the delay
+    stays above them instead of falling back after each calm spell and being caught again;
+    once they stop, it comes back down."""
+    jb = JitterBuffer()
+    arrivals = []
+    for n in range(3500):  # 70 s: a 16 ms stall every 4 s for the first 40 s, then calm
+        stalled = n < 2000 and n % 200 == 100
+        arrivals.append((n * FRAME_S + 0.002 + (0.016 if stalled else 0.0), n))
+    events = sorted(arrivals)
+    i, late_at, delays = 0, [], []
+    for tick in range(3520):
+        now = tick * FRAME_S + TICK_PHASE_S
+        while i < len(events) and events[i][0] <= now:
+            t, n = events[i]
+            if jb.add(n % 65536, n * 960, payload(n), t) == AddResult.LATE:
+                late_at.append(n)
+            i += 1
+        jb.pop(now)
+        delays.append(jb.delay_s)
+    assert late_at[:1] == [100], "the first stall is late: nothing predicted it"
+    assert len(late_at) <= 2, f"recurring stalls must be held, not relearnt: {late_at}"
+    assert min(delays[600:2000]) >= 0.016, "the delay stays above the recurring stalls"
+    assert delays[-1] < 0.005, "once the stalls stop, the delay comes back down"
+
+
 def test_duplicate_and_late_results() -> None:
     jb = JitterBuffer()
     assert jb.add(10, 0, b"a", 0.0) == AddResult.ACCEPTED
