@@ -60,6 +60,8 @@ class SessionMedia:
     listeners: dict[int, Listener] = field(default_factory=dict)
     on_tick: Callable[[TickReport], None] | None = None
     """Called on the event loop after each delivered tick (beats, levels)."""
+    encode_errors: int = 0
+    """Listener mixes that failed to encode (each logged, then one in a thousand)."""
     # The tick's batched encode: which encoder and mix row, and where the packets land.
     _handles: npt.NDArray[np.int64] = field(init=False, repr=False)
     _rows: npt.NDArray[np.int64] = field(init=False, repr=False)
@@ -92,7 +94,8 @@ class SessionMedia:
                 for packet in listener.encoder.encode(mixer.out_pcm[index]):
                     out.append((listener.track, packet))
             except Exception:  # never let one listener's encoder stop the clock
-                log.exception("encoding the mix for slot %d failed", index)
+                if self._encode_failed():
+                    log.exception("encoding the mix for slot %d failed", index)
         if not batched:
             return out
         workers.run(
@@ -102,12 +105,20 @@ class SessionMedia:
         for k, listener in enumerate(batched):
             size = int(self._sizes[k])
             if size < 0:
-                log.error(
-                    "encoding the mix for slot %d failed (opus error %d)", self._rows[k], size
-                )
+                if self._encode_failed():
+                    log.error(
+                        "encoding the mix for slot %d failed (opus error %d, %d so far)",
+                        self._rows[k], size, self.encode_errors,
+                    )  # fmt: skip
                 continue
             out.append((listener.track, listener.encoder.packet(self._packets[k, :size].tobytes())))
         return out
+
+    def _encode_failed(self) -> bool:
+        """Count a failed encode; whether to log it (the first ten, then one in a thousand,
+        so a broken encoder cannot flood the log at 50 ticks a second)."""
+        self.encode_errors += 1
+        return self.encode_errors <= 10 or self.encode_errors % 1000 == 0
 
 
 TickObserver = Callable[[float], None]

@@ -191,3 +191,29 @@ def test_mixer_decodes_opus_sources_in_one_batch_and_counts_bad_ones() -> None:
     assert [c.decode_errors for c in counters] == [0, 1, 1]
     assert mixer.slots[0].jitter.stats.lost == 1  # type: ignore[union-attr]
     assert mixer.tick_errors == 0
+
+
+class _BrokenEncoder(OpusEncoder):
+    """An encoder that fails every frame (as a wrong build of libopus might)."""
+
+    def encode(self, pcm):  # type: ignore[no-untyped-def]
+        raise RuntimeError("this encoder is broken")
+
+
+def test_a_failing_listener_encoder_is_counted_and_logged_sparingly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from node.media.engine import Listener, SessionMedia
+    from node.media.outbound import PacketTrack
+
+    mixer = SessionMixer(2)
+    media = SessionMedia(mixer)
+    good, broken = PacketTrack(), PacketTrack()
+    media.listeners[0] = Listener(good, OpusEncoder(2, 96000))
+    media.listeners[1] = Listener(broken, _BrokenEncoder(1, 64000))
+    with caplog.at_level("ERROR", logger="node.media.engine"):
+        for _ in range(1200):
+            out = media.encode()
+            assert [track for track, _ in out] == [good]  # the others still get their mix
+    assert media.encode_errors == 1200
+    assert len(caplog.records) == 11  # the first ten, then the thousandth
