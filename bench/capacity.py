@@ -117,10 +117,10 @@ def _clients_main(url: str, session_id: str, count: int, ready: Any, stop: Any) 
         return client, asyncio.create_task(pace(pc, int(found.group(1))))
 
     async def run() -> None:
+        freeze()  # as the CLI client does before it connects (node.heap)
         clients = []
         for i in range(count):
             clients.append(await one(i))
-        freeze()  # as the CLI client does once connected (node.heap)
         ready.set()
         await asyncio.to_thread(stop.wait)
         for client, task in clients:
@@ -142,7 +142,9 @@ async def measure(size: int, seconds: float) -> dict[str, Any]:
             assert node.service is not None
             assert node.clock is not None
             assert node.ai is not None
-            await node.ai.ready()  # the node freezes its heap after this (node.heap)
+            await node.ai.ready()  # the models are loaded before the clients come
+            node.service.heap.mark()  # and frozen with the rest now: nobody is here yet
+            node.service.heap.observe(0)
             owner_session = await _create(node.url)
             ctx = mp.get_context("spawn")
             ready, stop = ctx.Event(), ctx.Event()

@@ -59,8 +59,8 @@ async def jam(args: argparse.Namespace) -> int:
             await client.control(type="click", on=True)
         if args.monitor:
             await client.control(type="monitor", on=True)
+        freeze()  # one full collector pass now, none over the imports while we play
         await client.connect(source, sink)
-        freeze()  # no full garbage-collector pass over the imports while we play (node.heap)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -164,6 +164,7 @@ class Node:
         await self.service.start()
         await self.ai.start()
         self.clock.start()
+        self.service.heap.start()  # one full collector pass, before anyone can connect
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.http.host, config.http.port, ssl_context=context)
@@ -179,7 +180,7 @@ class Node:
         if self.p2p is not None:
             await self.p2p.start(self.url.replace("://localhost:", "://127.0.0.1:"))
         self._settle = asyncio.create_task(
-            _freeze_when_loaded(self.ai, self.service.heap), name="heap-freeze"
+            _mark_when_loaded(self.ai, self.service.heap), name="heap-mark"
         )
 
     async def stop(self) -> None:
@@ -213,10 +214,11 @@ class Node:
             self.chain = None
 
 
-async def _freeze_when_loaded(ai: AiService, heap: HeapKeeper) -> None:
-    """Freeze the long-lived heap (``node.heap``) once the models' background load is over."""
+async def _mark_when_loaded(ai: AiService, heap: HeapKeeper) -> None:
+    """Once the models' background load is over, freeze again at the next idle moment."""
     await ai.ready()
-    heap.start()
+    if ai.status == "ready":
+        heap.mark()
 
 
 async def serve(config: NodeConfig, announce: bool = True) -> None:

@@ -11,9 +11,11 @@ So the long-lived heap is frozen (``gc.freeze``): objects alive once a process h
 everything move to a permanent generation that collections skip, and the passes during a jam
 only walk what was made since — the sessions' and peers' own objects, a few milliseconds.
 
-Frozen objects are never collected, so garbage that only became garbage after a freeze (a
-peer that left, say) would stay. ``HeapKeeper`` therefore thaws, collects and freezes again
-whenever the node becomes idle (nobody connected anywhere): that pause is heard by nobody.
+The freeze itself is one full pass, so it is only done when nobody can hear it: as the node
+starts (before it accepts anyone), and then whenever the node becomes idle (nobody connected
+anywhere) after something changed — participants came and went (frozen objects are never
+collected, so what departed peers left behind is freed by thawing, collecting and freezing
+again), or the models finished loading in the background.
 """
 
 from __future__ import annotations
@@ -35,15 +37,15 @@ def freeze() -> float:
 
 
 class HeapKeeper:
-    """Re-freezes the heap when the node goes from busy to idle (see the module's text)."""
+    """Freezes the heap at start, and again at idle moments after changes (module text)."""
 
     def __init__(self) -> None:
-        self._busy = False
+        self._stale = False
         self.freezes = 0
-        """How many times this keeper has frozen the heap (at start, then at each idle)."""
+        """How many times this keeper has frozen the heap (at start, then at idle moments)."""
 
     def start(self) -> None:
-        """Freeze once everything is loaded (the node is idle then)."""
+        """Freeze now (the node is not accepting anyone yet)."""
         took = freeze()
         self.freezes += 1
         log.info(
@@ -52,12 +54,16 @@ class HeapKeeper:
             took * 1000,
         )
 
+    def mark(self) -> None:
+        """Much was just loaded (the models): freeze again at the next idle moment."""
+        self._stale = True
+
     def observe(self, connected: int) -> None:
         """Called periodically with the number of participants connected anywhere."""
         if connected:
-            self._busy = True
-        elif self._busy:
-            self._busy = False
+            self._stale = True
+        elif self._stale:
+            self._stale = False
             took = freeze()
             self.freezes += 1
             log.info("idle: heap collected and frozen again (%.0f ms)", took * 1000)

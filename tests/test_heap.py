@@ -37,12 +37,23 @@ def test_idle_refreeze_frees_what_became_garbage_while_frozen() -> None:
     gc.unfreeze()
 
 
-async def test_node_freezes_its_heap_once_loaded(node: Node) -> None:
+async def test_node_freezes_its_heap_before_anyone_connects(node: Node) -> None:
     assert node.service is not None
-    for _ in range(300):
-        if node.service.heap.freezes:
-            break
-        await asyncio.sleep(0.05)
-    assert node.service.heap.freezes == 1
+    assert node.service.heap.freezes == 1  # during start, before the HTTP server opened
     assert gc.get_freeze_count() > 0
+    gc.unfreeze()
+
+
+async def test_loaded_models_are_frozen_at_the_next_idle_moment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import node_config
+
+    async with Node(node_config(tmp_path / "data", ai={"enabled": True})) as running:
+        assert running.service is not None and running.ai is not None
+        await running.ai.ready()
+        assert running.ai.status == "ready"
+        for _ in range(200):  # the periodic check runs once a second
+            if running.service.heap.freezes > 1:
+                break
+            await asyncio.sleep(0.05)
+        assert running.service.heap.freezes == 2
     gc.unfreeze()
