@@ -2,7 +2,7 @@
 
 A full (generation 2) collection walks every object the collector tracks. After the node's
 imports (numpy, scipy, numba, torch, aiortc, web3, libp2p, …) that is about 390 000 objects,
-and one pass took 230–390 ms on the 2-core build machine. During it the thread that runs the
+and one pass took 150–390 ms on the 2-core build machine. During it the thread that runs the
 pass holds the GIL, so the event loop stops reading packets and the mix clock stops mixing: a
 jam hears a dropout, and every inbound stream conceals frames that were only late. In a
 24-person capacity run the collector made five such passes in about a minute.

@@ -42,7 +42,7 @@ _RESET_JUMP = 3000  # a sequence jump this large is a new stream, not loss.
 # so, hence a little tolerance before holding, and hysteresis before skipping.
 EARLY_FRAMES = 0.1  # play a frame up to 2 ms before it is due
 _SKIP_AT_FRAMES = 1.3  # skip once the next frame is 26 ms overdue
-_PEAK_EVENT_TICKS = 50  # late packets within a second of each other are one peak
+_PEAK_EVENT_TICKS = 50  # slow packets within a second of each other are one peak
 
 
 class AddResult(enum.Enum):
