@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,26 +27,32 @@ from eth_account.signers.local import LocalAccount
 from node.errors import JamnetError
 from node.media.codec import EncodedPacket, OpusEncoder, OpusFrameDecoder
 from node.media.inbound import tap_receiver
-from node.media.peer import set_opus_params
+from node.media.peer import set_opus_params, set_ptime
 from node.session.jitter import JitterBuffer, PopKind
-from node.session.phase import ALIGN_EVERY_TICKS, alignment_shift
+from node.session.phase import ALIGN_EVERY_S, alignment_shift, ticks_per
 
 FRAME = 960
+"""Samples in a 20 ms frame (sessions may use 5 or 10 ms frames: ``frame_samples``)."""
 RATE = 48000
 F32 = npt.NDArray[np.float32]
+LATE_SKIP_FRAMES = 2  # a paced loop further behind than this skips ahead instead of bursting
+
+
+def frame_samples(frame_ms: float) -> int:
+    """Samples per frame at 48 kHz."""
+    return round(RATE * frame_ms / 1000)
 
 
 class ClientError(JamnetError):
     """The node refused a request or could not be reached."""
 
 
-# --------------------------------------------------------------------- keys
 # ------------------------------------------------------------------ sources
 class AudioSource(Protocol):
-    """Yields one mono float32 frame of 960 samples per call."""
+    """Yields mono float32 audio, ``n`` samples per call."""
 
-    def read(self) -> F32:
-        """The next 20 ms of audio."""
+    def read(self, n: int = FRAME) -> F32:
+        """The next ``n`` samples."""
 
 
 class ArraySource:
@@ -56,14 +63,14 @@ class ArraySource:
         self._pos = 0
         self._loop = loop
 
-    def read(self) -> F32:
-        """Next frame."""
-        frame = np.zeros(FRAME, dtype=np.float32)
-        chunk = self._samples[self._pos : self._pos + FRAME]
+    def read(self, n: int = FRAME) -> F32:
+        """Next ``n`` samples."""
+        frame = np.zeros(n, dtype=np.float32)
+        chunk = self._samples[self._pos : self._pos + n]
         frame[: chunk.shape[0]] = chunk
-        self._pos += FRAME
-        if self._loop and self._pos >= self._samples.shape[0]:
-            self._pos = 0
+        self._pos += n
+        if self._loop and self._samples.shape[0] and self._pos >= self._samples.shape[0]:
+            self._pos %= self._samples.shape[0]
         return frame
 
 
@@ -83,31 +90,57 @@ def wav_source(path: Path, loop: bool = False) -> ArraySource:
 
 
 class MicSource:
-    """The default input device through sounddevice (PortAudio)."""
+    """The default input device through sounddevice (PortAudio).
 
-    def __init__(self) -> None:
-        import collections
+    Captured audio waits in a small ring; when the reader falls behind (a stall), the oldest
+    audio is dropped so that at most ``backlog_ms`` waits: a stall costs a gap, never
+    latency that stays."""
 
+    def __init__(self, block_ms: float = 5.0, backlog_ms: float = 10.0) -> None:
         import sounddevice
 
-        self._frames: collections.deque[F32] = collections.deque(maxlen=8)
+        self._ring = np.zeros(RATE, dtype=np.float32)
+        self._have = 0
+        self._keep = frame_samples(backlog_ms)
+        self._lock = threading.Lock()
+        self.dropped = 0
+        """Samples dropped because the reader fell behind."""
         self._stream = sounddevice.InputStream(
             samplerate=RATE,
             channels=1,
             dtype="float32",
-            blocksize=FRAME,
-            callback=lambda data, *_: self._frames.append(data[:, 0].copy()),
+            blocksize=frame_samples(block_ms),
+            callback=lambda data, *_: self._captured(data[:, 0]),
         )
         self._stream.start()
 
-    def read(self) -> F32:
-        """Newest captured frame, or silence when none is ready."""
-        return self._frames.popleft() if self._frames else np.zeros(FRAME, dtype=np.float32)
+    def _captured(self, samples: F32) -> None:
+        with self._lock:
+            n = samples.shape[0]
+            if self._have + n > self._ring.shape[0]:
+                self._have = 0
+            self._ring[self._have : self._have + n] = samples
+            self._have += n
+
+    def read(self, n: int = FRAME) -> F32:
+        """The newest ``n`` samples captured (older backlog beyond ``backlog_ms`` dropped)."""
+        out = np.zeros(n, dtype=np.float32)
+        with self._lock:
+            excess = self._have - (n + self._keep)
+            if excess > 0:
+                self._ring[: self._have - excess] = self._ring[excess : self._have]
+                self._have -= excess
+                self.dropped += excess
+            take = min(n, self._have)
+            out[n - take :] = self._ring[:take]
+            self._ring[: self._have - take] = self._ring[take : self._have]
+            self._have -= take
+        return out
 
 
 # -------------------------------------------------------------------- sinks
 class AudioSink(Protocol):
-    """Receives stereo float32 frames (960 × 2)."""
+    """Receives stereo float32 frames (samples × 2)."""
 
     def write(self, frame: F32) -> None:
         """Play or store one frame."""
@@ -146,11 +179,15 @@ class ArraySink:
 class SpeakerSink:
     """The default output device through sounddevice."""
 
-    def __init__(self) -> None:
+    def __init__(self, block_ms: float = 5.0) -> None:
         import sounddevice
 
         self._stream = sounddevice.OutputStream(
-            samplerate=RATE, channels=2, dtype="float32", blocksize=FRAME
+            samplerate=RATE,
+            channels=2,
+            dtype="float32",
+            blocksize=frame_samples(block_ms),
+            latency="low",
         )
         self._stream.start()
 
@@ -166,7 +203,12 @@ class SpeakerSink:
 
 # -------------------------------------------------------------------- media
 class SourceTrack(MediaStreamTrack):
-    """Sends a source as mono Opus (music mode), paced by the wall clock."""
+    """Sends a source as mono Opus frames of ``frame_ms`` (our own libopus encoder: aiortc's
+    is fixed at 20 ms), paced by the wall clock.
+
+    When the client falls more than ``LATE_SKIP_FRAMES`` behind (a stall), the frames it
+    missed are read and dropped and the RTP timestamp moves on by them: the node conceals a
+    gap instead of receiving a burst of late packets that would raise its jitter buffer."""
 
     kind = "audio"
 
@@ -175,24 +217,37 @@ class SourceTrack(MediaStreamTrack):
         source: AudioSource,
         bitrate_bps: int = 96000,
         on_frame: Callable[[F32, float], None] | None = None,
+        frame_ms: float = 20,
+        application: str = "lowdelay",
     ) -> None:
         super().__init__()
         self._source = source
-        self._encoder = OpusEncoder(1, bitrate_bps, complexity=5)
+        self.frame_samples = frame_samples(frame_ms)
+        self._period = self.frame_samples / RATE
+        self._encoder = OpusEncoder(1, bitrate_bps, 5, frame_ms, application)
         self._next = 0.0
         self._on_frame = on_frame
         self._pending: list[EncodedPacket] = []
+        self.skipped = 0
+        """Frames not sent because the client fell behind."""
 
     async def recv(self) -> EncodedPacket:  # aiortc sends packets as they are
-        """Next packet, one every 20 ms."""
+        """Next packet, one every frame."""
         while not self._pending:
             now = time.monotonic()
             if self._next == 0.0:
                 self._next = now
             if self._next > now:
                 await asyncio.sleep(self._next - now)
-            self._next += FRAME / RATE
-            frame = self._source.read()
+            elif now - self._next > LATE_SKIP_FRAMES * self._period:
+                behind = int((now - self._next) / self._period)
+                for _ in range(behind):
+                    self._source.read(self.frame_samples)  # the source's time passes too
+                self._encoder.skip(behind)
+                self._next += behind * self._period
+                self.skipped += behind
+            self._next += self._period
+            frame = self._source.read(self.frame_samples)
             if self._on_frame is not None:
                 self._on_frame(frame, time.monotonic())
             pcm = np.clip(frame * 32767.0, -32768, 32767).astype(np.int16)
@@ -217,11 +272,16 @@ class JamClient:
         self.token = ""
         self.participant: dict[str, Any] = {}
         self.session: dict[str, Any] = {}
+        self.frame_ms: float = 20
+        """The session's frame size (known once joined)."""
         self.jitter = JitterBuffer()
         self.pc: RTCPeerConnection | None = None
+        self.track: SourceTrack | None = None
         self._decoder = OpusFrameDecoder(FRAME, channels=2)
         self._frame = np.zeros(FRAME * 2, dtype=np.float32)
         self._last = np.zeros(FRAME * 2, dtype=np.float32)
+        self.playout_skipped = 0
+        """Playout ticks skipped because this client fell behind."""
         self._inbox: list[tuple[int, int, bytes, float]] = []
         self._playout: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -284,7 +344,17 @@ class JamClient:
         self.token = joined["token"]
         self.participant = joined["participant"]
         self.session = joined["session"]
+        self._use_frame(float(self.session.get("frame_ms", 20)))
         return joined
+
+    def _use_frame(self, frame_ms: float) -> None:
+        """Size the receive path for the session's frames."""
+        self.frame_ms = frame_ms
+        n = frame_samples(frame_ms)
+        self.jitter = JitterBuffer(frame_samples=n)
+        self._decoder = OpusFrameDecoder(n, channels=2)
+        self._frame = np.zeros(n * 2, dtype=np.float32)
+        self._last = np.zeros(n * 2, dtype=np.float32)
 
     async def control(self, **body: Any) -> None:
         """Send a control message (pose, render, gain, monitor, click, chat)."""
@@ -298,11 +368,14 @@ class JamClient:
     ) -> None:
         """Open the WebRTC connection: send ``source``, play the personal mix into ``sink``."""
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.pc.addTrack(SourceTrack(source, on_frame=on_send))
+        self.track = SourceTrack(source, on_frame=on_send, frame_ms=self.frame_ms)
+        self.pc.addTrack(self.track)
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
+        ms = int(self.frame_ms)
         sdp = set_opus_params(
-            self.pc.localDescription.sdp, {"stereo": "1", "maxaveragebitrate": "128000"}
+            set_ptime(self.pc.localDescription.sdp, ms),
+            {"stereo": "1", "maxaveragebitrate": "128000", "minptime": str(ms)},
         )
         answer = await self.request(
             "POST",
@@ -339,19 +412,29 @@ class JamClient:
         self._inbox.append((seq, timestamp, payload, time.monotonic()))
 
     async def _play(self, sink: AudioSink) -> None:
+        n = frame_samples(self.frame_ms)
+        period = n / RATE
+        align_every = ticks_per(ALIGN_EVERY_S, period)
         next_tick = time.monotonic()
-        ticks = 0
+        ticks = concealing = 0
+        conceal_limit = max(1, round(0.1 / period))
         try:
             while True:
-                next_tick += FRAME / RATE
+                next_tick += period
                 ticks += 1
                 due = self.jitter.next_due_s()
-                if ticks % ALIGN_EVERY_TICKS == 0 and due is not None:
+                if ticks % align_every == 0 and due is not None:
                     # Play each frame right after it is due, as the node mixes (phase.py).
-                    next_tick += alignment_shift(next_tick, [due % (FRAME / RATE)], FRAME / RATE)
+                    next_tick += alignment_shift(next_tick, [due % period], period)
                 delay = next_tick - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                elif -delay > LATE_SKIP_FRAMES * period:
+                    # Far behind (a stall): a sound card would have played on; so do we,
+                    # and the jitter buffer drops what is now overdue.
+                    behind = int(-delay / period)
+                    next_tick += behind * period
+                    self.playout_skipped += behind
                 inbox, self._inbox = self._inbox, []
                 for seq, ts, data, arrival_s in inbox:
                     self.jitter.add(seq, ts, data, arrival_s)
@@ -360,12 +443,15 @@ class JamClient:
                 if kind == PopKind.PLAY and payload and self._decoder.decode(payload, self._frame):
                     arrival = self.jitter.last_arrival_s
                     self._last[:] = self._frame
+                    concealing = 0
                 elif kind == PopKind.SILENT:
                     self._frame.fill(0.0)
+                elif concealing < conceal_limit and self._decoder.conceal(self._frame):
+                    concealing += 1  # Opus's own loss concealment, for up to 100 ms
                 else:
                     self._frame[:] = self._last * 0.5
                     self._last[:] = self._frame
-                frame = self._frame.reshape(FRAME, 2)
+                frame = self._frame.reshape(n, 2)
                 sink.write(frame)
                 if self.on_play is not None:
                     self.on_play(frame, time.monotonic(), arrival)

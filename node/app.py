@@ -22,7 +22,7 @@ from node.errors import ConfigError
 from node.heap import HeapKeeper
 from node.identity import ChallengeBook
 from node.jam import JamService
-from node.media.engine import MixClock
+from node.media.engine import MixClocks
 from node.metrics import Metrics
 from node.p2p.service import P2PService
 from node.store.db import Store
@@ -101,7 +101,8 @@ class Node:
         self.url = ""
         self._runner: web.AppRunner | None = None
         self.store: Store | None = None
-        self.clock: MixClock | None = None
+        self.clock: MixClocks | None = None
+        """The mix clocks (one per frame size in use)."""
         self.service: JamService | None = None
         self.chain: ChainService | None = None
         self.ai: AiService | None = None
@@ -130,9 +131,8 @@ class Node:
         self.store = Store(config.data_path / "jamnet.sqlite3")
         metrics = Metrics()
         loop = asyncio.get_running_loop()
-        self.clock = MixClock(
+        self.clock = MixClocks(
             loop,
-            config.media.tick_ms,
             on_tick_time=metrics.tick_seconds.observe,
             on_node_latency=metrics.node_added_seconds.observe,
             threads=config.media.mix_threads or min(4, os.cpu_count() or 1),
@@ -140,13 +140,14 @@ class Node:
         if config.chain.mode != "off":
             self.chain = ChainService(config)
             await self.chain.start()
-        self.service = JamService(config, self.store, self.clock)
+        clocks = self.clock
+        self.service = JamService(config, self.store, clocks)
         self.ai = AiService(config, self.service)
         metrics.watch_ai(self.ai.stats)
         if config.p2p.enabled:
             self.p2p = P2PService(config, self.service, self.chain)
             metrics.watch_p2p(self.p2p.stats)
-        metrics.watch(self.clock.stats, self.service.mixers)
+        metrics.watch(lambda: clocks.stats, self.service.mixers)
         challenges = ChallengeBook(
             f"{config.http.host}:{config.http.port}", config.session.challenge_ttl_s
         )

@@ -19,6 +19,8 @@ from typing import Any
 
 from node.errors import ConfigError
 
+FRAME_SIZES_MS = (5, 10, 20)
+"""The frame sizes a session may have (Opus frames and mix clock periods, in ms)."""
 ENV_PREFIX = "JAMNET_"
 NOT_CONFIG = {"JAMNET_CONFIG", "JAMNET_KEY_PASSWORD", "JAMNET_KEY_PASSWORD_FILE"}
 """Variables with the prefix that are not config keys (the config file, key passwords)."""
@@ -46,8 +48,12 @@ class HttpConfig:
 class MediaConfig:
     """The real-time audio path."""
 
-    tick_ms: int = 20
-    """Mix clock period; Opus frames on the WebRTC path are 20 ms (the only value for now)."""
+    frame_ms: int = 20
+    """Frame size of a session whose owner does not choose one: 5, 10 or 20 ms. It sets the
+    session's mix clock period, renderer block, jitter-buffer unit and Opus frames."""
+    opus_application: str = "lowdelay"
+    """libopus application of the node's encoders (and the CLI's): "lowdelay" (restricted
+    low delay, CELT only: 2.5 ms look-ahead) or "audio" (6.5 ms look-ahead)."""
     sample_rate_hz: int = 48000
     """Mixing sample rate (Opus runs at 48 kHz)."""
     jitter_min_delay_ms: float = 0.0
@@ -78,11 +84,26 @@ class SessionConfig:
     max_sessions: int = 64
     """Most concurrent sessions."""
     max_participants: int = 32
-    """Most participants in one session."""
+    """Most participants in one session, whatever its frame size."""
+    max_participants_20ms: int = 32
+    """Most participants in a 20 ms session: what bench/capacity.py measured the node holds
+    in real time with a personal binaural mix each (bench/RESULTS.md)."""
+    max_participants_10ms: int = 16
+    """Most participants in a 10 ms session (measured like the 20 ms figure)."""
+    max_participants_5ms: int = 8
+    """Most participants in a 5 ms session (measured like the 20 ms figure)."""
     challenge_ttl_s: float = 120.0
     """How long a sign-in challenge stays valid."""
     token_ttl_s: float = 12 * 3600.0
     """How long a participant token stays valid."""
+    media_timeout_s: float = 1.5
+    """A connected musician from whom no audio arrived for this long is shown as lost (a
+    killed client or a closed tab says no goodbye)."""
+    reconnect_grace_s: float = 3.0
+    """How long a lost musician keeps their place: audio flowing again or a new connection
+    brings them back; then they leave every mix, the list and the lobby."""
+    connect_timeout_s: float = 30.0
+    """How long someone who joined may take to connect their audio before they are dropped."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +201,11 @@ class NodeConfig:
     p2p: P2PConfig = field(default_factory=P2PConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
+    def participant_limit(self, frame_ms: int) -> int:
+        """The most participants a session of ``frame_ms`` frames admits."""
+        limit: int = getattr(self.session, f"max_participants_{frame_ms}ms")
+        return min(self.session.max_participants, limit)
+
     @property
     def data_path(self) -> Path:
         """The data directory as a path."""
@@ -208,9 +234,10 @@ class NodeConfig:
             ),
             (self.p2p.listen.startswith("/ip"), "p2p.listen must be a multiaddr like /ip4/…/tcp/N"),
             (0 <= self.ai.max_bandmates <= 64, "ai.max_bandmates must be 0-64"),
+            (self.media.frame_ms in FRAME_SIZES_MS, "media.frame_ms must be 5, 10 or 20"),
             (
-                self.media.tick_ms == 20,
-                "media.tick_ms must be 20 (10 ms frames are not offered yet)",
+                self.media.opus_application in {"lowdelay", "audio"},
+                'media.opus_application must be "lowdelay" or "audio"',
             ),
             (self.media.sample_rate_hz == 48000, "media.sample_rate_hz must be 48000 (Opus)"),
             (
@@ -252,8 +279,27 @@ class NodeConfig:
                 "need 0.1 <= spatial.near_m < spatial.far_m <= 1000",
             ),
             (1 <= self.session.max_participants <= 256, "session.max_participants must be 1-256"),
+            *(
+                (
+                    1 <= getattr(self.session, f"max_participants_{ms}ms") <= 256,
+                    f"session.max_participants_{ms}ms must be 1-256",
+                )
+                for ms in FRAME_SIZES_MS
+            ),
             (1 <= self.session.max_sessions <= 10000, "session.max_sessions must be 1-10000"),
             (self.session.challenge_ttl_s > 0, "session.challenge_ttl_s must be > 0"),
+            (
+                0.2 <= self.session.media_timeout_s <= 60,
+                "session.media_timeout_s must be 0.2-60",
+            ),
+            (
+                0 <= self.session.reconnect_grace_s <= 600,
+                "session.reconnect_grace_s must be 0-600",
+            ),
+            (
+                1 <= self.session.connect_timeout_s <= 3600,
+                "session.connect_timeout_s must be 1-3600",
+            ),
             (
                 self.log.level in {"debug", "info", "warning", "error"},
                 "log.level must be debug, info, warning or error",

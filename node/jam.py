@@ -1,7 +1,14 @@
-"""The jam service: sessions, their mixers, peers, recordings and event streams.
+"""The jam service: sessions, admission, their mixers, peers, recordings and events.
 
-This is the asyncio side of a session. It validates and applies what the API asks, keeps
-SQLite in step, and fans events out to each session's WebSocket subscribers.
+This is the asyncio side of a session. It validates and applies what the API asks and keeps
+SQLite in step. What it delegates, one job each:
+- facts go out as typed events on one bus (``node.session.events``): event sockets and the
+  p2p bridge subscribe to it;
+- each session's WebRTC connections are kept by ``node.media.peers`` (connect, replace, fail,
+  close) and who is still there is decided by ``node.session.presence`` (no ghosts);
+- recordings and their contribution figures by ``node.recordings``;
+- admission is one check (``_admit``), whoever is joining: a local musician, one bridged from
+  another node, or the bandmate.
 """
 
 from __future__ import annotations
@@ -13,19 +20,36 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from node.config import NodeConfig
 from node.errors import NotFoundError, SessionError
 from node.heap import HeapKeeper
 from node.identity import check_invite
-from node.media.codec import OpusEncoder, OpusFrameDecoder, PcmFrameDecoder, pump_decoded
-from node.media.engine import Listener, MixClock, SessionMedia
+from node.media.codec import OpusEncoder, OpusFrameDecoder, PcmFrameDecoder
+from node.media.engine import Listener, MixClocks, SessionMedia
 from node.media.outbound import PacketTrack
 from node.media.peer import Peer
-from node.media.recorder import Recorder, recover
-from node.session.mixer import LocalSource, SessionMixer, TickReport
+from node.media.peers import SessionPeers
+from node.recordings import Recordings
+from node.session.events import (
+    Beat,
+    Chatted,
+    Closed,
+    Event,
+    EventBus,
+    Joined,
+    Left,
+    Levels,
+    Moved,
+    PresenceChanged,
+    RecordingChanged,
+    SessionChanged,
+    Subscription,
+    Turned,
+)
+from node.session.mixer import FrameDecoder, LocalSource, SessionMixer, TickReport
+from node.session.presence import Liveness, Presence, Transition
 from node.session.render import Renderer, StereoPanner
 from node.session.session import Participant, Session, SessionSettings
 from node.spatial.bank import HrtfBank, load_bank
@@ -35,21 +59,17 @@ from node.store.db import Store
 
 log = logging.getLogger(__name__)
 
-EVENT_QUEUE = 256
 LOCAL_ADDRESS = "node:bandmate"
 """The address a node-made participant shows (it signs nothing and is owed nothing)."""
+LEVELS_EVERY_S = 0.1
+STATS_EVERY_S = 1.0
+PRESENCE_EVERY_S = 0.25
 
 
 class Federation(Protocol):
-    """What the node tells the p2p layer about sessions that span nodes (see node.p2p)."""
+    """What the jam service asks of the p2p layer (the facts it learns from the event bus)."""
 
     async def mirror(self, session_id: str) -> None: ...
-    def on_join(self, session_id: str, participant: Participant) -> None: ...
-    def on_leave(self, session_id: str, participant: Participant) -> None: ...
-    def on_pose(self, session_id: str, participant: Participant) -> None: ...
-    def on_chat(self, session_id: str, participant: Participant, text: str) -> None: ...
-    def on_settings(self, session_id: str) -> None: ...
-    def on_closed(self, session_id: str) -> None: ...
     def forward(self, session_id: str, participant: Participant, seq: int, ts: int,
                 payload: bytes) -> None: ...  # fmt: skip
 
@@ -61,50 +81,55 @@ class _NoDecoder:
         return False
 
 
-LEVELS_EVERY_S = 0.1
-STATS_EVERY_S = 1.0
-
-
 @dataclass
 class _Live:
     """Runtime state that goes with a session."""
 
     session: Session
     media: SessionMedia
-    peers: dict[str, Peer] = field(default_factory=dict)
-    subscribers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
-    recorder: Recorder | None = None
-    recording_base: dict[str, tuple[int, int, float]] = field(default_factory=dict)
-    pumps: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    peers: SessionPeers
+    presence: Presence
+    gone: set[str] = field(default_factory=set)
+    """Participants whose connection was lost for good (being dropped)."""
 
 
 class JamService:
     """Owns every session on this node."""
 
-    def __init__(self, config: NodeConfig, store: Store, clock: MixClock) -> None:
+    def __init__(self, config: NodeConfig, store: Store, clocks: MixClocks) -> None:
         self.config = config
         self.store = store
-        self.clock = clock
+        self.clocks = clocks
+        self.events = EventBus()
+        """Every session's facts (``node.session.events``)."""
         self._live: dict[str, _Live] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self.bank: HrtfBank | None = None
-        """The HRTF set every session renders with (loaded by ``start``)."""
-        self.recordings_dir = config.data_path / "recordings"
+        self.banks: dict[int, HrtfBank] = {}
+        """The HRTF set every session renders with, prepared per frame size (``start``)."""
+        self.recordings = Recordings(config, store)
         self.federation: Federation | None = None
         """Set by the p2p service: bridges sessions to other nodes."""
         self.heap = HeapKeeper()
         """Keeps the collector's full passes out of live sessions (``node.heap``)."""
 
+    @property
+    def bank(self) -> HrtfBank | None:
+        """The HRTF set prepared for 20 ms frames (None before ``start``)."""
+        return self.banks.get(960)
+
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         """Load the HRTF set, recover recordings, restore open sessions, start periodic work."""
         spatial = self.config.spatial
-        self.bank = await asyncio.to_thread(load_bank, spatial.sofa_file, spatial.hrir_taps)
-        log.info("HRTF set %s: %d-point FFTs", self.bank.name, self.bank.fft_size)
-        for row in self.store.recordings(state="recording"):
-            frames = recover(Path(row["path"]))
-            self.store.finish_recording(row["id"], frames, state="recovered")
-            log.warning("recovered interrupted recording %s (%d frames)", row["id"], frames)
+        rate = self.config.media.sample_rate_hz
+        for frame_ms in (20, 10, 5):
+            block = rate * frame_ms // 1000
+            self.banks[block] = await asyncio.to_thread(
+                load_bank, spatial.sofa_file, spatial.hrir_taps, block
+            )
+        bank = self.banks[960]
+        log.info("HRTF set %s: %d-point FFTs at 20 ms", bank.name, bank.fft_size)
+        self.recordings.recover()
         for row in self.store.open_sessions():
             beats, unit = (int(v) for v in row["time_signature"].split("/"))
             settings = SessionSettings(
@@ -114,6 +139,7 @@ class JamService:
                 (beats, unit),
                 bool(row["private"]),
                 tuple((row.get("chords") or "").split()),
+                int(row.get("frame_ms") or 20),
             )
             live = self._open(row["id"], row["owner"], settings, row["created_at"])
             if row.get("room"):
@@ -121,8 +147,12 @@ class JamService:
                     self._set_room(live, Room.parse(json.loads(row["room"])))
                 except (ValueError, TypeError) as exc:
                     log.warning("session %s: stored room ignored (%s)", row["id"], exc)
-        self._tasks.append(asyncio.create_task(self._levels_loop(), name="levels"))
-        self._tasks.append(asyncio.create_task(self._stats_loop(), name="recording-stats"))
+        for name, loop in (
+            ("levels", self._levels_loop),
+            ("recording-stats", self._stats_loop),
+            ("presence", self._presence_loop),
+        ):
+            self._tasks.append(asyncio.create_task(loop(), name=name))
 
     async def stop(self) -> None:
         """Stop recordings cleanly, close peers and event streams (idempotent)."""
@@ -132,37 +162,38 @@ class JamService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        for live in list(self._live.values()):
-            if live.recorder is not None:
-                self._stop_recording(live)
-            for peer in list(live.peers.values()):
-                await peer.close()
-            live.peers.clear()
-            for queue in live.subscribers:
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(None)
+        for session_id, live in list(self._live.items()):
+            self.recordings.stop_if_recording(live.session, live.media.mixer)
+            await live.peers.close_all()
+            self.events.close_session(session_id, "node stopping")
 
     # --------------------------------------------------------------- sessions
     def _open(
         self, session_id: str, owner: str, settings: SessionSettings, created_at: float
     ) -> _Live:
         media_cfg = self.config.media
-        capacity = self.config.session.max_participants
+        limit = self.config.participant_limit(settings.frame_ms)
         mixer = SessionMixer(
-            capacity,
+            limit,
             tempo_bpm=settings.tempo_bpm,
             beats_per_bar=settings.time_signature[0],
-            frame_samples=media_cfg.sample_rate_hz * media_cfg.tick_ms // 1000,
+            frame_samples=media_cfg.sample_rate_hz * settings.frame_ms // 1000,
             jitter_min_delay_s=media_cfg.jitter_min_delay_ms / 1000,
             jitter_max_delay_s=media_cfg.jitter_max_delay_ms / 1000,
-            renderer_factory=self._renderer,
+            renderer_factory=self._renderer_for(settings.frame_ms),
             binaural=self.config.spatial.binaural,
         )
-        session = Session(session_id, owner, settings, created_at, capacity)
-        live = _Live(session, SessionMedia(mixer))
+        session = Session(session_id, owner, settings, created_at, limit)
+        cfg = self.config.session
+        live = _Live(
+            session,
+            SessionMedia(mixer),
+            SessionPeers(session_id, media_cfg.ice_servers, self._peer_state(session_id)),
+            Presence(cfg.media_timeout_s, cfg.reconnect_grace_s, cfg.connect_timeout_s),
+        )
         live.media.on_tick = lambda report, live=live: self._on_tick(live, report)
         self._live[session_id] = live
-        self.clock.add(session_id, live.media)
+        self.clocks.add(session_id, live.media, settings.frame_ms)
         return live
 
     async def ensure(self, session_id: str) -> None:
@@ -176,7 +207,7 @@ class JamService:
         if existing is not None:
             return existing.session
         settings = SessionSettings.parse(
-            {k: public[k] for k in ("name", "tempo_bpm", "key", "time_signature", "chords")}
+            {k: public[k] for k in _MIRRORED if k in public}, default_frame_ms=20
         )
         live = self._open(public["id"], public["owner"], settings, public["created_at"])
         live.session.hosted_by = hosted_by
@@ -185,13 +216,15 @@ class JamService:
     def apply_settings(self, session_id: str, public: dict[str, Any]) -> None:
         """The hosting node changed a bridged session's settings: follow them."""
         live = self._get(session_id)
+        current = live.session.settings
         parsed = SessionSettings.parse(
-            {k: public[k] for k in ("name", "tempo_bpm", "key", "time_signature", "chords")}
+            {k: public[k] for k in _MIRRORED if k in public}, default_frame_ms=current.frame_ms
         )
-        parsed.private = live.session.settings.private
+        parsed.private = current.private
+        parsed.frame_ms = current.frame_ms  # fixed for a session's life
         live.session.settings = parsed
         live.media.mixer.set_tempo(parsed.tempo_bpm, parsed.time_signature[0])
-        self._publish(live, {"type": "session", "session": live.session.public()})
+        self._publish(live, SessionChanged(live.session.public()))
 
     def drop_mirror(self, session_id: str) -> None:
         """Forget a bridged session (nobody here uses it any more, or its host closed it)."""
@@ -199,9 +232,10 @@ class JamService:
         if live is None:
             return
         for participant in list(live.session.participants.values()):
-            self._drop(live, participant)
-        self.clock.remove(session_id)
-        self._publish(live, {"type": "closed"})
+            self._drop(live, participant, "the hosting node closed the session")
+        self.clocks.remove(session_id)
+        self._publish(live, Closed(hosted_here=False))
+        self.events.close_session(session_id)
 
     def find(self, session_id: str) -> Session | None:
         """A live session by id, or None."""
@@ -220,49 +254,25 @@ class JamService:
                 f"this session is hosted on {hosted_by['node']}: its owner does that there"
             )
 
-    def add_remote(self, session_id: str, address: str, name: str, via: str) -> Participant:
-        """Admit a participant connected to another node (its audio comes over a bridge)."""
-        live = self._get(session_id)
-        session = live.session
-        participant = session.add(address, name, slot=-1)  # refuses removed addresses, full
-        participant.via = via
-        try:
-            participant.slot = live.media.mixer.allocate(
-                participant.id, OpusFrameDecoder(live.media.mixer.frame_samples)
-            )
-        except OverflowError:
-            del session.participants[participant.id]
-            raise SessionError("session is full") from None
-        participant.connected = True
-        self._publish(live, {"type": "joined", "participant": participant.public()})
-        if self.federation is not None:
-            self.federation.on_join(session_id, participant)
-        return participant
-
-    def push_remote(
-        self, session_id: str, participant: Participant, seq: int, ts: int, payload: bytes
-    ) -> None:
-        """A bridged participant's audio packet: into this node's mix, on to other bridges."""
-        live = self._live.get(session_id)
-        if live is None or participant.slot < 0:
-            return
-        live.media.mixer.push_packet(participant.slot, seq, ts, payload)
-        if self.federation is not None:
-            self.federation.forward(session_id, participant, seq, ts, payload)
-
-    def _renderer(self, listeners: int, sources: int, centered: tuple[int, ...]) -> Renderer:
-        if self.bank is None:  # only before start(): tests of the bare service
-            return StereoPanner(listeners, sources, centered)
+    def _renderer_for(self, frame_ms: int) -> Any:
+        block = self.config.media.sample_rate_hz * frame_ms // 1000
         spatial = self.config.spatial
-        return BinauralRenderer(
-            self.bank,
-            listeners,
-            sources,
-            centered,
-            near_m=spatial.near_m,
-            far_m=spatial.far_m,
-            sample_rate=self.config.media.sample_rate_hz,
-        )
+
+        def make(listeners: int, sources: int, centered: tuple[int, ...]) -> Renderer:
+            bank = self.banks.get(block)
+            if bank is None:  # only before start(): tests of the bare service
+                return StereoPanner(listeners, sources, centered)
+            return BinauralRenderer(
+                bank,
+                listeners,
+                sources,
+                centered,
+                near_m=spatial.near_m,
+                far_m=spatial.far_m,
+                sample_rate=self.config.media.sample_rate_hz,
+            )
+
+        return make
 
     def _set_room(self, live: _Live, room: Room | None) -> None:
         live.session.room = room
@@ -276,6 +286,10 @@ class JamService:
             )
         live = self._open(secrets.token_hex(6), owner, settings, time.time())
         self._persist(live.session)
+        log.info(
+            "session created",
+            extra={"session": live.session.id, "frame_ms": settings.frame_ms},
+        )
         return live.session
 
     def _persist(self, session: Session) -> None:
@@ -292,6 +306,7 @@ class JamService:
                 "created_at": session.created_at,
                 "room": json.dumps(session.room.settings()) if session.room else None,
                 "chords": " ".join(session.settings.chords),
+                "frame_ms": session.settings.frame_ms,
             }
         )
 
@@ -313,20 +328,23 @@ class JamService:
         """Each session's mixer (for metrics)."""
         return {key: live.media.mixer for key, live in self._live.items()}
 
+    def peer(self, session_id: str, participant_id: str) -> Peer | None:
+        """A local participant's current peer connection (benchmarks, diagnostics)."""
+        return self._get(session_id).peers.get(participant_id)
+
     async def close(self, session_id: str) -> None:
         """End a session: everyone is disconnected, recordings stop."""
         live = self._get(session_id)
         self._hosted_here(live)
-        if live.recorder is not None:
-            self._stop_recording(live)
+        self.recordings.stop_if_recording(live.session, live.media.mixer)
         for participant in list(live.session.participants.values()):
-            await self.leave(session_id, participant)
-        self.clock.remove(session_id)
+            await self.leave(session_id, participant, "the session was closed")
+        self.clocks.remove(session_id)
         self.store.close_session(session_id)
-        self._publish(live, {"type": "closed"})
+        self._publish(live, Closed())
+        self.events.close_session(session_id)
         del self._live[session_id]
-        if self.federation is not None:
-            self.federation.on_closed(session_id)
+        log.info("session closed", extra={"session": session_id})
 
     def update(
         self,
@@ -353,12 +371,34 @@ class JamService:
             self._set_room(live, room if isinstance(room, Room) else None)
         live.media.mixer.set_tempo(settings.tempo_bpm, settings.time_signature[0])
         self._persist(live.session)
-        self._publish(live, {"type": "session", "session": live.session.public()})
-        if self.federation is not None:
-            self.federation.on_settings(session_id)
+        self._publish(live, SessionChanged(live.session.public(), settings=True))
         return live.session
 
-    # ----------------------------------------------------------- participants
+    # --------------------------------------------------------------- admission
+    def _admit(
+        self,
+        live: _Live,
+        address: str,
+        name: str,
+        decoder: FrameDecoder,
+        local: LocalSource | None = None,
+    ) -> Participant:
+        """The one place anyone enters a session: its limit (set by its frame size), the
+        owner's removals, and a slot in the mix."""
+        session = live.session
+        if len(session.participants) >= session.max_participants:
+            raise SessionError(
+                f"session is full: {session.max_participants} participants is what this node "
+                f"holds in real time at {session.settings.frame_ms} ms frames"
+            )
+        participant = session.add(address, name, slot=-1)  # refuses removed addresses
+        try:
+            participant.slot = live.media.mixer.allocate(participant.id, decoder, local)
+        except OverflowError:
+            del session.participants[participant.id]
+            raise SessionError("session is full") from None
+        return participant
+
     def join(self, session_id: str, address: str, name: str, invite: object) -> Participant:
         """Admit an authenticated address; private sessions need the owner's invite."""
         live = self._get(session_id)
@@ -368,66 +408,71 @@ class JamService:
         existing = session.by_address(address)
         if existing is not None:
             # Joining again (a reload) replaces the old connection.
-            self._drop(live, existing)
+            self._drop(live, existing, "joined again")
         mixer = live.media.mixer
-        if len(session.participants) >= session.max_participants:
-            raise SessionError(f"session is full ({session.max_participants} participants)")
-        participant = session.add(address, name, slot=-1)
-        try:
-            decoder: PcmFrameDecoder | OpusFrameDecoder = (
-                PcmFrameDecoder()
-                if self.config.media.inbound == "aiortc"
-                else OpusFrameDecoder(mixer.frame_samples)
-            )
-            participant.slot = mixer.allocate(participant.id, decoder)
-        except OverflowError:
-            del session.participants[participant.id]
-            raise SessionError("session is full") from None
-        self._publish(live, {"type": "joined", "participant": participant.public()})
-        if self.federation is not None:
-            self.federation.on_join(session_id, participant)
+        decoder: PcmFrameDecoder | OpusFrameDecoder = (
+            PcmFrameDecoder()
+            if self.config.media.inbound == "aiortc"
+            else OpusFrameDecoder(mixer.frame_samples)
+        )
+        participant = self._admit(live, address, name, decoder)
+        live.presence.joined(participant.id, time.monotonic())
+        self._publish(live, Joined(participant, participant.public()))
+        log.info(
+            "participant joined",
+            extra={"session": session_id, "participant": participant.id, "address": address},
+        )
+        return participant
+
+    def add_remote(self, session_id: str, address: str, name: str, via: str) -> Participant:
+        """Admit a participant connected to another node (its audio comes over a bridge)."""
+        live = self._get(session_id)
+        participant = self._admit(
+            live, address, name, OpusFrameDecoder(live.media.mixer.frame_samples)
+        )
+        participant.via = via
+        participant.connected = True
+        self._publish(live, Joined(participant, participant.public()))
         return participant
 
     def add_local(self, session_id: str, name: str, source: LocalSource) -> Participant:
         """Admit a participant made on this node (the bandmate): its audio is ``source``."""
         live = self._get(session_id)
-        session = live.session
-        if len(session.participants) >= session.max_participants:
-            raise SessionError(f"session is full ({session.max_participants} participants)")
-        participant = session.add(LOCAL_ADDRESS, name, slot=-1)
+        participant = self._admit(live, LOCAL_ADDRESS, name, _NoDecoder(), source)
         participant.kind = "ai"
-        try:
-            participant.slot = live.media.mixer.allocate(participant.id, _NoDecoder(), source)
-        except OverflowError:
-            del session.participants[participant.id]
-            raise SessionError("session is full") from None
         participant.connected = True
-        self._publish(live, {"type": "joined", "participant": participant.public()})
+        self._publish(live, Joined(participant, participant.public()))
         return participant
+
+    def push_remote(
+        self, session_id: str, participant: Participant, seq: int, ts: int, payload: bytes
+    ) -> None:
+        """A bridged participant's audio packet: into this node's mix, on to other bridges."""
+        live = self._live.get(session_id)
+        if live is None or participant.slot < 0:
+            return
+        live.media.mixer.push_packet(participant.slot, seq, ts, payload)
+        if self.federation is not None:
+            self.federation.forward(session_id, participant, seq, ts, payload)
 
     def mixer(self, session_id: str) -> SessionMixer:
         """A session's mixer."""
         return self._get(session_id).media.mixer
 
-    def publish(self, session_id: str, event: dict[str, Any]) -> None:
+    def publish(self, session_id: str, event: Event) -> None:
         """Send an event to a session's subscribers."""
         self._publish(self._get(session_id), event)
 
+    # ---------------------------------------------------------- peer lifecycle
     async def connect(self, session_id: str, participant: Participant, offer_sdp: str) -> str:
         """Open (or replace) the participant's WebRTC connection; returns the answer SDP."""
         live = self._get(session_id)
-        old = live.peers.pop(participant.id, None)
-        old_pump = live.pumps.pop(participant.id, None)
-        if old_pump is not None:
-            old_pump.cancel()
-        if old is not None:
-            live.media.listeners.pop(participant.slot, None)
-            await old.close()
         media_cfg = self.config.media
+        frame_ms = live.session.settings.frame_ms
         mixer = live.media.mixer
         slot = participant.slot
+        live.media.listeners.pop(slot, None)
         track = PacketTrack(media_cfg.outbound_queue_frames)
-
         federation = self.federation
 
         def push(seq: int, ts: int, payload: bytes) -> None:
@@ -435,59 +480,117 @@ class JamService:
             if federation is not None:
                 federation.forward(session_id, participant, seq, ts, payload)
 
-        stock = media_cfg.inbound == "aiortc"
-        peer = Peer(media_cfg.ice_servers, None if stock else push, track)
-        try:
-            answer = await peer.answer(offer_sdp, media_cfg.uplink_bitrate_bps)
-        except Exception:
-            await peer.close()
-            raise
-        live.peers[participant.id] = peer
-        if stock:
-            live.pumps[participant.id] = asyncio.create_task(
-                pump_decoded(peer.receiver.track, push)
-            )
+        _peer, answer = await live.peers.connect(
+            participant.id,
+            offer_sdp,
+            push,
+            track,
+            media_cfg.uplink_bitrate_bps,
+            frame_ms,
+            stock=media_cfg.inbound == "aiortc",
+        )
+        if participant.id not in live.session.participants:
+            # They left (or were dropped) while the offer was being answered.
+            await live.peers.close(participant.id)
+            raise NotFoundError("you are no longer in this session; join again")
         live.media.listeners[slot] = Listener(
             track,
             OpusEncoder(
-                2, media_cfg.downlink_bitrate_bps, media_cfg.opus_complexity, media_cfg.tick_ms
+                2,
+                media_cfg.downlink_bitrate_bps,
+                media_cfg.opus_complexity,
+                frame_ms,
+                media_cfg.opus_application,
             ),
         )
         participant.connected = True
-        self._publish(live, {"type": "participant", "participant": participant.public()})
+        live.presence.connected(participant.id, time.monotonic())
+        self._publish(live, PresenceChanged(participant, participant.public()))
         return answer
 
-    def _drop(self, live: _Live, participant: Participant) -> None:
-        pump = live.pumps.pop(participant.id, None)
-        if pump is not None:
-            pump.cancel()
-        peer = live.peers.pop(participant.id, None)
-        if peer is not None:
-            task = asyncio.get_running_loop().create_task(peer.close())
-            task.add_done_callback(lambda _t: None)
+    def _peer_state(self, session_id: str) -> Any:
+        def on_state(participant_id: str, _peer: Peer, state: str) -> None:
+            live = self._live.get(session_id)
+            if live is None or state not in {"failed", "closed"}:
+                return
+            change = live.presence.failed(participant_id, time.monotonic(), f"connection {state}")
+            if change is not None:
+                self._apply(live, change)
+
+        return on_state
+
+    def socket_closed(self, session_id: str, participant: Participant) -> None:
+        """One of the participant's event sockets closed (their page may be gone)."""
+        live = self._live.get(session_id)
+        if live is None:
+            return
+        left = self.events.held_by(session_id, participant.id)
+        live.presence.socket_closed(participant.id, time.monotonic(), left)
+
+    def _apply(self, live: _Live, change: Transition) -> None:
+        """Carry out what presence decided for one participant."""
+        participant = live.session.participants.get(change.participant_id)
+        if participant is None:
+            live.presence.forget(change.participant_id)
+            return
+        extra = {
+            "session": live.session.id,
+            "participant": participant.id,
+            "reason": change.reason,
+        }
+        if change.state == Liveness.GONE:
+            log.info("participant gone", extra=extra)
+            self._drop(live, participant, change.reason)
+            return
+        connected = change.state == Liveness.LIVE
+        if participant.connected != connected:
+            participant.connected = connected
+            log.info("participant back" if connected else "participant lost", extra=extra)
+            self._publish(live, PresenceChanged(participant, participant.public()))
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_EVERY_S)
+            now = time.monotonic()
+            for live in list(self._live.values()):
+                mixer = live.media.mixer
+                heard = {
+                    p.id: slot.last_packet_s
+                    for p in live.session.participants.values()
+                    if p.slot >= 0 and (slot := mixer.slots[p.slot]) is not None
+                }
+                for change in live.presence.check(now, heard):
+                    self._apply(live, change)
+
+    def _drop(self, live: _Live, participant: Participant, reason: str) -> None:
+        if participant.id not in live.session.participants:
+            return
+        live.presence.forget(participant.id)
+        live.peers.close_soon(participant.id)
         live.media.listeners.pop(participant.slot, None)
         if participant.slot >= 0:
+            self.recordings.save(live.session, live.media.mixer)
             live.media.mixer.release(participant.slot)
-        if live.recorder is not None:
-            self._save_stats(live)
         live.session.participants.pop(participant.id, None)
-        self._publish(live, {"type": "left", "participant": participant.id})
-        if self.federation is not None:
-            self.federation.on_leave(live.session.id, participant)
+        participant.connected = False
+        self._publish(live, Left(participant, reason))
+        self.events.close_participant(live.session.id, participant.id, reason)
+        log.info(
+            "participant left",
+            extra={"session": live.session.id, "participant": participant.id, "reason": reason},
+        )
 
-    def drop(self, session_id: str, participant: Participant) -> None:
+    def drop(self, session_id: str, participant: Participant, reason: str = "link lost") -> None:
         """Take a participant out of a session now (a bridged one whose link went away)."""
         live = self._live.get(session_id)
-        if live is not None and participant.id in live.session.participants:
-            self._drop(live, participant)
+        if live is not None:
+            self._drop(live, participant, reason)
 
-    async def leave(self, session_id: str, participant: Participant) -> None:
+    async def leave(self, session_id: str, participant: Participant, reason: str = "left") -> None:
         """A participant leaves."""
         live = self._get(session_id)
-        peer = live.peers.pop(participant.id, None)
-        self._drop(live, participant)
-        if peer is not None:
-            await peer.close()
+        self._drop(live, participant, reason)
+        await live.peers.close(participant.id)
 
     async def remove(self, session_id: str, target_id: str) -> None:
         """The owner removes someone; they cannot rejoin this session."""
@@ -495,16 +598,15 @@ class JamService:
         self._hosted_here(live)
         target = live.session.get(target_id)
         live.session.removed.add(target.address)
-        await self.leave(session_id, target)
+        await self.leave(session_id, target, "removed by the owner")
 
+    # ------------------------------------------------------------------ pose, mix
     def move(self, session_id: str, participant: Participant, x: float, y: float) -> None:
         """Set a participant's stage position (validated)."""
         live = self._get(session_id)
         participant.x, participant.y = x, y
         live.media.mixer.set_position(participant.slot, x, y)
-        self._publish(live, {"type": "moved", "participant": participant.id, "x": x, "y": y})
-        if self.federation is not None:
-            self.federation.on_pose(session_id, participant)
+        self._publish(live, Moved(participant, x, y))
 
     def turn(
         self, session_id: str, participant: Participant, yaw_deg: float, pitch_deg: float
@@ -513,17 +615,7 @@ class JamService:
         live = self._get(session_id)
         participant.yaw_deg, participant.pitch_deg = yaw_deg, pitch_deg
         live.media.mixer.set_orientation(participant.slot, yaw_deg, pitch_deg)
-        if self.federation is not None:
-            self.federation.on_pose(session_id, participant)
-        self._publish(
-            live,
-            {
-                "type": "turned",
-                "participant": participant.id,
-                "yaw_deg": yaw_deg,
-                "pitch_deg": pitch_deg,
-            },
-        )
+        self._publish(live, Turned(participant, yaw_deg, pitch_deg))
 
     def set_render(
         self, session_id: str, participant: Participant, binaural: bool, room: bool
@@ -549,159 +641,78 @@ class JamService:
 
     def chat(self, session_id: str, participant: Participant, text: str) -> None:
         """Broadcast a chat line."""
-        self._publish(
-            self._get(session_id),
-            {
-                "type": "chat",
-                "from": participant.id,
-                "name": participant.name,
-                "text": text,
-                "at": time.time(),
-            },
-        )
-        if self.federation is not None:
-            self.federation.on_chat(session_id, participant, text)
+        self._publish(self._get(session_id), Chatted(participant, text, time.time()))
 
     # -------------------------------------------------------------- recording
     def start_recording(self, session_id: str) -> str:
         """Start recording stems and the mix; returns the recording id."""
         live = self._get(session_id)
         self._hosted_here(live)
-        if live.recorder is not None:
-            raise SessionError("this session is already recording")
-        recording_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-        directory = self.recordings_dir / session_id / recording_id
-        recorder = Recorder(
-            directory, self.config.media.sample_rate_hz, live.media.mixer.frame_samples
-        )
-        self.store.start_recording(recording_id, session_id, str(directory))
-        live.recorder = recorder
-        live.session.recording_id = recording_id
-        mixer = live.media.mixer
-        live.recording_base = {
-            slot.key: (slot.counters.frames, slot.counters.active_frames, slot.counters.energy)
-            for slot in mixer.slots
-            if slot is not None
-        }
-        mixer.post(lambda: setattr(mixer, "recording_sink", recorder.capture))
-        self._publish(live, {"type": "recording", "recording": recording_id})
+        recording_id = self.recordings.start(live.session, live.media.mixer)
+        self._publish(live, RecordingChanged(recording_id))
         return recording_id
 
     def stop_recording(self, session_id: str) -> dict[str, Any]:
         """Stop recording; returns the finished recording with contributions."""
         live = self._get(session_id)
-        if live.recorder is None:
-            raise SessionError("this session is not recording")
-        recording_id = self._stop_recording(live)
-        self._publish(live, {"type": "recording", "recording": None})
-        row = self.store.recording(recording_id)
-        assert row is not None
+        row = self.recordings.stop(live.session, live.media.mixer)
+        self._publish(live, RecordingChanged(None))
         return row
 
-    def _stop_recording(self, live: _Live) -> str:
-        recorder = live.recorder
-        recording_id = live.session.recording_id
-        assert recorder is not None
-        assert recording_id is not None
-        mixer = live.media.mixer
-        mixer.recording_sink = None  # the writer sees no frames after this tick
-        self._save_stats(live)
-        frames = recorder.stop()
-        self.store.finish_recording(recording_id, frames)
-        live.recorder = None
-        live.session.recording_id = None
-        return recording_id
-
-    def _save_stats(self, live: _Live) -> None:
-        recording_id = live.session.recording_id
-        recorder = live.recorder
-        if recording_id is None or recorder is None:
-            return
-        mixer = live.media.mixer
-        frame_s = mixer.frame_samples / mixer.sample_rate
-        rows = []
-        for participant in live.session.participants.values():
-            slot = mixer.slots[participant.slot] if participant.slot >= 0 else None
-            if slot is None:
-                continue
-            # Someone who joined during the recording has a fresh slot: counters start at 0.
-            base = live.recording_base.get(slot.key, (0, 0, 0.0))
-            frames = slot.counters.frames - base[0]
-            active = slot.counters.active_frames - base[1]
-            energy = slot.counters.energy - base[2]
-            rows.append(
-                {
-                    "address": participant.address,
-                    "name": participant.name,
-                    "active_s": round(active * frame_s, 3),
-                    "rms": (energy / frames) ** 0.5 if frames else 0.0,
-                    "frames": frames,
-                    "stem": recorder.stem_name(slot.key),
-                }
-            )
-        if rows:
-            self.store.save_contributions(recording_id, rows)
-        recorder.flush()
-
     # ----------------------------------------------------------------- events
-    def subscribe(self, session_id: str) -> asyncio.Queue[dict[str, Any] | None]:
-        """A bounded queue of this session's events (None means: closed)."""
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(EVENT_QUEUE)
-        self._get(session_id).subscribers.add(queue)
-        return queue
+    def subscribe(self, session_id: str, participant_id: str | None = None) -> Subscription:
+        """A bounded subscription to this session's events (its queue yields None: closed)."""
+        self._get(session_id)
+        return self.events.subscribe(session_id, participant_id)
 
-    def unsubscribe(self, session_id: str, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+    def unsubscribe(self, sub: Subscription) -> None:
         """Stop receiving events."""
-        live = self._live.get(session_id)
-        if live is not None:
-            live.subscribers.discard(queue)
+        self.events.unsubscribe(sub)
 
-    def _publish(self, live: _Live, event: dict[str, Any]) -> None:
-        for queue in list(live.subscribers):
-            try:
-                queue.put_nowait(event)
-            except asyncio.QueueFull:
-                # A subscriber this far behind is dead or too slow: cut it off.
-                live.subscribers.discard(queue)
+    def _publish(self, live: _Live, event: Event) -> None:
+        self.events.publish(live.session.id, event)
 
     def _on_tick(self, live: _Live, report: TickReport) -> None:
         if report.beat is not None:
             beats = live.session.settings.time_signature[0]
-            self._publish(
-                live, {"type": "beat", "beat": report.beat, "bar_beat": report.beat % beats}
-            )
+            self._publish(live, Beat(report.beat, report.beat % beats))
 
     async def _levels_loop(self) -> None:
         while True:
             await asyncio.sleep(LEVELS_EVERY_S)
-            for live in list(self._live.values()):
-                if not live.subscribers:
+            for session_id, live in list(self._live.items()):
+                if not self.events.subscribers(session_id):
                     continue
                 mixer = live.media.mixer
-                levels = {
-                    p.id: round(float(mixer.levels[p.slot]), 4)
-                    for p in live.session.participants.values()
-                    if p.slot >= 0
-                }
-                jitter = {}
+                levels: dict[str, float] = {}
+                jitter: dict[str, dict[str, Any]] = {}
                 for p in live.session.participants.values():
                     slot = mixer.slots[p.slot] if p.slot >= 0 else None
-                    if slot is not None:
-                        jitter[p.id] = {
-                            "target": slot.jitter.target,
-                            "depth": slot.jitter.depth,
-                            "concealed": slot.jitter.stats.concealed,
-                            "node_added_ms": round(slot.node_added_ms, 1),
-                        }
-                self._publish(live, {"type": "levels", "levels": levels, "jitter": jitter})
+                    if slot is None:
+                        continue
+                    levels[p.id] = round(float(mixer.levels[p.slot]), 4)
+                    stats = slot.jitter.stats
+                    jitter[p.id] = {
+                        "target": slot.jitter.target,
+                        "depth": slot.jitter.depth,
+                        "delay_ms": round(slot.jitter.delay_s * 1000, 1),
+                        "packet_ms": round(slot.jitter.frame_s * 1000, 1),
+                        "concealed": stats.concealed,
+                        "played": stats.played,
+                        "node_added_ms": round(slot.node_added_ms, 1),
+                    }
+                self._publish(live, Levels(levels, jitter))
 
     async def _stats_loop(self) -> None:
         while True:
             await asyncio.sleep(STATS_EVERY_S)
             self.heap.observe(sum(len(live.session.participants) for live in self._live.values()))
             for live in list(self._live.values()):
-                if live.recorder is not None:
-                    try:
-                        self._save_stats(live)
-                    except Exception:
-                        log.exception("saving recording stats failed")
+                try:
+                    self.recordings.save(live.session, live.media.mixer)
+                except Exception:
+                    log.exception("saving recording stats failed")
+
+
+_MIRRORED = ("name", "tempo_bpm", "key", "time_signature", "chords", "frame_ms")
+"""The session settings a mirror takes from its host."""

@@ -37,7 +37,9 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch(self, clock: ClockStats, mixers: Callable[[], dict[str, SessionMixer]]) -> None:
+    def watch(
+        self, clock: Callable[[], ClockStats], mixers: Callable[[], dict[str, SessionMixer]]
+    ) -> None:
         """Export clock counters and per-session figures read at scrape time."""
         self.registry.register(_LiveCollector(clock, mixers))
 
@@ -118,21 +120,30 @@ class _AiCollector(Collector):
 
 
 class _LiveCollector(Collector):
-    def __init__(self, clock: ClockStats, mixers: Callable[[], dict[str, SessionMixer]]) -> None:
+    def __init__(
+        self, clock: Callable[[], ClockStats], mixers: Callable[[], dict[str, SessionMixer]]
+    ) -> None:
         self._clock = clock
         self._mixers = mixers
 
     def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily("jamnet_ticks", "Mix clock ticks", value=self._clock.ticks)
+        clock = self._clock()
+        yield CounterMetricFamily("jamnet_ticks", "Mix clock ticks", value=clock.ticks)
         yield CounterMetricFamily(
             "jamnet_tick_overruns",
             "Ticks that took longer than the tick period",
-            value=self._clock.overruns,
+            value=clock.overruns,
         )
         yield CounterMetricFamily(
             "jamnet_ticks_skipped",
-            "Ticks skipped after falling far behind",
-            value=self._clock.skipped,
+            "Ticks skipped after falling far behind (their time still passes: receivers "
+            "conceal the gap)",
+            value=clock.skipped,
+        )
+        yield CounterMetricFamily(
+            "jamnet_overload_spells",
+            "Spells of overrunning or skipped ticks that ended (each logged once)",
+            value=clock.spells,
         )
         mixers = self._mixers()
         yield GaugeMetricFamily("jamnet_sessions", "Sessions hosted", value=len(mixers))

@@ -12,8 +12,10 @@ from node.errors import ConfigError
 
 def test_defaults() -> None:
     config = load_config(None, environ={})
-    assert (config.http.host, config.http.port, config.media.tick_ms) == ("127.0.0.1", 8080, 20)
+    assert (config.http.host, config.http.port, config.media.frame_ms) == ("127.0.0.1", 8080, 20)
     assert config.media.ice_servers == ()
+    # The admission limits come from bench/capacity.py (bench/RESULTS.md), per frame size.
+    assert [config.participant_limit(ms) for ms in (5, 10, 20)] == [8, 16, 32]
 
 
 def test_precedence_toml_env_flags(tmp_path: Path) -> None:
@@ -33,7 +35,10 @@ def test_precedence_toml_env_flags(tmp_path: Path) -> None:
         ({"http": {"port": "eighty"}}, "http.port must be an integer"),
         ({"http": {"port": 70000}}, "http.port must be 0-65535"),
         ({"http": {"tls": "files"}}, "cert_file"),
-        ({"media": {"tick_ms": 7}}, "tick_ms"),
+        ({"media": {"frame_ms": 7}}, "media.frame_ms must be 5, 10 or 20"),
+        ({"media": {"opus_application": "voip"}}, "opus_application"),
+        ({"session": {"max_participants_5ms": 0}}, "max_participants_5ms must be 1-256"),
+        ({"session": {"media_timeout_s": 0}}, "media_timeout_s"),
         ({"session": {"challenge_ttl_s": "nan"}}, "finite"),
     ],
 )

@@ -25,6 +25,7 @@ from node.ai.registry import BUNDLED_DIR, ModelError, ModelRegistry
 from node.config import NodeConfig
 from node.errors import JamnetError, NotFoundError, SessionError
 from node.jam import JamService
+from node.session.events import SessionChanged
 from node.session.session import Participant
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ class AiService:
             session.bandmate = None
             if playing.participant.id in session.participants:
                 await self.jam.leave(session_id, playing.participant)
-            self.jam.publish(session_id, {"type": "session", "session": session.public()})
+            self.jam.publish(session_id, SessionChanged(session.public()))
 
     def _retire(self, playing: _Playing) -> None:
         self._totals["bars"] += playing.bandmate.generated - playing.late_bars
@@ -243,7 +244,7 @@ class AiService:
         }
         session = self.jam.get(session_id)
         session.bandmate = state
-        self.jam.publish(session_id, {"type": "session", "session": session.public()})
+        self.jam.publish(session_id, SessionChanged(session.public()))
         return state
 
     async def _play(self, session_id: str, playing: _Playing) -> None:

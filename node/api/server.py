@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import node
@@ -31,7 +31,7 @@ from node.errors import (
 )
 from node.identity import ChallengeBook, parse_address
 from node.jam import JamService
-from node.media.engine import MixClock
+from node.media.engine import MixClocks
 from node.media.peer import validate_offer
 from node.metrics import Metrics
 from node.p2p.service import P2PService
@@ -67,7 +67,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVICE = web.AppKey("service", JamService)
 CHALLENGES = web.AppKey("challenges", ChallengeBook)
 METRICS = web.AppKey("metrics", Metrics)
-CLOCK = web.AppKey("clock", MixClock)
+CLOCK = web.AppKey("clock", MixClocks)
 ROOT = web.AppKey("root", Path)
 CHAIN = web.AppKey("chain", object)
 
@@ -256,7 +256,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def create_session(request: web.Request) -> web.Response:
     """Create a session; the signer of the challenge becomes its owner."""
     body = await _body(request)
-    settings = SessionSettings.parse(body)
+    settings = SessionSettings.parse(body, request.app[SERVICE].config.media.frame_ms)
     owner = _prove(request, body)
     session = request.app[SERVICE].create(owner, settings)
     return web.json_response(session.public(), status=201)
@@ -438,16 +438,17 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     service = request.app[SERVICE]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=8 * 1024)
     await ws.prepare(request)
-    queue = service.subscribe(session_id)
+    sub = service.subscribe(session_id, participant.id)
     await ws.send_json({"type": "session", "session": service.get(session_id).public()})
 
     async def pump() -> None:
         while True:
-            event = await queue.get()
+            event = await sub.queue.get()
             if event is None:
-                await ws.close()
+                # Closed by the node: they left, were removed, or the session ended.
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=sub.reason.encode()[:120])
                 return
-            await ws.send_json(event)
+            await ws.send_json(event.wire())
 
     sender = asyncio.create_task(pump())
     try:
@@ -471,11 +472,13 @@ async def events(request: web.Request) -> web.WebSocketResponse:
                 _apply_control(service, session_id, participant, body)
             except (ValueError, JamnetError) as exc:
                 await ws.send_json({"type": "error", "error": str(exc)})
-            if participant.id not in service.get(session_id).participants:
+            session = service.find(session_id)
+            if session is None or participant.id not in session.participants:
                 break
     finally:
         sender.cancel()
-        service.unsubscribe(session_id, queue)
+        service.unsubscribe(sub)
+        service.socket_closed(session_id, participant)
     return ws
 
 
@@ -499,7 +502,7 @@ async def vendor(request: web.Request) -> web.FileResponse:
 def build_app(
     service: JamService,
     challenges: ChallengeBook,
-    clock: MixClock,
+    clock: MixClocks,
     metrics_: Metrics,
     max_body_bytes: int,
     root: Path,

@@ -42,6 +42,11 @@ class OpusFrameDecoder:
         """The libopus state for the mixer's batched decode (mono only; 0: decode one by one)."""
         return self._decoder.handle if self.channels == 1 else 0
 
+    @staticmethod
+    def samples_of(payload: bytes) -> int:
+        """How many samples ``payload`` decodes to (from its Opus header; 0: not Opus)."""
+        return opus.packet_samples(payload)
+
     def decode(self, payload: bytes, out: F32) -> bool:
         """Decode into ``out``; False when the payload is not a valid Opus frame."""
         if not payload:
@@ -61,6 +66,11 @@ class OpusFrameDecoder:
 class PcmFrameDecoder:
     """Raw float32 frames (the stock-aiortc baseline hands the mixer decoded audio)."""
 
+    @staticmethod
+    def samples_of(payload: bytes) -> int:
+        """Samples in a raw float32 frame."""
+        return len(payload) // 4
+
     def decode(self, payload: bytes, out: F32) -> bool:
         """Copy ``payload`` into ``out`` when it is exactly one frame."""
         if len(payload) != out.shape[0] * 4:
@@ -78,7 +88,7 @@ async def pump_decoded(track: Any, push: Callable[[int, int, bytes], None]) -> N
         except Exception:  # MediaStreamError: the track ended
             return
         pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
-        push(seq % 65536, seq * 960, (pcm / 32768.0).astype(np.float32).tobytes())
+        push(seq % 65536, seq * pcm.shape[0], (pcm / 32768.0).astype(np.float32).tobytes())
         seq += 1
 
 
@@ -90,11 +100,14 @@ class OpusEncoder:
         channels: int = 2,
         bitrate_bps: int = 128000,
         complexity: int = 5,
-        frame_ms: int = 20,
+        frame_ms: float = 20,
+        application: str = "audio",
     ) -> None:
         self.channels = channels
-        self.frame_samples = SAMPLE_RATE * frame_ms // 1000
-        self._encoder = opus.Encoder(channels, bitrate_bps, complexity)
+        self.frame_samples = round(SAMPLE_RATE * frame_ms / 1000)
+        if self.frame_samples not in opus.FRAME_SAMPLES_48K:
+            raise ValueError(f"Opus cannot encode {frame_ms} ms frames")
+        self._encoder = opus.Encoder(channels, bitrate_bps, complexity, application=application)
         self._pts = 0
 
     @property
@@ -113,3 +126,9 @@ class OpusEncoder:
         packet.time_base = TIME_BASE
         self._pts += self.frame_samples
         return packet
+
+    def skip(self, frames: int) -> None:
+        """``frames`` frames were not sent (the sender fell behind): the next packet's
+        timestamp moves on by them, so a receiver conceals a gap instead of seeing every
+        later packet as late and buffering the delay for good."""
+        self._pts += max(0, frames) * self.frame_samples

@@ -1,9 +1,16 @@
-"""The mix clock: one thread ticking every session's mixer every frame, off the event loop.
+"""The mix clocks: a thread per frame size ticking its sessions' mixers, off the event loop.
 
 Each tick, for each session: ``SessionMixer.tick()`` (decode, conceal, render), then every
 connected listener's stereo frame is Opus-encoded on this thread, and one
 ``call_soon_threadsafe`` hands all the packets to the loop, where each listener's
 ``PacketTrack`` (bounded, drop-oldest) passes them to aiortc's sender.
+
+When the machine falls behind (a CPU stall, another process, the hypervisor), the clock
+never turns the stall into latency: a tick that is late runs at once, and once it is more
+than ``SKIP_BEHIND_TICKS`` periods (and ``SKIP_BEHIND_S``) behind it skips ahead to the wall
+clock. Skipped ticks still move each session's time and every outgoing stream's RTP
+timestamp on, so receivers see a gap to conceal, not packets that are late for good. Each
+spell of overruns or skips is logged once, with its counts, when it ends.
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ from node.media.codec import EncodedPacket, OpusEncoder
 from node.media.opus import MAX_PACKET
 from node.media.outbound import PacketTrack
 from node.session.mixer import SessionMixer, Slot, TickReport
-from node.session.phase import ALIGN_EVERY_TICKS, ALIGN_MIN_GAP_TICKS, alignment_shift
+from node.session.phase import ALIGN_EVERY_S, ALIGN_MIN_GAP_S, alignment_shift, ticks_per
 
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.0005
-_RESYNC_AFTER_TICKS = 5  # further behind than this: skip ahead instead of bursting
+SKIP_BEHIND_TICKS = 2  # further behind than this many periods (and SKIP_BEHIND_S) ...
+SKIP_BEHIND_S = 0.015  # ... the clock skips ahead instead of bursting late ticks
+SPELL_QUIET_S = 1.0  # an overload spell ends after this long without an overrun or a skip
 
 
 @dataclass
@@ -40,8 +49,31 @@ class ClockStats:
     ticks: int = 0
     overruns: int = 0
     skipped: int = 0
+    spells: int = 0
+    """Overload spells that ended (each logged once with its counts)."""
     last_tick_s: float = 0.0
     phase_shift_s: float = 0.0
+
+    def add(self, other: ClockStats) -> None:
+        """Accumulate ``other``'s counters (several clocks, one set of metrics)."""
+        self.ticks += other.ticks
+        self.overruns += other.overruns
+        self.skipped += other.skipped
+        self.spells += other.spells
+        self.last_tick_s = max(self.last_tick_s, other.last_tick_s)
+        self.phase_shift_s += other.phase_shift_s
+
+
+@dataclass
+class _Spell:
+    """A run of overrunning or skipped ticks, reported once when it is over."""
+
+    started_s: float
+    last_s: float
+    overruns: int = 0
+    skipped: int = 0
+    worst_behind_s: float = 0.0
+    worst_tick_s: float = 0.0
 
 
 @dataclass
@@ -114,6 +146,13 @@ class SessionMedia:
             out.append((listener.track, listener.encoder.packet(self._packets[k, :size].tobytes())))
         return out
 
+    def skip(self, frames: int) -> None:
+        """The clock skipped ``frames`` ticks: the session's time and every listener's RTP
+        timestamp move on by them (receivers conceal the gap instead of buffering it)."""
+        self.mixer.skip(frames)
+        for listener in list(self.listeners.values()):
+            listener.encoder.skip(frames)
+
     def _encode_failed(self) -> bool:
         """Count a failed encode; whether to log it (the first ten, then one in a thousand,
         so a broken encoder cannot flood the log at 50 ticks a second)."""
@@ -135,7 +174,7 @@ class MixClock:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        tick_ms: int = 20,
+        tick_ms: float = 20,
         on_tick_time: TickObserver | None = None,
         on_node_latency: LatencyObserver | None = None,
         threads: int = 1,
@@ -144,6 +183,7 @@ class MixClock:
         self.threads = threads
         """Threads that share each tick's Opus work: the clock's own plus ``threads - 1``."""
         self._workers = batch.INLINE
+        self.tick_ms = tick_ms
         self.period_s = tick_ms / 1000.0
         self._sessions: dict[str, SessionMedia] = {}
         self._snapshot: tuple[SessionMedia, ...] = ()
@@ -160,6 +200,10 @@ class MixClock:
             self.latency_observers.append(on_node_latency)
         self.stats = ClockStats()
         self._last_shift_tick: int | None = None
+        self._align_every = ticks_per(ALIGN_EVERY_S, self.period_s)
+        self._align_gap = ticks_per(ALIGN_MIN_GAP_S, self.period_s)
+        self._skip_behind_s = max(SKIP_BEHIND_TICKS * self.period_s, SKIP_BEHIND_S)
+        self._spell: _Spell | None = None
 
     def add(self, key: str, media: SessionMedia) -> None:
         """Start ticking a session."""
@@ -173,6 +217,9 @@ class MixClock:
             self._sessions.pop(key, None)
             self._snapshot = tuple(self._sessions.values())
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._sessions
+
     def start(self) -> None:
         """Start the clock thread (idempotent)."""
         if self._thread is not None:
@@ -183,7 +230,9 @@ class MixClock:
         batch.warm_up()  # compiled (or loaded from disk) now, not in the first tick
         self._workers = batch.RowWorkers(self.threads)
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="jamnet-mix-clock", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"jamnet-mix-clock-{self.tick_ms:g}ms", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -194,6 +243,7 @@ class MixClock:
             self._thread = None
         self._workers.close()
         self._workers = batch.INLINE
+        self._end_spell(force=True)
 
     def _run(self) -> None:
         # The mix's matrix products are small: BLAS worker threads only spin and steal the
@@ -213,21 +263,64 @@ class MixClock:
             self.stats.last_tick_s = elapsed
             for observe in self.tick_observers:
                 observe(elapsed)
+            now = time.monotonic()
             if elapsed > self.period_s:
                 self.stats.overruns += 1
+                self._overloaded(now, overrun_s=elapsed)
             if batch:
                 try:
                     self._loop.call_soon_threadsafe(self._deliver, batch)
                 except RuntimeError:  # loop closed during shutdown
                     return
             next_tick += self.period_s
-            if self.stats.ticks % ALIGN_EVERY_TICKS == 0:
+            if self.stats.ticks % self._align_every == 0:
                 next_tick += self._phase_correction(next_tick)
-            behind = time.monotonic() - next_tick
-            if behind > _RESYNC_AFTER_TICKS * self.period_s:
+            behind = now - next_tick
+            if behind > self._skip_behind_s:
+                # Far behind: skip to the wall clock. The skipped ticks' time still passes
+                # for every session (beat grid, recording, RTP timestamps).
                 skipped = int(behind / self.period_s)
                 self.stats.skipped += skipped
                 next_tick += skipped * self.period_s
+                for media in self._snapshot:
+                    try:
+                        media.skip(skipped)
+                    except Exception:  # never let one session stop the clock
+                        log.exception("skipping ticks failed")
+                self._overloaded(now, skipped=skipped, behind_s=behind)
+            elif self._spell is not None and now - self._spell.last_s > SPELL_QUIET_S:
+                self._end_spell()
+
+    def _overloaded(
+        self, now: float, overrun_s: float = 0.0, skipped: int = 0, behind_s: float = 0.0
+    ) -> None:
+        spell = self._spell
+        if spell is None:
+            spell = self._spell = _Spell(now, now)
+        spell.last_s = now
+        if overrun_s:
+            spell.overruns += 1
+            spell.worst_tick_s = max(spell.worst_tick_s, overrun_s)
+        spell.skipped += skipped
+        spell.worst_behind_s = max(spell.worst_behind_s, behind_s)
+
+    def _end_spell(self, force: bool = False) -> None:
+        """Log the spell that just ended: one line per spell, however long it lasted."""
+        spell, self._spell = self._spell, None
+        if spell is None:
+            return
+        self.stats.spells += 1
+        log.warning(
+            "mix clock (%g ms) was overloaded for %.1f s: %d ticks overran, %d skipped "
+            "(worst tick %.1f ms, worst %.0f ms behind)%s",
+            self.tick_ms,
+            spell.last_s - spell.started_s,
+            spell.overruns,
+            spell.skipped,
+            spell.worst_tick_s * 1000,
+            spell.worst_behind_s * 1000,
+            " (clock stopped)" if force else "",
+        )
 
     def _phase_correction(self, next_tick: float) -> float:
         """Shift the tick grid so frames wait as little as possible between their due time and
@@ -241,7 +334,7 @@ class MixClock:
                 if due is not None:
                     phases.append(due % period)
         if self._last_shift_tick is not None and (
-            self.stats.ticks - self._last_shift_tick < ALIGN_MIN_GAP_TICKS
+            self.stats.ticks - self._last_shift_tick < self._align_gap
         ):
             return 0.0
         shift = alignment_shift(next_tick, phases, period)
@@ -284,3 +377,81 @@ class MixClock:
                     media.on_tick(report)
                 except Exception:
                     log.exception("session tick observer failed")
+
+
+class MixClocks:
+    """One ``MixClock`` per frame size in use, made and started when a session needs it.
+
+    Each frame size needs its own period (and its own phase alignment), so sessions at 5, 10
+    and 20 ms each tick on a thread of their own; the observers and counters are shared.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_tick_time: TickObserver | None = None,
+        on_node_latency: LatencyObserver | None = None,
+        threads: int = 1,
+    ) -> None:
+        self._loop = loop
+        self.threads = threads
+        self.tick_observers: list[TickObserver] = [on_tick_time] if on_tick_time else []
+        """Observers of each tick's duration in seconds (metrics, benchmarks)."""
+        self.latency_observers: list[LatencyObserver] = (
+            [on_node_latency] if on_node_latency else []
+        )
+        """Observers of node-added latency samples in seconds (metrics, benchmarks)."""
+        self._clocks: dict[float, MixClock] = {}
+        self._where: dict[str, MixClock] = {}
+        self._started = False
+
+    def clock(self, frame_ms: float) -> MixClock:
+        """The clock for ``frame_ms`` frames (made, and started if we are running)."""
+        clock = self._clocks.get(frame_ms)
+        if clock is None:
+            clock = MixClock(self._loop, frame_ms, threads=self.threads)
+            # Shared lists: observers added later reach every clock.
+            clock.tick_observers = self.tick_observers
+            clock.latency_observers = self.latency_observers
+            self._clocks[frame_ms] = clock
+            if self._started:
+                clock.start()
+        return clock
+
+    def add(self, key: str, media: SessionMedia, frame_ms: float) -> None:
+        """Start ticking a session on the clock of its frame size."""
+        self.remove(key)
+        clock = self.clock(frame_ms)
+        clock.add(key, media)
+        self._where[key] = clock
+
+    def remove(self, key: str) -> None:
+        """Stop ticking a session."""
+        clock = self._where.pop(key, None)
+        if clock is not None:
+            clock.remove(key)
+
+    @property
+    def clocks(self) -> dict[float, MixClock]:
+        """The clocks made so far, by frame size in milliseconds."""
+        return dict(self._clocks)
+
+    @property
+    def stats(self) -> ClockStats:
+        """Every clock's counters added up."""
+        total = ClockStats()
+        for clock in self._clocks.values():
+            total.add(clock.stats)
+        return total
+
+    def start(self) -> None:
+        """Start every clock made so far; later ones start as they are made (idempotent)."""
+        self._started = True
+        for clock in self._clocks.values():
+            clock.start()
+
+    def stop(self) -> None:
+        """Stop every clock's thread (idempotent)."""
+        self._started = False
+        for clock in self._clocks.values():
+            clock.stop()

@@ -18,6 +18,11 @@ import numpy.typing as npt
 from node.errors import MediaError
 
 OPUS_APPLICATION_AUDIO = 2049
+OPUS_APPLICATION_RESTRICTED_LOWDELAY = 2051
+"""CELT only: 2.5 ms of look-ahead instead of 6.5 ms (no SILK, no speech/music switching)."""
+APPLICATIONS = {"audio": OPUS_APPLICATION_AUDIO, "lowdelay": OPUS_APPLICATION_RESTRICTED_LOWDELAY}
+FRAME_SAMPLES_48K = (120, 240, 480, 960, 1920, 2880)
+"""Frame lengths Opus can encode: 2.5, 5, 10, 20, 40 and 60 ms at 48 kHz."""
 OPUS_SET_BITRATE = 4002
 OPUS_SET_COMPLEXITY = 4010
 OPUS_SET_INBAND_FEC = 4012
@@ -27,6 +32,32 @@ OPUS_SIGNAL_MUSIC = 3002
 MAX_PACKET = 4000
 
 _lib: Any = None
+
+# Samples (at 48 kHz) of one frame for each TOC configuration (RFC 6716 §3.1).
+_TOC_FRAME = tuple(
+    (480, 960, 1920, 2880)[c % 4] if c < 12 else (480, 960)[c % 2] if c < 16 else
+    (120, 240, 480, 960)[c % 4]
+    for c in range(32)
+)  # fmt: skip
+
+
+def packet_samples(packet: bytes) -> int:
+    """Samples per channel (48 kHz) that an Opus packet decodes to, read from its TOC byte;
+    0 for something that is not a well-formed Opus packet header."""
+    if not packet:
+        return 0
+    toc = packet[0]
+    code = toc & 3
+    if code == 0:
+        frames = 1
+    elif code < 3:
+        frames = 2
+    else:
+        if len(packet) < 2:
+            return 0
+        frames = packet[1] & 0x3F
+    samples = frames * _TOC_FRAME[toc >> 3]
+    return samples if 0 < samples <= 5760 else 0
 
 
 def _load() -> Any:
@@ -102,12 +133,19 @@ class Encoder(_State):
     _destroy = "opus_encoder_destroy"
 
     def __init__(
-        self, channels: int, bitrate_bps: int, complexity: int = 5, sample_rate: int = 48000
+        self,
+        channels: int,
+        bitrate_bps: int,
+        complexity: int = 5,
+        sample_rate: int = 48000,
+        application: str = "audio",
     ) -> None:
         lib = _load()
         error = ctypes.c_int(0)
+        if application not in APPLICATIONS:
+            raise MediaError(f"opus application must be one of {sorted(APPLICATIONS)}")
         handle = lib.opus_encoder_create(
-            sample_rate, channels, OPUS_APPLICATION_AUDIO, ctypes.byref(error)
+            sample_rate, channels, APPLICATIONS[application], ctypes.byref(error)
         )
         if error.value != 0 or not handle:
             raise MediaError(f"opus_encoder_create failed ({error.value})")

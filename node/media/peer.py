@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
@@ -50,6 +51,24 @@ def opus_payload_type(sdp: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def set_ptime(sdp: str, frame_ms: int) -> str:
+    """Ask for ``frame_ms`` packets in the audio section: ``a=ptime`` and ``a=maxptime``
+    (replacing any the description had), next to the Opus rtpmap line."""
+    match = _OPUS_RE.search(sdp)
+    if not match:
+        return sdp
+    eol = "\r\n" if "\r\n" in sdp else "\n"
+    start = sdp.rfind("m=audio", 0, match.start())
+    end = sdp.find(eol + "m=", match.end())
+    end = len(sdp) if end < 0 else end
+    section = re.sub(r"^a=(max)?ptime:[^\r\n]*\r?\n?", "", sdp[start:end], flags=re.MULTILINE)
+    rtpmap = _OPUS_RE.search(section)
+    assert rtpmap is not None
+    lines = f"{eol}a=ptime:{frame_ms}{eol}a=maxptime:{frame_ms}"
+    section = section[: rtpmap.end()] + lines + section[rtpmap.end() :]
+    return sdp[:start] + section + sdp[end:]
+
+
 def set_opus_params(sdp: str, params: dict[str, str]) -> str:
     """Merge ``params`` into the fmtp line of the Opus payload type (adding one if absent)."""
     match = _OPUS_RE.search(sdp)
@@ -80,14 +99,20 @@ class Peer:
         self.track = track
         self._sink = sink
         self.closed = asyncio.Event()
+        self.on_state: Callable[[str], None] | None = None
+        """Called with each new connection state ("connecting", "connected", "failed", …)."""
 
         @self.pc.on("connectionstatechange")
         async def _state() -> None:
-            if self.pc.connectionState in {"failed", "closed"}:
+            state = self.pc.connectionState
+            if state in {"failed", "closed"}:
                 self.closed.set()
+            if self.on_state is not None:
+                self.on_state(state)
 
-    async def answer(self, offer_sdp: str, uplink_bps: int) -> str:
-        """Accept an offer with one audio m-line; returns the answer SDP."""
+    async def answer(self, offer_sdp: str, uplink_bps: int, frame_ms: int = 20) -> str:
+        """Accept an offer with one audio m-line; returns the answer SDP, which asks the
+        client for ``frame_ms`` packets."""
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except (ValueError, KeyError, IndexError) as exc:
@@ -105,11 +130,11 @@ class Peer:
             await self.pc.setLocalDescription(answer)
         except Exception as exc:
             raise MediaError(f"could not answer the offer: {exc}") from None
-        sdp = self.pc.localDescription.sdp
+        sdp = set_ptime(self.pc.localDescription.sdp, frame_ms)
         return set_opus_params(
             sdp,
             {
-                "minptime": "10",
+                "minptime": str(frame_ms),
                 "useinbandfec": "1",
                 "sprop-stereo": "1",
                 "maxaveragebitrate": str(uplink_bps),

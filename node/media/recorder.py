@@ -24,7 +24,7 @@ from node.session.mixer import SessionMixer
 log = logging.getLogger(__name__)
 
 HEADER_BYTES = 44
-QUEUE_TICKS = 1500  # 30 s of audio may wait for the disk before frames are dropped
+QUEUE_S = 30.0  # this much audio may wait for the disk before frames are dropped
 
 
 def wav_header(channels: int, sample_rate: int, data_bytes: int) -> bytes:
@@ -74,6 +74,10 @@ class _Block:
     mix: npt.NDArray[np.int16]
 
 
+_GAP = _Block([], np.zeros((0, 2), dtype=np.int16))
+"""A skipped tick: silence on every stem and the mix."""
+
+
 class Recorder:
     """Records one session until ``stop``; ``capture`` is the mixer's recording sink."""
 
@@ -82,18 +86,31 @@ class Recorder:
         self.sample_rate = sample_rate
         self.frame_samples = frame_samples
         directory.mkdir(parents=True, exist_ok=True)
-        self._queue: queue.Queue[_Block | None] = queue.Queue(maxsize=QUEUE_TICKS)
+        ticks = round(QUEUE_S * sample_rate / frame_samples)
+        self._queue: queue.Queue[_Block | None] = queue.Queue(maxsize=ticks)
         self._stems: dict[str, _Stem] = {}
         self._mix = (directory / "mix.wav").open("wb")
         self._mix.write(wav_header(2, sample_rate, 0))
         self.frames = 0
         self.dropped = 0
+        """Frames lost because the disk fell 30 s behind (counted, never silently)."""
+        self.gap_frames = 0
+        """Frames written as silence because the mix clock skipped them."""
         self._thread = threading.Thread(target=self._write, name="jamnet-recorder", daemon=True)
         self._thread.start()
 
     def stem_name(self, key: str) -> str:
         """File name of a participant's stem."""
         return f"stem-{key}.wav"
+
+    def gap(self, frames: int) -> None:
+        """The clock skipped ``frames`` ticks: they are written as silence, so the recording
+        keeps the session's timeline and its stems stay aligned (called on the mix thread)."""
+        for _ in range(frames):
+            try:
+                self._queue.put_nowait(_GAP)
+            except queue.Full:
+                self.dropped += 1
 
     def capture(self, mixer: SessionMixer) -> None:
         """Called on the mix thread after each tick: copy this tick's frames."""
@@ -114,6 +131,9 @@ class Recorder:
             if block is None:
                 return
             try:
+                if block is _GAP:
+                    self._write_gap()
+                    continue
                 for key, samples in block.stems:
                     stem = self._stems.get(key)
                     if stem is None:
@@ -123,6 +143,14 @@ class Recorder:
                 self.frames += 1
             except OSError:
                 log.exception("recording write failed in %s", self.directory)
+
+    def _write_gap(self) -> None:
+        silence = bytes(2 * self.frame_samples)
+        for stem in self._stems.values():
+            stem.file.write(silence)
+        self._mix.write(silence * 2)
+        self.frames += 1
+        self.gap_frames += 1
 
     def _open_stem(self, key: str) -> _Stem:
         path = self.directory / self.stem_name(key)
@@ -152,11 +180,11 @@ class Recorder:
         return self.frames
 
 
-def recover(directory: Path) -> int:
+def recover(directory: Path, frame_samples: int = 960) -> int:
     """Repair every WAV header of an interrupted recording; returns mix frames recovered."""
     frames = 0
     for path in sorted(directory.glob("*.wav")):
         data = repair_wav(path)
         if path.name == "mix.wav":
-            frames = data // 4 // 960
+            frames = data // 4 // frame_samples
     return frames

@@ -48,6 +48,17 @@ from node.identity import parse_address
 from node.jam import JamService
 from node.media.inbound import tap_receiver_streams
 from node.media.peer import MAX_SDP_BYTES, ice_configuration, opus_payload_type
+from node.session.events import (
+    Chatted,
+    Closed,
+    Event,
+    Joined,
+    Left,
+    Moved,
+    Refused,
+    SessionChanged,
+    Turned,
+)
 from node.session.session import (
     Participant,
     parse_chat,
@@ -172,12 +183,14 @@ class FederationService:
     def start(self) -> None:
         """Hook into the jam service and start the heartbeat/watchdog loop."""
         self.jam.federation = self
+        self.jam.events.listen(self.on_event)
         self._watch = asyncio.create_task(self._watchdog(), name="federation-watchdog")
 
     async def stop(self) -> None:
         """Close every link and stop (idempotent)."""
         if self.jam.federation is self:
             self.jam.federation = None
+        self.jam.events.unlisten(self.on_event)
         tasks = [t for t in (self._watch, *self._redials.values()) if t is not None]
         self._watch = None
         self._redials.clear()
@@ -397,6 +410,21 @@ class FederationService:
             return []
         return [k for k in links.values() if k.peer_id != participant.via and k.opened.is_set()]
 
+    def on_event(self, session_id: str, event: Event) -> None:
+        """The session's facts, from the jam service's event bus: pass on what links need."""
+        if isinstance(event, Joined):
+            self.on_join(session_id, event.participant)
+        elif isinstance(event, Left):
+            self.on_leave(session_id, event.participant)
+        elif isinstance(event, Moved | Turned):
+            self.on_pose(session_id, event.participant)
+        elif isinstance(event, Chatted):
+            self.on_chat(session_id, event.participant, event.text)
+        elif isinstance(event, SessionChanged) and event.settings:
+            self.on_settings(session_id)
+        elif isinstance(event, Closed) and event.hosted_here:
+            self.on_closed(session_id)
+
     def on_join(self, session_id: str, participant: Participant) -> None:
         """Someone joined here (or over another link): announce them."""
         if participant.kind == "ai":
@@ -534,10 +562,8 @@ class FederationService:
             session = self.jam.find(session_id)
             if pid is not None and session is not None and pid in session.participants:
                 error = str(body.get("error", ""))[:200]
-                self.jam.publish(
-                    session_id, {"type": "refused", "participant": pid, "error": error}
-                )
-                self.jam.drop(session_id, session.participants[pid])
+                self.jam.publish(session_id, Refused(pid, error))
+                self.jam.drop(session_id, session.participants[pid], f"refused: {error}")
             return
         sender = link.inbound.get(number)
         if sender is None:

@@ -1,30 +1,39 @@
-"""Adaptive jitter buffer for one inbound audio stream (one Opus frame per RTP packet).
+"""Adaptive jitter buffer for one inbound audio stream.
 
-Pure logic: ``add()`` is called for each arriving packet, ``pop(now)`` once per mix tick. It
-returns what the tick should do — play a payload, conceal a missing frame, or stay silent —
-and keeps the counters the node exports.
+Pure logic: ``add()`` is called for each arriving packet, ``pop(now)`` whenever the mix needs
+the stream's next packet (once a tick when packets and ticks are the same length). It returns
+what to do — play a payload, conceal a missing packet, hold (conceal one tick without using
+anything up), or stay silent — and keeps the counters the node exports.
+
+Units. All of a stream's packets carry ``frame_samples`` samples; the mixer reads each
+packet's duration from its Opus header and starts a new buffer when it changes. Packets are
+keyed by their RTP *timestamp*, not their sequence number: a sender that skipped time (a node
+whose clock fell behind, a DTX pause) leaves a gap that is concealed, never a run of packets
+that looks early or late. Every period below is in seconds, so the buffer behaves the same at
+5, 10 or 20 ms packets.
 
 It schedules by time, not by counting frames:
 - each packet's *transit* is its arrival time minus its RTP timestamp (in seconds); the
-  smallest transit over the last ``window`` packets is the path's fastest delivery, and a
-  packet's *delay* is how much slower than that it was;
-- a frame is due ``delay_s`` after its fastest possible arrival; at each tick the buffer
-  plays the frame that is due, so frames are held only as long as the measured jitter needs
-  (a whole frame of slack is never added just to round up);
-- when a packet misses its tick, ``delay_s`` rises at once to cover packets that slow (plus
-  a margin); after ``calm_ticks`` without a late packet it falls back, at most
-  ``release_s`` per second, towards the ``percentile`` of recent delays (plus the margin);
-- recurring peaks are remembered: when packets came slower than that level (or late) on
-  more than one occasion in the last ``peak_hold_s`` (a busy sender or node that stalls
-  every few seconds, a link with periodic bursts), the delay does not fall below the
-  highest of those peaks until they are that old. Without this the delay would fall back
-  after every calm spell only to be caught by the next stall, concealing twice (the late
-  frame, then the frame held while the delay rises) each time; a lone glitch still decays
-  after ``calm_ticks``;
-- a frame not here when due is concealed (the codec extrapolates) and counted *lost*; if it
+  smallest transit over the last ``window_s`` is the path's fastest delivery, and a packet's
+  *delay* is how much slower than that it was;
+- a packet is due ``delay_s`` after its fastest possible arrival; each pop plays the packet
+  that is due, so packets are held only as long as the measured jitter needs;
+- when a packet misses its turn, ``delay_s`` rises at once to cover packets that slow (plus a
+  margin);
+- the *level* is the ``percentile`` of the delays seen over ``window_s``, plus the margin.
+  After ``calm_s`` without a late packet the delay falls towards it quickly (``release``
+  of the excess every ``adapt_every_s``): one isolated stall or a CPU overload that has
+  ended costs a few seconds, not half a minute;
+- recurring peaks are remembered: a *peak* is a spell of packets slower than the level (or
+  late). When more than one peak happened in the last ``peak_hold_s``, the delay stays above
+  them for ``hold_factor`` times the longest gap between them (at most ``peak_hold_s``)
+  after the last one. Stalls every few seconds (a busy sender, a loaded node) are then held
+  instead of being relearnt after each calm spell, while the end of a dense spell (an
+  overload) is let go of about as fast as an isolated stall;
+- a packet not here when due is concealed (the codec extrapolates) and counted *lost*; if it
   arrives afterwards it is *late*; when the schedule moves (delay changed, clocks drifted)
-  the buffer drops frames that are overdue or holds (conceals) for one that is early;
-- the ring holds ``capacity`` frames; anything further ahead resynchronises.
+  the buffer drops packets that are overdue or holds for one that is early;
+- the ring holds ``capacity_s`` of packets; anything further ahead resynchronises.
 """
 
 from __future__ import annotations
@@ -36,13 +45,20 @@ from dataclasses import dataclass
 
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
-_SILENT_AFTER_MISSES = 25  # 0.5 s of nothing: the sender stopped; stop concealing.
+SILENT_AFTER_S = 0.5  # this long with nothing arriving: the sender stopped; stop concealing.
 _RESET_JUMP = 3000  # a sequence jump this large is a new stream, not loss.
-# A frame plays on the first tick at or after its due time. Ticks wobble by a millisecond or
+_RESET_JUMP_S = 60.0  # ... and so is a timestamp jump this long.
+# A packet plays on the first pop at or after its due time. Ticks wobble by a millisecond or
 # so, hence a little tolerance before holding, and hysteresis before skipping.
-EARLY_FRAMES = 0.1  # play a frame up to 2 ms before it is due
-_SKIP_AT_FRAMES = 1.3  # skip once the next frame is 26 ms overdue
-_PEAK_EVENT_TICKS = 50  # slow packets within a second of each other are one peak
+EARLY_S = 0.002  # play a packet up to 2 ms before it is due (at most 0.4 of a packet)
+SKIP_SLACK_S = 0.002  # skip once the next packet is a packet plus 2 ms (or 0.1 packet) overdue
+PEAK_MERGE_S = 0.25  # slow packets this close together are one peak (one stall or burst)
+PEAK_OVER_S = 0.001  # a packet this much slower than the level needs is a peak
+
+
+def early_s(frame_s: float) -> float:
+    """How early a packet of ``frame_s`` may be played (tick wobble tolerance)."""
+    return min(EARLY_S, 0.4 * frame_s)
 
 
 class AddResult(enum.Enum):
@@ -55,11 +71,14 @@ class AddResult(enum.Enum):
 
 
 class PopKind(enum.IntEnum):
-    """What a tick should do with this stream."""
+    """What to do with this stream now."""
 
     SILENT = 0
     PLAY = 1
     CONCEAL = 2
+    """A packet's worth is missing: conceal it (the packet's turn is used up)."""
+    HOLD = 3
+    """The next packet is not due yet (the delay rose): conceal one tick, use nothing up."""
 
 
 @dataclass(slots=True)
@@ -77,6 +96,15 @@ class JitterStats:
     resyncs: int = 0
 
 
+@dataclass(slots=True)
+class _Peak:
+    """A spell of packets slower than the level: when it started and ended, how slow."""
+
+    start_s: float
+    end_s: float
+    level_s: float
+
+
 def unwrap(value: int, reference: int, modulus: int) -> int:
     """Extend a wrapped counter ``value`` to the unwrapped integer nearest ``reference``."""
     half = modulus // 2
@@ -85,146 +113,174 @@ def unwrap(value: int, reference: int, modulus: int) -> int:
 
 
 class JitterBuffer:
-    """Reorders, de-duplicates and schedules one stream's frames; sizes itself from jitter."""
+    """Reorders, de-duplicates and schedules one stream's packets; sizes itself from jitter."""
 
     def __init__(
         self,
         min_delay_s: float = 0.0,
         max_delay_s: float = 0.160,
         margin_s: float = 0.002,
-        capacity: int = 64,
-        window: int = 250,
+        capacity_s: float = 1.28,
+        window_s: float = 2.0,
         percentile: float = 0.98,
-        calm_ticks: int = 250,
-        release_s: float = 0.005,
+        calm_s: float = 1.0,
+        release: float = 0.75,
+        adapt_every_s: float = 0.25,
         peak_hold_s: float = 10.0,
+        hold_factor: float = 1.5,
         frame_samples: int = 960,
         sample_rate: int = 48000,
     ) -> None:
         frame_s = frame_samples / sample_rate
+        capacity = max(8, math.ceil(capacity_s / frame_s))
         if not 0 <= min_delay_s <= max_delay_s < capacity * frame_s:
-            raise ValueError("need 0 <= min_delay_s <= max_delay_s < capacity frames")
+            raise ValueError("need 0 <= min_delay_s <= max_delay_s < capacity_s")
+        if not 0.0 < release <= 1.0:
+            raise ValueError("release is the share of the excess delay let go at once (0-1]")
         self.min_delay_s = min_delay_s
         self.max_delay_s = max_delay_s
         self.margin_s = margin_s
         self.capacity = capacity
         self.percentile = percentile
-        self.calm_ticks = calm_ticks
-        self.release_s = release_s
-        self.peak_hold_ticks = round(peak_hold_s / frame_s)
+        self.calm_s = calm_s
+        self.release = release
+        self.adapt_every_s = adapt_every_s
+        self.peak_hold_s = peak_hold_s
+        self.hold_factor = hold_factor
         self.frame_samples = frame_samples
         self.sample_rate = sample_rate
         self.frame_s = frame_s
+        self._early_s = early_s(frame_s)
+        # Between holding (due in more than early_s) and skipping (over a packet overdue) is
+        # a band wider than the ticks' wobble, so the two never alternate; a narrow band on
+        # the skipping side keeps the buffer from sitting a whole packet behind after the
+        # delay falls.
+        self._skip_at = 1.0 + max(0.1, SKIP_SLACK_S / frame_s)  # in packets
+        self._silent_after = max(1, round(SILENT_AFTER_S / frame_s))
         self.delay_s = min_delay_s
         """Current playout delay beyond the fastest transit."""
         self.stats = JitterStats()
         self._payloads: list[bytes | None] = [None] * capacity
-        self._seqs: list[int] = [-1] * capacity
+        self._index: list[int] = [-1] * capacity
         self._arrivals: list[float] = [0.0] * capacity
-        self._next = 0  # extended sequence number of the next frame to play
-        self._next_ts = 0  # its extended RTP timestamp
-        self._highest = -1
+        self._origin_ts = 0  # extended RTP timestamp of index 0
+        self._next = 0  # index of the next packet to play
+        self._highest = -1  # highest index received
+        self._highest_seq = 0
         self._last_ts = 0
         self._have_packet = False
         self._started = False
         self._misses = 0
-        # Sliding minimum of transits (monotonic deque of (index, transit)).
+        # Sliding minimum of transits (monotonic deque of (count, transit)).
+        self._window = max(8, round(window_s / frame_s))
         self._transits: collections.deque[tuple[int, float]] = collections.deque()
-        self._delays: collections.deque[float] = collections.deque(maxlen=window)
-        self._window = window
+        self._delays: collections.deque[float] = collections.deque(maxlen=self._window)
         self._count = 0
-        self._ticks = 0
-        self._ticks_since_raise = 0
-        self._peaks: collections.deque[tuple[int, float]] = collections.deque(maxlen=16)
-        """(tick, delay wanted) of recent packets slower than ``_level``, for the peak hold."""
+        self._next_adapt_s: float | None = None
+        self._raised_s = -math.inf
+        self._peaks: collections.deque[_Peak] = collections.deque(maxlen=16)
+        """Recent spells of packets slower than ``_level``, for the peak hold."""
         self._level = max_delay_s
-        """The delay recent jitter needs (``percentile`` plus margin), updated each second."""
+        """The delay recent jitter needs (``percentile`` plus margin), updated as it adapts."""
         self.jitter_ms = 0.0
         """RFC 3550 interarrival jitter estimate in milliseconds."""
         self._last_transit: float | None = None
         self._last_delay = 0.0
         self.last_arrival_s = 0.0
-        """Arrival time of the most recently played frame (for latency accounting)."""
+        """Arrival time of the most recently played packet (for latency accounting)."""
 
     # ----------------------------------------------------------------- figures
     @property
     def target(self) -> int:
-        """The playout delay in whole frames (at least one: the frame being played)."""
+        """The playout delay in whole packets (at least one: the packet being played)."""
         return max(1, math.ceil(self.delay_s / self.frame_s - 1e-9))
 
     @property
     def depth(self) -> int:
-        """Frames from the next wanted one up to the newest received (gaps included)."""
+        """Packets from the next wanted one up to the newest received (gaps included)."""
         if not self._have_packet:
             return 0
         return max(0, self._highest - self._next + 1)
 
+    @property
+    def level_s(self) -> float:
+        """The delay the recent jitter needs (what the delay falls back to once calm)."""
+        return self._level
+
     def next_due_s(self) -> float | None:
-        """Monotonic time at which the next frame is due (None before playback starts)."""
+        """Monotonic time at which the next packet is due (None before playback starts)."""
         if not self._started or not self._transits:
             return None
-        return self.base_s + self.delay_s + self._next_ts / self.sample_rate
+        return self.base_s + self.delay_s + self._ts_of(self._next) / self.sample_rate
 
     @property
     def base_s(self) -> float:
         """The fastest transit seen over the window (arrival minus media time)."""
         return self._transits[0][1] if self._transits else 0.0
 
+    def _ts_of(self, index: int) -> int:
+        return self._origin_ts + index * self.frame_samples
+
     # ---------------------------------------------------------------- arrivals
     def add(self, seq: int, timestamp: int, payload: bytes, arrival_s: float) -> AddResult:
         """Store one packet's payload; ``arrival_s`` is a monotonic arrival time in seconds."""
         self.stats.received += 1
+        result = AddResult.ACCEPTED
         if not self._have_packet:
             self._reset_to(seq, timestamp)
-            ext, ext_ts = seq, timestamp
+            ext_seq, ext_ts = seq, timestamp
         else:
-            ext = unwrap(seq, self._highest, SEQ_MOD)
+            ext_seq = unwrap(seq, self._highest_seq, SEQ_MOD)
             ext_ts = unwrap(timestamp, self._last_ts, TS_MOD)
-        result = AddResult.ACCEPTED
-        if abs(ext - self._highest) > _RESET_JUMP:
-            self._reset_to(seq, timestamp)
-            ext, ext_ts = seq, timestamp
-            self.stats.resyncs += 1
-            result = AddResult.RESYNC
+            if (
+                abs(ext_seq - self._highest_seq) > _RESET_JUMP
+                or abs(ext_ts - self._last_ts) > _RESET_JUMP_S * self.sample_rate
+            ):
+                self._reset_to(seq, timestamp)
+                ext_seq, ext_ts = seq, timestamp
+                self.stats.resyncs += 1
+                result = AddResult.RESYNC
+        index = round((ext_ts - self._origin_ts) / self.frame_samples)
         self._observe(ext_ts, arrival_s)
-        if ext < self._next:
+        self._highest_seq = max(self._highest_seq, ext_seq)
+        if index < self._next:
             if self._started:
-                # It missed its tick: from now on, wait long enough for packets this slow.
+                # It missed its turn: from now on, wait long enough for packets this slow.
                 self.stats.late += 1
                 wanted = min(self.max_delay_s, self._last_delay + self.margin_s)
                 self.delay_s = max(self.delay_s, wanted)
-                self._ticks_since_raise = 0
-                self._peak(wanted)
+                self._raised_s = arrival_s
+                self._peak(arrival_s, wanted)
                 return AddResult.LATE
-            self._next, self._next_ts = ext, ext_ts  # before playback: an earlier start
-        elif ext >= self._next + self.capacity:
-            # Too far ahead for the ring: drop the oldest frames to make room.
-            skip = ext - self.capacity + 1 - self._next
+            self._next = index  # before playback: an earlier start
+        elif index >= self._next + self.capacity:
+            # Too far ahead for the ring: drop the oldest packets to make room.
+            skip = index - self.capacity + 1 - self._next
             for old in range(self._next, min(self._next + skip, self._highest + 1)):
                 self._clear(old)
             self._next += skip
-            self._next_ts += skip * self.frame_samples
             self.stats.dropped += skip
             self.stats.resyncs += 1
             result = AddResult.RESYNC
-        slot = ext % self.capacity
-        if self._seqs[slot] == ext:
+        slot = index % self.capacity
+        if self._index[slot] == index:
             self.stats.duplicates += 1
             return AddResult.DUPLICATE
-        self._seqs[slot] = ext
+        self._index[slot] = index
         self._payloads[slot] = payload
         self._arrivals[slot] = arrival_s
-        self._highest = max(self._highest, ext)
+        self._highest = max(self._highest, index)
         return result
 
     def _reset_to(self, seq: int, timestamp: int) -> None:
         for slot in range(self.capacity):
-            self._seqs[slot] = -1
+            self._index[slot] = -1
             self._payloads[slot] = None
         self._have_packet = True
-        self._highest = seq - 1
-        self._next = seq
-        self._next_ts = timestamp
+        self._origin_ts = timestamp
+        self._highest = -1
+        self._highest_seq = seq
+        self._next = 0
         self._last_ts = timestamp
         self._started = False
         self._misses = 0
@@ -238,75 +294,76 @@ class JitterBuffer:
         """Update the transit window, the delay and the RFC 3550 jitter."""
         self._last_ts = max(self._last_ts, ext_ts)
         transit = arrival_s - ext_ts / self.sample_rate
-        index = self._count
+        count = self._count
         self._count += 1
         while self._transits and self._transits[-1][1] >= transit:
             self._transits.pop()
-        self._transits.append((index, transit))
-        while self._transits[0][0] <= index - self._window:
+        self._transits.append((count, transit))
+        while self._transits[0][0] <= count - self._window:
             self._transits.popleft()
         self._last_delay = transit - self._transits[0][1]
         self._delays.append(self._last_delay)
-        if self._last_delay + self.margin_s > self._level:
-            self._peak(min(self.max_delay_s, self._last_delay + self.margin_s))
+        if self._last_delay + self.margin_s > self._level + PEAK_OVER_S:
+            self._peak(arrival_s, min(self.max_delay_s, self._last_delay + self.margin_s))
         if self._last_transit is not None:
             d = abs(transit - self._last_transit) * 1000.0
             self.jitter_ms += (d - self.jitter_ms) / 16.0
         self._last_transit = transit
 
-    def _peak(self, level: float) -> None:
-        """Remember a packet slower than the jitter level (merged with others of its stall)."""
-        if self._peaks and self._ticks - self._peaks[-1][0] < _PEAK_EVENT_TICKS:
-            # The same stall or burst: one peak, as high as its slowest packet.
-            self._peaks[-1] = (self._peaks[-1][0], max(self._peaks[-1][1], level))
+    def _peak(self, at_s: float, level_s: float) -> None:
+        """Remember a packet slower than the level (merged with others of its spell)."""
+        peaks = self._peaks
+        if peaks and at_s - peaks[-1].end_s < PEAK_MERGE_S:
+            last = peaks[-1]
+            last.end_s = max(last.end_s, at_s)
+            last.level_s = max(last.level_s, level_s)
         else:
-            self._peaks.append((self._ticks, level))
+            peaks.append(_Peak(at_s, at_s, level_s))
 
-    def _clear(self, ext: int) -> None:
-        slot = ext % self.capacity
-        if self._seqs[slot] == ext:
-            self._seqs[slot] = -1
+    def _clear(self, index: int) -> None:
+        slot = index % self.capacity
+        if self._index[slot] == index:
+            self._index[slot] = -1
             self._payloads[slot] = None
 
     # ------------------------------------------------------------------- ticks
     def pop(self, now_s: float) -> tuple[PopKind, bytes | None]:
-        """One tick at monotonic time ``now_s``: what to play for this stream."""
-        self._adapt()
+        """At monotonic time ``now_s``: what to play for this stream's next packet."""
+        self._adapt(now_s)
         if not self._have_packet:
             return PopKind.SILENT, None
         due_ts = (now_s - self.base_s - self.delay_s) * self.sample_rate
-        lag = (due_ts - self._next_ts) / self.frame_samples  # frames overdue (0: just due)
+        lag = (due_ts - self._ts_of(self._next)) / self.frame_samples  # packets overdue
+        early = self._early_s / self.frame_s
         if not self._started:
-            if lag < -EARLY_FRAMES:
-                return PopKind.SILENT, None  # the first frame is not due yet
+            if lag < -early:
+                return PopKind.SILENT, None  # the first packet is not due yet
             self._started = True
-        if lag < -EARLY_FRAMES:
-            # The schedule moved later (delay rose): hold this frame back one tick.
+        if lag < -early:
+            # The schedule moved later (delay rose): hold this packet back for now.
             self.stats.held += 1
             self.stats.concealed += 1
-            return PopKind.CONCEAL, None
-        if lag >= _SKIP_AT_FRAMES:
-            # The schedule moved earlier (delay fell, clocks drifted): skip overdue frames.
+            return PopKind.HOLD, None
+        if lag >= self._skip_at:
+            # The schedule moved earlier (delay fell, clocks drifted): skip overdue packets.
             skip = int(lag)
             for old in range(self._next, self._next + skip):
                 self._clear(old)
             self._next += skip
-            self._next_ts += skip * self.frame_samples
             self.stats.dropped += skip
         slot = self._next % self.capacity
         self._next += 1
-        self._next_ts += self.frame_samples
-        if self._seqs[slot] == self._next - 1:
+        if self._index[slot] == self._next - 1:
             payload = self._payloads[slot]
             self.last_arrival_s = self._arrivals[slot]
             self._payloads[slot] = None
-            self._seqs[slot] = -1
+            self._index[slot] = -1
             self._misses = 0
             self.stats.played += 1
             return PopKind.PLAY, payload
         self.stats.lost += 1
         self._misses += 1
-        if self._misses > _SILENT_AFTER_MISSES and self.depth == 0:
+        if self._misses > self._silent_after and self.depth == 0:
             # The sender stopped: go quiet and start afresh with its next packet.
             self._started = False
             self._have_packet = False
@@ -314,22 +371,28 @@ class JitterBuffer:
         self.stats.concealed += 1
         return PopKind.CONCEAL, None
 
-    def _adapt(self) -> None:
-        """Once a second: the level recent jitter needs; after a calm spell, let the delay
-        fall towards it (but not below recurring peaks)."""
-        self._ticks += 1
-        self._ticks_since_raise += 1
-        if self._ticks % 50 or not self._delays:
+    def _adapt(self, now_s: float) -> None:
+        """Every ``adapt_every_s``: the level recent jitter needs; after a calm spell, let the
+        delay fall towards it (but not below recurring peaks while they are held)."""
+        if self._next_adapt_s is None:
+            self._next_adapt_s = now_s + self.adapt_every_s
             return
+        if now_s < self._next_adapt_s or not self._delays:
+            return
+        self._next_adapt_s = now_s + self.adapt_every_s
         ordered = sorted(self._delays)
         wanted = ordered[min(len(ordered) - 1, int(self.percentile * len(ordered)))]
         wanted = max(self.min_delay_s, wanted + self.margin_s)
         self._level = wanted
-        while self._peaks and self._peaks[0][0] < self._ticks - self.peak_hold_ticks:
-            self._peaks.popleft()
-        if self._ticks_since_raise < self.calm_ticks:
+        peaks = self._peaks
+        while peaks and peaks[0].end_s < now_s - self.peak_hold_s:
+            peaks.popleft()
+        if now_s - self._raised_s < self.calm_s:
             return
-        if len(self._peaks) > 1:  # recurring peaks: stay above them while they recur
-            wanted = max(wanted, *(peak for _, peak in self._peaks))
+        if len(peaks) > 1:  # recurring peaks: stay above them while they may come back
+            gaps = [b.start_s - a.end_s for a, b in zip(peaks, list(peaks)[1:], strict=False)]
+            hold_s = min(self.peak_hold_s, self.hold_factor * max(gaps))
+            if now_s - peaks[-1].end_s < hold_s:
+                wanted = max(wanted, *(peak.level_s for peak in peaks))
         if wanted < self.delay_s:
-            self.delay_s = max(wanted, self.delay_s - self.release_s)
+            self.delay_s = max(wanted, self.delay_s - self.release * (self.delay_s - wanted))

@@ -15,6 +15,7 @@ Row/column layout of the mix matrices (``capacity`` = most participants):
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import math
@@ -41,9 +42,12 @@ log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 ACTIVE_RMS = 10 ** (-50 / 20)  # a source louder than -50 dBFS counts as playing
 CLICK_GAIN = 0.6
-CONCEAL_DECAY = 0.6  # each further concealed frame is this much quieter
-INBOX_FRAMES = 64
-MAX_CODEC_CONCEAL = 5  # after 100 ms of loss, fade out instead of extrapolating further
+CONCEAL_DECAY_PER_S = 0.6**50  # concealment decays like 0.6 per 20 ms frame (0.6 per frame
+# before frame sizes other than 20 ms existed), whatever the frame size
+INBOX_S = 1.28  # a stall this long fills a source's inbox; then the oldest is dropped
+CODEC_CONCEAL_S = 0.1  # after 100 ms of loss, fade out instead of extrapolating further
+FADE_IN_S = 0.002  # real audio after concealment fades in over this long
+MAX_PACKET_SAMPLES = 5760  # the longest Opus packet: 120 ms at 48 kHz
 
 
 class FrameDecoder(Protocol):
@@ -52,7 +56,18 @@ class FrameDecoder(Protocol):
     def decode(self, payload: bytes, out: F32) -> bool:
         """Decode ``payload`` into ``out``."""
 
-    # Optionally also ``conceal(out) -> bool``: the codec's own loss concealment.
+    # Optionally also ``conceal(out) -> bool``: the codec's own loss concealment, and
+    # ``samples_of(payload) -> int``: a packet's duration (0 when it cannot tell).
+
+
+class RecordingSink(Protocol):
+    """Takes every tick's frames while a session records (``node.media.recorder``)."""
+
+    def capture(self, mixer: SessionMixer) -> None:
+        """Copy this tick's source and mix frames (called on the mix thread)."""
+
+    def gap(self, frames: int) -> None:
+        """``frames`` ticks were skipped (the machine fell behind): keep the timeline."""
 
 
 class LocalSource(Protocol):
@@ -71,6 +86,8 @@ class SlotCounters:
     frames: int = 0
     decode_errors: int = 0
     inbox_dropped: int = 0
+    packet_resizes: int = 0
+    """Times the stream's packet duration changed (its jitter buffer starts afresh)."""
 
 
 @dataclass
@@ -80,12 +97,17 @@ class Slot:
     key: str
     decoder: FrameDecoder
     jitter: JitterBuffer
-    inbox: collections.deque[tuple[int, int, bytes, float]] = field(
-        default_factory=lambda: collections.deque(maxlen=INBOX_FRAMES)
-    )
+    inbox: collections.deque[tuple[int, int, bytes, float]]
     counters: SlotCounters = field(default_factory=SlotCounters)
     local: LocalSource | None = None
     """Set for a node-made source: no packets, no jitter buffer."""
+    carry: F32 | None = None
+    """Decoded samples not played yet, when this stream's packets are longer or shorter than
+    the session's frames (a browser that sends 10 ms packets into a 5 ms session)."""
+    carried: int = 0
+    """How many samples at the start of ``carry`` are still to be played."""
+    last_packet_s: float = 0.0
+    """When this source's latest packet arrived (monotonic; 0 before the first)."""
     concealing: int = 0
     played_arrival_s: float = 0.0
     """Arrival time of the frame played in the last tick (0 when none was played)."""
@@ -120,8 +142,12 @@ class SessionMixer:
         self.capacity = capacity
         self.frame_samples = frame_samples
         self.sample_rate = sample_rate
+        self.frame_s = frame_samples / sample_rate
         self._jitter_min = jitter_min_delay_s
         self._jitter_max = jitter_max_delay_s
+        self._inbox_len = math.ceil(INBOX_S / self.frame_s)
+        self._codec_conceal = max(1, round(CODEC_CONCEAL_S / self.frame_s))
+        self._conceal_decay = CONCEAL_DECAY_PER_S**self.frame_s
         rows = capacity + 1
         self.slots: list[Slot | None] = [None] * capacity
         self.positions = np.zeros((rows, 2), dtype=np.float32)
@@ -141,8 +167,9 @@ class SessionMixer:
         self.weights = np.zeros((rows, rows), dtype=np.float32)
         self.sources = np.zeros((rows, frame_samples), dtype=np.float32)
         self._last = np.zeros((capacity, frame_samples), dtype=np.float32)
-        self._ramp = np.linspace(1.0, CONCEAL_DECAY, frame_samples, dtype=np.float32)
-        self._fade_in = np.linspace(0.0, 1.0, frame_samples // 10, dtype=np.float32)
+        self._ramp = np.linspace(1.0, self._conceal_decay, frame_samples, dtype=np.float32)
+        fade = min(frame_samples, round(FADE_IN_S * sample_rate))
+        self._fade_in = np.linspace(0.0, 1.0, fade, dtype=np.float32)
         self.out_left = np.zeros((rows, frame_samples), dtype=np.float32)
         self.out_right = np.zeros((rows, frame_samples), dtype=np.float32)
         self.out_pcm = np.zeros((rows, frame_samples, 2), dtype=np.int16)
@@ -168,7 +195,9 @@ class SessionMixer:
         self._commands: collections.deque[Callable[[], None]] = collections.deque()
         self._geometry_dirty = True
         self._weights_dirty = True
-        self.recording_sink: Callable[[SessionMixer], None] | None = None
+        self.recording_sink: RecordingSink | None = None
+        self.skipped = 0
+        """Ticks the clock skipped for this session (the machine fell behind)."""
         self._lock = threading.Lock()  # only guards slot allocation against two posters
 
     # ---------------------------------------------------- called from the loop
@@ -184,12 +213,21 @@ class SessionMixer:
                     self.slots[index] = Slot(
                         key=key,
                         decoder=decoder,
-                        jitter=JitterBuffer(self._jitter_min, self._jitter_max),
+                        jitter=self._jitter(self.frame_samples),
+                        inbox=collections.deque(maxlen=self._inbox_len),
                         local=local,
                     )
                     self.post(functools.partial(self._reset_slot, index))
                     return index
         raise OverflowError("no free slot in this session's mix")
+
+    def _jitter(self, packet_samples: int) -> JitterBuffer:
+        return JitterBuffer(
+            self._jitter_min,
+            self._jitter_max,
+            frame_samples=packet_samples,
+            sample_rate=self.sample_rate,
+        )
 
     def release(self, index: int) -> None:
         """Free a slot (the participant left)."""
@@ -209,9 +247,9 @@ class SessionMixer:
             return
         if len(slot.inbox) == slot.inbox.maxlen:
             slot.counters.inbox_dropped += 1
-        slot.inbox.append(
-            (seq, timestamp, payload, time.monotonic() if arrival is None else arrival)
-        )
+        arrival = time.monotonic() if arrival is None else arrival
+        slot.last_packet_s = arrival
+        slot.inbox.append((seq, timestamp, payload, arrival))
 
     def set_position(self, index: int, x: float, y: float) -> None:
         """Move a participant on the stage (metres, already validated)."""
@@ -290,6 +328,9 @@ class SessionMixer:
         self.sources[index].fill(0.0)
         self._last[index].fill(0.0)
         self.levels[index] = 0.0
+        slot = self.slots[index]
+        if slot is not None:
+            slot.carried = 0
         self._geometry_dirty = True
         self._weights_dirty = True
 
@@ -344,7 +385,7 @@ class SessionMixer:
             np.einsum("ij,ij->i", self.sources, self.sources, out=self._energy)
             self._account()
             if self.recording_sink is not None:
-                self.recording_sink(self)
+                self.recording_sink.capture(self)
         except Exception:  # the tick never raises: count, log once in a while, go on
             self.tick_errors += 1
             if self.tick_errors < 10 or self.tick_errors % 1000 == 0:
@@ -353,14 +394,43 @@ class SessionMixer:
         self.ticks += 1
         return TickReport(self.sample, beat, time.perf_counter() - started)
 
+    def skip(self, frames: int) -> None:
+        """The clock skipped ``frames`` ticks (it fell too far behind): the session's time
+        moves on anyway, so the beat grid stays on the wall clock and a recording keeps its
+        length (the gap is written as silence). Called on the mix thread."""
+        if frames <= 0:
+            return
+        self.sample += frames * self.frame_samples
+        self.ticks += frames
+        self.skipped += frames
+        if self.recording_sink is not None:
+            try:
+                self.recording_sink.gap(frames)
+            except Exception:  # the clock never raises
+                self.tick_errors += 1
+
     def _pull_source(self, index: int, slot: Slot, now: float) -> None:
-        jitter = slot.jitter
         inbox = slot.inbox
+        samples_of = getattr(slot.decoder, "samples_of", None)
         while inbox:
             seq, timestamp, data, arrival = inbox.popleft()
-            jitter.add(seq, timestamp, data, arrival)
-        kind, payload = jitter.pop(now)
+            if samples_of is not None:
+                samples = samples_of(data)
+                if samples != slot.jitter.frame_samples and 0 < samples <= MAX_PACKET_SAMPLES:
+                    # The sender's packets are not as long as we thought: start afresh.
+                    stats = slot.jitter.stats
+                    slot.jitter = self._jitter(samples)
+                    slot.jitter.stats = stats  # the counters carry on
+                    slot.carried = 0
+                    slot.counters.packet_resizes += 1
+            slot.jitter.add(seq, timestamp, data, arrival)
         slot.played_arrival_s = 0.0
+        if slot.jitter.frame_samples != self.frame_samples:
+            self._pull_uneven(index, slot, now)
+            return
+        kind, payload = slot.jitter.pop(now)
+        if kind == PopKind.HOLD:
+            kind = PopKind.CONCEAL
         handle: int = getattr(slot.decoder, "batch_handle", 0)
         if handle:  # staged here, decoded with every other Opus source of the tick at once
             if kind == PopKind.PLAY and payload is not None:
@@ -371,7 +441,7 @@ class SessionMixer:
                     return
                 slot.counters.decode_errors += 1
                 kind = PopKind.CONCEAL
-            if kind == PopKind.CONCEAL and slot.concealing < MAX_CODEC_CONCEAL:
+            if kind == PopKind.CONCEAL and slot.concealing < self._codec_conceal:
                 self._stage(index, handle, 0)
                 return
         if kind == PopKind.PLAY and payload is not None:
@@ -388,6 +458,63 @@ class SessionMixer:
             self._conceal(index, slot, codec=True)
         else:
             self.sources[index].fill(0.0)
+
+    def _pull_uneven(self, index: int, slot: Slot, now: float) -> None:
+        """A stream whose packets are longer or shorter than the session's frames: decode
+        whole packets one by one and carry what this tick does not play over to the next."""
+        jitter = slot.jitter
+        if slot.carry is None:
+            slot.carry = np.zeros(MAX_PACKET_SAMPLES + self.frame_samples, dtype=np.float32)
+        carry, row, need = slot.carry, self.sources[index], self.frame_samples
+        filled = min(slot.carried, need)
+        row[:filled] = carry[:filled]
+        carry[: slot.carried - filled] = carry[filled : slot.carried]
+        slot.carried -= filled
+        played = concealed = False
+        while filled < need:
+            # A packet that starts later in this frame is due that much later.
+            kind, payload = jitter.pop(now + filled / self.sample_rate)
+            if kind == PopKind.SILENT:
+                row[filled:].fill(0.0)
+                break
+            length = jitter.frame_samples if kind != PopKind.HOLD else need - filled
+            out = carry[slot.carried : slot.carried + length]
+            ok = False
+            if kind == PopKind.PLAY and payload is not None:
+                try:
+                    ok = bool(slot.decoder.decode(payload, out))
+                except Exception:
+                    ok = False
+                if not ok:
+                    slot.counters.decode_errors += 1
+            if ok:
+                played = True
+                slot.played_arrival_s = jitter.last_arrival_s
+            else:
+                concealed = True
+                self._conceal_samples(slot, out)
+            take = min(length, need - filled)
+            row[filled : filled + take] = out[:take]
+            carry[: length - take] = out[take:]
+            slot.carried = length - take
+            filled += take
+        if played and not concealed:
+            if slot.concealing:
+                n = self._fade_in.shape[0]
+                row[:n] *= self._fade_in
+            slot.concealing = 0
+        elif concealed:
+            slot.concealing += 1
+        self._last[index] = row
+
+    def _conceal_samples(self, slot: Slot, out: F32) -> None:
+        """Fill ``out`` for a missing stretch: the codec's own concealment while it lasts."""
+        conceal = getattr(slot.decoder, "conceal", None)
+        if conceal is not None and slot.concealing < self._codec_conceal:
+            with contextlib.suppress(Exception):  # a broken decoder conceals with silence
+                if conceal(out):
+                    return
+        out.fill(0.0)
 
     def _stage(self, index: int, handle: int, size: int) -> None:
         k = self._staged
@@ -438,7 +565,7 @@ class SessionMixer:
         """Fill a missing frame: the codec's own concealment while it lasts, then a decay."""
         row = self.sources[index]
         conceal = getattr(slot.decoder, "conceal", None) if codec else None
-        if conceal is not None and slot.concealing < MAX_CODEC_CONCEAL:
+        if conceal is not None and slot.concealing < self._codec_conceal:
             try:
                 concealed = bool(conceal(row))
             except Exception:
@@ -448,7 +575,7 @@ class SessionMixer:
                 return
         # Mirror the last frame (continuous at the joint) and let it decay.
         np.multiply(self._last[index, ::-1], self._ramp, out=row)
-        row *= CONCEAL_DECAY**slot.concealing
+        row *= self._conceal_decay**slot.concealing
         self._last[index] = row
         slot.concealing += 1
 

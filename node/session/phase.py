@@ -1,4 +1,4 @@
-"""Where to put a 20 ms clock's ticks so frames wait as little as possible for them.
+"""Where to put a frame clock's ticks so frames wait as little as possible for them.
 
 The node's mix clock and a native client's playout clock each run on a fixed grid, while
 frames become due (arrival plus jitter-buffer delay) at their sender's phase. Each second
@@ -9,12 +9,17 @@ than late (which would make them grow).
 
 from __future__ import annotations
 
-from node.session.jitter import EARLY_FRAMES
+from node.session.jitter import early_s
 
-ALIGN_EVERY_TICKS = 50  # re-aim the clock's phase once a second
+ALIGN_EVERY_S = 1.0  # re-aim the clock's phase once a second
 ALIGN_AFTER_DUE_S = 0.001  # tick this long after the chosen frames are due
-ALIGN_GAIN_S = 0.002  # move only when each stream would wait this much less on average
-ALIGN_MIN_GAP_TICKS = 1500  # after a move, the node's clock stays put for 30 s
+ALIGN_GAIN_FRACTION = 0.1  # move only when each stream would wait this share of a period less
+ALIGN_MIN_GAP_S = 30.0  # after a move, the node's clock stays put for 30 s
+
+
+def ticks_per(seconds: float, period_s: float) -> int:
+    """Whole ticks of ``period_s`` in ``seconds`` (at least one)."""
+    return max(1, round(seconds / period_s))
 
 
 def total_wait(tick_phase: float, due_phases: list[float], period_s: float) -> float:
@@ -44,12 +49,13 @@ def alignment_shift(next_tick_s: float, due_phases: list[float], period_s: float
     target = best_phase(due_phases, period_s)
     if target is None:
         return 0.0
-    target = (target + ALIGN_AFTER_DUE_S) % period_s
+    target = (target + min(ALIGN_AFTER_DUE_S, 0.2 * period_s)) % period_s
     current = next_tick_s % period_s
-    # A jitter buffer plays a frame that is due within EARLY_FRAMES of the tick, so a tick
-    # just before a due time costs no wait: judge the gain with that tolerance.
-    early = [(phase - EARLY_FRAMES * period_s) % period_s for phase in due_phases]
+    # A jitter buffer plays a frame that is due within early_s() of the tick, so a tick just
+    # before a due time costs no wait: judge the gain with that tolerance.
+    tolerance = early_s(period_s)
+    early = [(phase - tolerance) % period_s for phase in due_phases]
     gain = total_wait(current, early, period_s) - total_wait(target, early, period_s)
-    if gain < ALIGN_GAIN_S * len(due_phases):
+    if gain < ALIGN_GAIN_FRACTION * period_s * len(due_phases):
         return 0.0
     return phase_shift(current, target, period_s)

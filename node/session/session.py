@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from node.config import FRAME_SIZES_MS
 from node.errors import ForbiddenError, InputError, NotFoundError, SessionError
 from node.session.render import STAGE_HALF_M
 from node.spatial.room import Room
@@ -65,9 +66,12 @@ class SessionSettings:
     private: bool = False
     chords: tuple[str, ...] = ()
     """The progression the bandmate plays over, one chord per bar (repeats)."""
+    frame_ms: int = 20
+    """Frame size, chosen at creation and fixed: 5, 10 or 20 ms (the mix clock's period, the
+    Opus frames both ways, the jitter buffers' unit)."""
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> SessionSettings:
+    def parse(cls, body: dict[str, Any], default_frame_ms: int = 20) -> SessionSettings:
         """Validate a create request's fields."""
         key = body.get("key", "C")
         if not isinstance(key, str) or not KEY_RE.match(key):
@@ -82,7 +86,15 @@ class SessionSettings:
             time_signature=parse_time_signature(body.get("time_signature", "4/4")),
             private=private,
             chords=parse_chords(body.get("chords")),
+            frame_ms=parse_frame_ms(body.get("frame_ms", default_frame_ms)),
         )
+
+
+def parse_frame_ms(value: object) -> int:
+    """A session's frame size: 5, 10 or 20 (milliseconds)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value not in FRAME_SIZES_MS:
+        raise InputError("frame_ms must be 5, 10 or 20 (milliseconds per audio frame)")
+    return int(value)
 
 
 def parse_chords(value: object) -> tuple[str, ...]:
@@ -191,6 +203,7 @@ class Session:
             "tempo_bpm": self.settings.tempo_bpm,
             "key": self.settings.key,
             "time_signature": f"{beats}/{unit}",
+            "frame_ms": self.settings.frame_ms,
             "private": self.settings.private,
             "created_at": self.created_at,
             "participants": [p.public() for p in self.participants.values()],

@@ -73,6 +73,15 @@ class Store:
                 self._db.execute("ALTER TABLE sessions ADD COLUMN room TEXT")
             if "chords" not in columns:  # added with the AI bandmate
                 self._db.execute("ALTER TABLE sessions ADD COLUMN chords TEXT")
+            if "frame_ms" not in columns:  # added with 5 and 10 ms frames; before: all 20
+                self._db.execute(
+                    "ALTER TABLE sessions ADD COLUMN frame_ms INTEGER NOT NULL DEFAULT 20"
+                )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(recordings)")}
+            if "frame_samples" not in columns:
+                self._db.execute(
+                    "ALTER TABLE recordings ADD COLUMN frame_samples INTEGER NOT NULL DEFAULT 960"
+                )
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
 
@@ -88,8 +97,9 @@ class Store:
         """Insert or update a session."""
         self._db.execute(
             "INSERT INTO sessions (id, owner, name, tempo_bpm, key, time_signature, private,"
-            " created_at, room, chords) VALUES (:id, :owner, :name, :tempo_bpm, :key,"
-            " :time_signature, :private, :created_at, :room, :chords) ON CONFLICT(id) DO UPDATE"
+            " created_at, room, chords, frame_ms) VALUES (:id, :owner, :name, :tempo_bpm, :key,"
+            " :time_signature, :private, :created_at, :room, :chords, :frame_ms)"
+            " ON CONFLICT(id) DO UPDATE"
             " SET name=:name, tempo_bpm=:tempo_bpm, key=:key, time_signature=:time_signature,"
             " room=:room, chords=:chords",
             row,
@@ -104,12 +114,14 @@ class Store:
         return self._rows("SELECT * FROM sessions WHERE closed_at IS NULL ORDER BY created_at")
 
     # recordings
-    def start_recording(self, recording_id: str, session_id: str, path: str) -> None:
-        """A recording began."""
+    def start_recording(
+        self, recording_id: str, session_id: str, path: str, frame_samples: int = 960
+    ) -> None:
+        """A recording began (its frames are ``frame_samples`` long)."""
         self._db.execute(
-            "INSERT INTO recordings (id, session_id, started_at, state, path)"
-            " VALUES (?, ?, ?, 'recording', ?)",
-            (recording_id, session_id, time.time(), path),
+            "INSERT INTO recordings (id, session_id, started_at, state, path, frame_samples)"
+            " VALUES (?, ?, ?, 'recording', ?, ?)",
+            (recording_id, session_id, time.time(), path, frame_samples),
         )
 
     def finish_recording(self, recording_id: str, frames: int, state: str = "finished") -> None:

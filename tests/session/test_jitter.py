@@ -109,7 +109,7 @@ def test_sequence_and_timestamp_wraparound() -> None:
 
 def test_late_frames_raise_the_delay_and_calm_lowers_it() -> None:
     """Frames lost to lateness push the delay up at once; a calm network brings it back."""
-    jb = JitterBuffer(calm_ticks=250)
+    jb = JitterBuffer()
     rng = random.Random(7)
     # First 10 s: up to 30 ms of extra delay per packet; then 20 s of a clean network.
     arrivals = []
