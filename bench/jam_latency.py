@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
 
+from bench.machine import StealMeter
 from client.session import FRAME, RATE, ArraySink, JamClient
 from node.app import Node
 from node.config import load_config
@@ -59,7 +60,8 @@ def percentile(values: list[float], q: float) -> float:
 class ClickSource:
     """Silence with a 5 ms tone burst every 200 ms; remembers when each frame was taken."""
 
-    def __init__(self) -> None:
+    def __init__(self, frame: int = FRAME) -> None:
+        self.frame = frame
         self.frame_times: list[float] = []
         t = np.arange(CLICK_LEN) / RATE
         self._bursts = [
@@ -68,12 +70,13 @@ class ClickSource:
         ]
         self._n = 0
 
-    def read(self) -> np.ndarray:
-        frame = np.zeros(FRAME, dtype=np.float32)
-        start = self._n * FRAME
-        for click in range((start // CLICK_EVERY) * CLICK_EVERY, start + FRAME, CLICK_EVERY):
+    def read(self, n: int = FRAME) -> np.ndarray:
+        assert n == self.frame, "the click source hands over frames of one size"
+        frame = np.zeros(n, dtype=np.float32)
+        start = self._n * n
+        for click in range((start // CLICK_EVERY) * CLICK_EVERY, start + n, CLICK_EVERY):
             lo = max(click, start)
-            hi = min(click + CLICK_LEN, start + FRAME)
+            hi = min(click + CLICK_LEN, start + n)
             if hi > lo:
                 burst = self._bursts[(click // CLICK_EVERY) % len(CLICK_FREQS)]
                 frame[lo - start : hi - start] = burst[lo - click : hi - click]
@@ -83,12 +86,14 @@ class ClickSource:
 
     def send_time(self, click: int) -> float | None:
         """When click ``click`` entered the "microphone": a frame is only handed over once
-        all of it was captured, so its sample k is 20 ms - k/48000 older than the hand-over."""
+        all of it was captured, so its sample k is one frame - k/48000 older than the
+        hand-over."""
+        n = self.frame
         sample = click * CLICK_EVERY
-        index = sample // FRAME
+        index = sample // n
         if index >= len(self.frame_times):
             return None
-        return self.frame_times[index] - (FRAME - (sample - index * FRAME)) / RATE
+        return self.frame_times[index] - (n - (sample - index * n)) / RATE
 
 
 def onsets(sink: ArraySink) -> list[tuple[float, int]]:
@@ -100,13 +105,16 @@ def onsets(sink: ArraySink) -> list[tuple[float, int]]:
     result = []
     last = -CLICK_EVERY
     freqs = np.fft.rfftfreq(4096, 1 / RATE)
+    n = sink.frames[0].shape[0]
     for sample in loud:
         if sample - last > CLICK_EVERY // 2:
             window = audio[sample : sample + CLICK_LEN]
             peak = freqs[np.argmax(np.abs(np.fft.rfft(window, 4096)))]
             pitch = int(np.argmin([abs(peak - f) for f in CLICK_FREQS]))
-            frame = sample // FRAME
-            result.append((sink.times[frame] + (sample - frame * FRAME) / RATE, pitch))
+            frame = sample // n
+            # The sink's time stamps when a frame was handed over; its sample k plays k/48000
+            # after that (as from a sound card that starts the frame at hand-over).
+            result.append((sink.times[frame] + (sample - frame * n) / RATE, pitch))
         last = sample
     return result
 
@@ -134,7 +142,13 @@ def impair(transport: Any, loss: float, jitter_s: float, rng: random.Random) -> 
 
 
 async def run_case(
-    label: str, seconds: float, stock: bool, impaired: int, seed: int
+    label: str,
+    seconds: float,
+    stock: bool,
+    impaired: int,
+    seed: int,
+    frame_ms: int = 20,
+    application: str = "lowdelay",
 ) -> dict[str, Any]:
     """One node, clients A and B; returns latencies for this case."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,7 +157,13 @@ async def run_case(
             {
                 "http": {"port": 0},
                 "data_dir": tmp,
-                "media": {"inbound": "aiortc" if stock else "jitter"},
+                "media": {
+                    "inbound": "aiortc" if stock else "jitter",
+                    "opus_application": application,
+                },
+                "chain": {"mode": "off"},
+                "ai": {"enabled": False},
+                "p2p": {"enabled": False},
             },
             environ={},
         )
@@ -157,13 +177,14 @@ async def run_case(
             started = time.monotonic() + 3600.0  # reset once both clients are connected
             # Both musicians click; each hears the other. The node's one mix clock cannot be
             # in phase with both senders, so both directions are measured.
-            source_a, source_b = ClickSource(), ClickSource()
+            frame = RATE * frame_ms // 1000
+            source_a, source_b = ClickSource(frame), ClickSource(frame)
             sink_a, sink_b = ArraySink(), ArraySink()
             async with (
                 JamClient(node.url, Account.create(), "A") as a,
                 JamClient(node.url, Account.create(), "B", stock_receive=stock) as b,
             ):
-                session = await a.create_session(f"bench {label}")
+                session = await a.create_session(f"bench {label}", frame_ms=frame_ms)
                 await a.join(session["id"])
                 await b.join(session["id"])
                 await b.connect(source_b, sink_b)
@@ -173,8 +194,8 @@ async def run_case(
                     assert a.pc is not None
                     impair(a.pc.getTransceivers()[0].sender.transport, 0.01, 0.020, rng)
                 if impaired > 1:
-                    live = node.service._live[session["id"]]
-                    peer = live.peers[b.participant["id"]]
+                    peer = node.service.peer(session["id"], b.participant["id"])
+                    assert peer is not None
                     impair(peer.pc.getTransceivers()[0].sender.transport, 0.01, 0.020, rng)
                 started = time.monotonic()
                 while time.monotonic() - started < seconds:
@@ -257,20 +278,44 @@ async def main() -> None:
         "--impaired-seconds", type=float, default=60.0, help="length of the impaired runs"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--frame-ms",
+        type=int,
+        choices=(5, 10, 20),
+        default=20,
+        help="the session's frame size (the stock-aiortc baseline always runs at 20 ms)",
+    )
+    parser.add_argument(
+        "--no-application-ab",
+        action="store_true",
+        help="skip the clean trials with Opus application=audio (6.5 ms look-ahead) that are "
+        "compared with restricted-low-delay (2.5 ms) in the same run",
+    )
     args = parser.parse_args()
+    frame_ms = args.frame_ms
+    steal = StealMeter()
     results = {}
-    for label, stock, impaired, seconds, trials in (
-        ("clean", False, 0, args.clean_seconds, args.clean_trials),
-        ("impaired", False, 1, args.impaired_seconds, 1),
-        ("impaired_both_hops", False, 2, args.impaired_seconds, 1),
-        ("baseline_clean", True, 0, args.clean_seconds, args.clean_trials),
-        ("baseline_impaired", True, 1, args.impaired_seconds, 1),
-    ):
+    cases: list[tuple[str, bool, int, float, int, int, str]] = [
+        ("clean", False, 0, args.clean_seconds, args.clean_trials, frame_ms, "lowdelay"),
+        ("impaired", False, 1, args.impaired_seconds, 1, frame_ms, "lowdelay"),
+        ("impaired_both_hops", False, 2, args.impaired_seconds, 1, frame_ms, "lowdelay"),
+        ("baseline_clean", True, 0, args.clean_seconds, args.clean_trials, 20, "audio"),
+        ("baseline_impaired", True, 1, args.impaired_seconds, 1, 20, "audio"),
+    ]
+    if not args.no_application_ab:
+        cases.insert(
+            1, ("clean_audio_app", False, 0, args.clean_seconds, args.clean_trials, frame_ms,
+                "audio"),
+        )  # fmt: skip
+    for label, stock, impaired, seconds, trials, ms, application in cases:
         print(f"{label} …", file=sys.stderr)
         runs = [
-            await run_case(f"{label} {n + 1}/{trials}", seconds, stock, impaired, args.seed + n)
+            await run_case(
+                f"{label} {n + 1}/{trials}", seconds, stock, impaired, args.seed + n, ms,
+                application,
+            )
             for n in range(trials)
-        ]
+        ]  # fmt: skip
         results[label] = summarize(runs, seconds)
         print(f"  {json.dumps(results[label])}", file=sys.stderr)
     clean, imp = results["clean"], results["impaired"]
@@ -289,8 +334,11 @@ async def main() -> None:
         "baseline_m2e_ms_p50": base["m2e_ms_p50"],
         "baseline_m2e_impaired_ms_p50": base_imp["m2e_ms_p50"],
         "baseline_m2e_impaired_growth_ms": base_imp["growth_ms"],
+        "m2e_audio_app_ms_p50": results.get("clean_audio_app", {}).get("m2e_ms_p50"),
+        "node_added_audio_app_ms_p50": results.get("clean_audio_app", {}).get("node_added_ms_p50"),
         "clicks": {k: v["clicks"] for k, v in results.items()},
-        "frame_ms": 20,
+        "frame_ms": frame_ms,
+        "steal_pct": steal.percent(),
         "cases": results,
     }
     print(json.dumps(summary))

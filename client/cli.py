@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from client.session import (
     ArraySink,
@@ -49,8 +50,10 @@ async def jam(args: argparse.Namespace) -> int:
     async with JamClient(args.node, account, args.name, verify_tls=not args.insecure) as client:
         session_id = args.session
         if args.create:
-            session_id = (await client.create_session(args.session))["id"]
-            print(f"created session {session_id}", flush=True)
+            settings = {"frame_ms": args.frame_ms} if args.frame_ms else {}
+            created = await client.create_session(args.session, **settings)
+            session_id = created["id"]
+            print(f"created session {session_id} ({created['frame_ms']} ms frames)", flush=True)
         joined = await client.join(session_id, args.invite)
         print(f"joined {joined['session']['name']!r} as {account.address}", flush=True)
         await client.control(type="pose", x=args.x, y=args.y, yaw_deg=args.yaw, pitch_deg=0.0)
@@ -66,7 +69,33 @@ async def jam(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), args.duration)
+        readout = None if args.quiet else asyncio.create_task(_readout(client))
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(client.ended.wait())]
+        try:
+            await asyncio.wait(waits, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in [*waits, *([readout] if readout else [])]:
+                task.cancel()
+        if client.ended.is_set():
+            print(f"jamnet jam: {client.end_reason}", file=sys.stderr)
+            return 3
     print("left the session", file=sys.stderr)
     return 0
+
+
+def format_latency(figures: dict[str, Any]) -> str:
+    """One line: the estimate, its parts, and which part dominates."""
+    parts = figures["parts_ms"]
+    inner = ", ".join(f"{name} {value:.1f}" for name, value in parts.items())
+    rtt = "" if figures["rtt_measured"] else " (network not measured yet)"
+    return (
+        f"latency ≈ {figures['total_ms']:.0f} ms mouth to ear: {inner} ms; "
+        f"{figures['dominant']} dominates{rtt}"
+    )
+
+
+async def _readout(client: JamClient) -> None:
+    """Print the latency estimate once a second (stderr)."""
+    while True:
+        await asyncio.sleep(1.0)
+        print(format_latency(await client.latency()), file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import threading
 import time
@@ -36,6 +37,8 @@ FRAME = 960
 RATE = 48000
 F32 = npt.NDArray[np.float32]
 LATE_SKIP_FRAMES = 2  # a paced loop further behind than this skips ahead instead of bursting
+LOOKAHEAD_MS = {"lowdelay": 2.5, "audio": 6.5}
+"""The Opus encoder's algorithmic delay by application."""
 
 
 def frame_samples(frame_ms: float) -> int:
@@ -113,6 +116,8 @@ class MicSource:
             callback=lambda data, *_: self._captured(data[:, 0]),
         )
         self._stream.start()
+        self.latency_ms = float(self._stream.latency) * 1000
+        """The input device's own latency (PortAudio's figure)."""
 
     def _captured(self, samples: F32) -> None:
         with self._lock:
@@ -190,6 +195,8 @@ class SpeakerSink:
             latency="low",
         )
         self._stream.start()
+        self.latency_ms = float(self._stream.latency) * 1000
+        """The output device's own latency (PortAudio's figure)."""
 
     def write(self, frame: F32) -> None:
         """Queue one frame for the device."""
@@ -228,6 +235,8 @@ class SourceTrack(MediaStreamTrack):
         self._next = 0.0
         self._on_frame = on_frame
         self._pending: list[EncodedPacket] = []
+        self.input_latency_ms = float(getattr(source, "latency_ms", 0.0))
+        """The input device's latency (0 for a file)."""
         self.skipped = 0
         """Frames not sent because the client fell behind."""
 
@@ -290,6 +299,17 @@ class JamClient:
         """Play what aiortc's own receive path delivers (the benchmark baseline)."""
         self.on_play: Callable[[F32, float, float], None] | None = None
         """Called with (frame, play time, arrival time of that frame) for each played frame."""
+        self.watch_events = True
+        """Follow the session's event socket once connected (figures, being removed)."""
+        self.figures: dict[str, dict[str, Any]] = {}
+        """The node's latest figures for each participant's stream (its ``levels`` event)."""
+        self.ended = asyncio.Event()
+        """Set when the node took us out, the session closed or the event socket went away."""
+        self.end_reason = ""
+        self.client_added_ms = 0.0
+        """Smoothed time from a frame's arrival here to its playout."""
+        self._events: asyncio.Task[None] | None = None
+        self._sink: AudioSink | None = None
 
     async def __aenter__(self) -> JamClient:
         self._http = aiohttp.ClientSession()
@@ -391,6 +411,82 @@ class JamClient:
             self._playout = asyncio.create_task(self._play_stock(receiver.track, sink))
         else:
             self._playout = asyncio.create_task(self._play(sink))
+        self._sink = sink
+        if self.watch_events:
+            self._events = asyncio.create_task(self._watch_events())
+
+    # -------------------------------------------------------------- events
+    async def _watch_events(self) -> None:
+        """Follow the session's event socket: the node's stream figures for the readout, and
+        being removed, replaced or the session ending (``ended`` says why)."""
+        assert self._http is not None
+        url = self.node_url.replace("http", "ws", 1)
+        path = f"{url}/api/sessions/{self.session['id']}/events?token={self.token}"
+        try:
+            async with self._http.ws_connect(path, ssl=self._ssl, heartbeat=20) as ws:
+                async for message in ws:
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    event = json.loads(message.data)
+                    kind = event.get("type")
+                    if kind == "levels":
+                        self.figures = event.get("jitter", {})
+                    elif kind == "left" and event.get("participant") == self.participant.get("id"):
+                        self._end(f"the node took you out of the session: {event.get('reason')}")
+                    elif kind == "closed":
+                        self._end("the session was closed")
+                if not self.ended.is_set() and self.token:
+                    self._end(f"the node closed the event socket ({ws.close_code})")
+        except (aiohttp.ClientError, ValueError) as exc:
+            self._end(f"lost the node's event socket: {exc}")
+
+    def _end(self, reason: str) -> None:
+        if not self.ended.is_set():
+            self.end_reason = reason
+            self.ended.set()
+
+    async def rtt_ms(self) -> float | None:
+        """The network round trip to the node, from RTCP (None until measured)."""
+        if self.pc is None:
+            return None
+        for sender in self.pc.getSenders():
+            stats = await sender.getStats()
+            for item in stats.values():
+                rtt = getattr(item, "roundTripTime", None)
+                if item.type == "remote-inbound-rtp" and rtt is not None:
+                    return float(rtt) * 1000
+        return None
+
+    async def latency(self) -> dict[str, Any]:
+        """An estimate of mouth-to-ear delay for what you hear, and its parts (ms).
+
+        - capture: a frame's wait to be complete, plus the encoder's look-ahead (both ends
+          encode alike), plus the input device's own latency;
+        - network: the round trip (one way up from the other musician, one way down to you);
+        - node: its jitter buffer and mixing for the streams you hear (their arrival to the
+          mix's departure, as the node measures it) plus its encoder's look-ahead;
+        - client: this client's jitter buffer, arrival to playout;
+        - output: the output device's latency (0 for a file)."""
+        me = self.participant.get("id")
+        others = [f for pid, f in self.figures.items() if pid != me]
+        node = sum(f.get("node_added_ms", 0.0) for f in others) / len(others) if others else 0.0
+        lookahead = LOOKAHEAD_MS["lowdelay"]
+        rtt = await self.rtt_ms()
+        parts = {
+            "capture": self.frame_ms + lookahead + getattr(self.track, "input_latency_ms", 0.0),
+            "network": rtt if rtt is not None else 0.0,
+            "node": node + lookahead,
+            "client": self.client_added_ms,
+            "output": float(getattr(self._sink, "latency_ms", 0.0)),
+        }
+        total = sum(parts.values())
+        return {
+            "total_ms": round(total, 1),
+            "parts_ms": {k: round(v, 1) for k, v in parts.items()},
+            "dominant": max(parts, key=lambda k: parts[k]),
+            "rtt_measured": rtt is not None,
+            "jitter_delay_ms": round(self.jitter.delay_s * 1000, 1),
+        }
 
     async def _play_stock(self, track: MediaStreamTrack, sink: AudioSink) -> None:
         try:
@@ -453,8 +549,12 @@ class JamClient:
                     self._last[:] = self._frame
                 frame = self._frame.reshape(n, 2)
                 sink.write(frame)
+                played = time.monotonic()
+                if arrival:
+                    added = (played - arrival) * 1000
+                    self.client_added_ms += (added - self.client_added_ms) * 0.05
                 if self.on_play is not None:
-                    self.on_play(frame, time.monotonic(), arrival)
+                    self.on_play(frame, played, arrival)
         except asyncio.CancelledError:
             sink.close()
             raise
@@ -468,6 +568,11 @@ class JamClient:
 
     async def close(self) -> None:
         """Stop playing, close the connection and the HTTP client (idempotent)."""
+        if self._events is not None:
+            self._events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._events
+            self._events = None
         if self._playout is not None:
             self._playout.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -155,8 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     jam = sub.add_parser("jam", help="join a session from the terminal (aiortc client)")
     jam.add_argument("session", help="session id to join (or a name, with --create)")
-    jam.add_argument("--node", default="http://127.0.0.1:8080", help="node URL")
+    jam.add_argument(
+        "--node",
+        default=os.environ.get("JAMNET_NODE", "http://127.0.0.1:8080"),
+        help="node URL (default: $JAMNET_NODE, else http://127.0.0.1:8080)",
+    )
     jam.add_argument("--create", action="store_true", help="create a session named SESSION")
+    jam.add_argument(
+        "--frame-ms",
+        type=int,
+        choices=(5, 10, 20),
+        help="with --create: the session's frame size in ms (default: the node's)",
+    )
+    jam.add_argument(
+        "--quiet", action="store_true", help="do not print the latency readout every second"
+    )
     jam.add_argument("--input", default="mic", help='"mic" or an audio file (WAV/FLAC)')
     jam.add_argument("--output", default="speaker", help='"speaker" or a WAV file to write')
     jam.add_argument(

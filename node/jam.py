@@ -89,8 +89,8 @@ class _Live:
     media: SessionMedia
     peers: SessionPeers
     presence: Presence
-    gone: set[str] = field(default_factory=set)
-    """Participants whose connection was lost for good (being dropped)."""
+    rtt_ms: dict[str, float] = field(default_factory=dict)
+    """Each local participant's network round trip, from RTCP (refreshed every second)."""
 
 
 class JamService:
@@ -566,6 +566,7 @@ class JamService:
         if participant.id not in live.session.participants:
             return
         live.presence.forget(participant.id)
+        live.rtt_ms.pop(participant.id, None)
         live.peers.close_soon(participant.id)
         live.media.listeners.pop(participant.slot, None)
         if participant.slot >= 0:
@@ -700,6 +701,7 @@ class JamService:
                         "concealed": stats.concealed,
                         "played": stats.played,
                         "node_added_ms": round(slot.node_added_ms, 1),
+                        "rtt_ms": live.rtt_ms.get(p.id),
                     }
                 self._publish(live, Levels(levels, jitter))
 
@@ -712,6 +714,18 @@ class JamService:
                     self.recordings.save(live.session, live.media.mixer)
                 except Exception:
                     log.exception("saving recording stats failed")
+                await self._measure_rtt(live)
+
+    async def _measure_rtt(self, live: _Live) -> None:
+        """Each peer's round trip, as its receiver reports tell the node's sender."""
+        for participant in list(live.session.participants.values()):
+            peer = live.peers.get(participant.id)
+            if peer is None:
+                live.rtt_ms.pop(participant.id, None)
+                continue
+            rtt = await peer.rtt_ms()
+            if rtt is not None:
+                live.rtt_ms[participant.id] = round(rtt, 1)
 
 
 _MIRRORED = ("name", "tempo_bpm", "key", "time_signature", "chords", "frame_ms")

@@ -161,6 +161,16 @@ class _LiveCollector(Collector):
         jitter = GaugeMetricFamily(
             "jamnet_jitter_ms", "RFC 3550 interarrival jitter", labels=["session", "participant"]
         )
+        packet = GaugeMetricFamily(
+            "jamnet_packet_ms",
+            "Duration of the participant's inbound packets (their frame size)",
+            labels=["session", "participant"],
+        )
+        delay = GaugeMetricFamily(
+            "jamnet_jitter_delay_ms",
+            "Playout delay the jitter buffer keeps beyond the fastest transit",
+            labels=["session", "participant"],
+        )
         late = CounterMetricFamily(
             "jamnet_late_frames",
             "Frames that arrived after their play time",
@@ -187,8 +197,10 @@ class _LiveCollector(Collector):
                 depth.add_metric(labels, slot.jitter.depth)
                 target.add_metric(labels, slot.jitter.target)
                 jitter.add_metric(labels, slot.jitter.jitter_ms)
+                packet.add_metric(labels, slot.jitter.frame_s * 1000)
+                delay.add_metric(labels, slot.jitter.delay_s * 1000)
                 late.add_metric(labels, stats.late)
                 concealed.add_metric(labels, stats.concealed)
                 lost.add_metric(labels, stats.lost)
             participants.add_metric([session_id], count)
-        yield from (participants, depth, target, jitter, late, concealed, lost)
+        yield from (participants, depth, target, jitter, packet, delay, late, concealed, lost)

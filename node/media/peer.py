@@ -141,6 +141,18 @@ class Peer:
             },
         )
 
+    async def rtt_ms(self) -> float | None:
+        """The round trip to the client from RTCP receiver reports (None until one came)."""
+        try:
+            for sender in self.pc.getSenders():
+                for item in (await sender.getStats()).values():
+                    rtt = getattr(item, "roundTripTime", None)
+                    if item.type == "remote-inbound-rtp" and rtt is not None:
+                        return float(rtt) * 1000
+        except Exception:  # a connection closing under us: no figure this time
+            return None
+        return None
+
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         self.track.stop()

@@ -122,7 +122,7 @@ class Presence:
             packet = last_packet.get(pid, 0.0)
             heard = max(packet, entry.connected_s)
             if entry.state == Liveness.LIVE:
-                started = packet >= entry.connected_s  # this connection's audio has begun
+                started = packet > entry.connected_s  # this connection's audio has begun
                 timeout = self.media_timeout_s if started else self.first_media_s
                 if now - heard > timeout:
                     silent = now - heard
@@ -133,7 +133,8 @@ class Presence:
                     out.append(Transition(pid, Liveness.LIVE, "audio is back"))
                 elif now - entry.lost_s > self.grace_s:
                     entry.state = Liveness.GONE
-                    out.append(Transition(pid, Liveness.GONE, f"connection lost ({entry.reason})"))
+                    reason = f"connection lost ({entry.reason}; silent {now - heard:.1f} s)"
+                    out.append(Transition(pid, Liveness.GONE, reason))
         for transition in out:
             if transition.state == Liveness.GONE:
                 del self._entries[transition.participant_id]

@@ -307,3 +307,79 @@ async def test_spatial_controls_room_and_restart(
     async with Node(config) as node:
         status, body = await call(http, node, "GET", f"/api/sessions/{sid}")
         assert status == 200 and body["room"]["depth_m"] == 9
+
+
+async def test_frame_size_is_chosen_at_creation_and_sets_the_admission_limit(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """The owner picks 5, 10 or 20 ms; each frame size admits what the node measured it can
+    hold (here a node configured for two musicians at 5 ms)."""
+    config = node_config(tmp_path / "data", session={"max_participants_5ms": 2})
+    async with Node(config) as node:
+        keys = [Account.create() for _ in range(3)]
+        async with (
+            JamClient(node.url, keys[0], "a") as a,
+            JamClient(node.url, keys[1], "b") as b,
+            JamClient(node.url, keys[2], "c") as c,
+        ):
+            with pytest.raises(ClientError, match="frame_ms must be 5, 10 or 20"):
+                await a.create_session("odd", frame_ms=7)
+            default = await a.create_session("default")
+            assert default["frame_ms"] == 20 and default["max_participants"] == 32
+            small = await a.create_session("tight", frame_ms=5)
+            assert small["frame_ms"] == 5 and small["max_participants"] == 2
+            assert node.service is not None
+            assert node.service.mixer(small["id"]).frame_samples == 240
+            await a.join(small["id"])
+            await b.join(small["id"])
+            with pytest.raises(ClientError, match=r"409 session is full: 2 .* at 5 ms frames"):
+                await c.join(small["id"])
+            status, body = await call(
+                http, node, "PATCH", f"/api/sessions/{small['id']}", a.token, json={"frame_ms": 10}
+            )
+            assert status == 400 and "frame_ms" in body["error"], "fixed for the session's life"
+
+
+async def test_a_removed_participants_event_socket_is_closed(
+    node: Node, http: aiohttp.ClientSession
+) -> None:
+    """Someone removed (or who leaves) stops receiving the session's events and chat."""
+    async with (
+        JamClient(node.url, Account.create(), "owner") as owner,
+        JamClient(node.url, Account.create(), "guest") as guest,
+    ):
+        created = await owner.create_session("socks")
+        await owner.join(created["id"])
+        await guest.join(created["id"])
+        base = node.url.replace("http", "ws", 1).rstrip("/")
+        path = f"{base}/api/sessions/{created['id']}/events?token="
+        async with (
+            http.ws_connect(path + guest.token) as guest_ws,
+            http.ws_connect(path + owner.token) as owner_ws,
+        ):
+            assert (await guest_ws.receive_json())["type"] == "session"
+            assert (await owner_ws.receive_json())["type"] == "session"
+            status, _ = await call(
+                http, node, "DELETE",
+                f"/api/sessions/{created['id']}/participants/{guest.participant['id']}",
+                owner.token,
+            )  # fmt: skip
+            assert status == 200
+            seen = []
+            while True:
+                message = await guest_ws.receive(timeout=10)
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                seen.append(json.loads(message.data))
+            assert message.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED}
+            assert guest_ws.close_code == 1001
+            lefts = [e for e in seen if e["type"] == "left"]
+            assert lefts and lefts[-1]["reason"] == "removed by the owner"
+            # The owner's socket carries on, and the guest's got nothing more.
+            await owner.control(type="chat", text="after")
+            while (event := await owner_ws.receive_json(timeout=10))["type"] != "chat":
+                pass
+            assert event["text"] == "after"
+            assert not [e for e in seen if e["type"] == "chat"]
+            assert node.service is not None
+            assert node.service.events.subscribers(created["id"]) == 1

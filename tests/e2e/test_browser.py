@@ -115,6 +115,17 @@ async def test_browser_joins_sends_and_hears(node: Node, tmp_path: Path, account
                 names = await page.locator("#participants li").all_inner_texts()
                 assert any("cli" in n for n in names) and any("browser" in n for n in names)
                 assert not errors, errors
+                # Closing the tab says no goodbye the node waits for: the browser leaves
+                # every mix, the participant list and the lobby.
+                session_view = node.service.get(session["id"])
+                await page.close()
+
+                async def browser_gone() -> bool:
+                    return browser_id not in session_view.participants
+
+                await poll(browser_gone, timeout_s=30)
+                assert [p.name for p in session_view.participants.values()] == ["cli"]
+                assert all(s.key != browser_id for s in mixer.slots if s is not None)
             finally:
                 await browser.close()
     assert np.isfinite(level)

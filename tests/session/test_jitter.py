@@ -187,3 +187,102 @@ def test_long_silence_stops_concealing() -> None:
     kinds = [jb.pop(0.005 + 0.02 * (k + 1))[0] for k in range(40)]
     assert kinds[0] == PopKind.CONCEAL
     assert kinds[-1] == PopKind.SILENT
+
+
+def run_timed(
+    jb: JitterBuffer, arrivals: list[tuple[float, int, int]], until_s: float, tick_s: float
+) -> list[tuple[float, PopKind, int | None, float]]:
+    """(arrival_s, seq, ts) events; pop every ``tick_s`` (2 ms after each boundary)."""
+    events = sorted(arrivals)
+    out = []
+    i, tick = 0, 0
+    while (now := tick * tick_s + 0.002) < until_s:
+        while i < len(events) and events[i][0] <= now:
+            t, seq, ts = events[i]
+            jb.add(seq % 65536, ts % (1 << 32), seq.to_bytes(4, "big"), t)
+            i += 1
+        kind, data = jb.pop(now)
+        out.append((now, kind, int.from_bytes(data, "big") if data else None, jb.delay_s))
+        tick += 1
+    return out
+
+
+def test_a_sender_that_skipped_time_leaves_a_gap_not_a_delay() -> None:
+    """A node that fell behind skips ticks: the RTP timestamp jumps while the sequence number
+    does not. The receiver conceals the gap and plays on at its old latency."""
+    jb = JitterBuffer()
+    arrivals = []
+    for seq in range(300):
+        # Frames 0-99 on time; then the sender stalls 200 ms and skips 10 frames' worth of
+        # time (seq stays contiguous, ts jumps), then carries on on time.
+        skipped = 10 if seq >= 100 else 0
+        ts = (seq + skipped) * 960
+        arrivals.append(((seq + skipped) * FRAME_S + 0.001, seq, ts))
+    out = run_timed(jb, arrivals, 6.2, FRAME_S)
+    assert jb.stats.late == 0, "nothing arrived late: time moved on at the sender"
+    assert 9 <= jb.stats.lost <= 11, "the skipped stretch is concealed"
+    assert jb.stats.dropped == 0, "no real packet is thrown away"
+    assert max(delay for *_, delay in out) < 0.005, "the delay never grows"
+    assert [n for _, kind, n, _ in out if kind == PopKind.PLAY] == list(range(300))
+
+
+def test_an_isolated_long_stall_is_let_go_of_within_seconds() -> None:
+    """One 300 ms stall raises the delay to its maximum; with no other stall, it falls back
+    within a few seconds (it took ~35 s with a slow, fixed release)."""
+    jb = JitterBuffer()
+    arrivals = []
+    for n in range(1000):
+        t = n * FRAME_S + 0.001
+        if 200 <= n < 215:
+            t = 215 * FRAME_S + 0.001 + (n - 200) * 1e-4  # stalled, then delivered at once
+        arrivals.append((t, n, n * 960))
+    out = run_timed(jb, arrivals, 20.0, FRAME_S)
+    peak = max(delay for *_, delay in out)
+    assert peak >= 0.1, "the stall raised the delay"
+    recovered = next(t for t, *_, delay in out if t > 4.3 and delay < 0.005)
+    assert recovered - 4.3 < 4.0, f"released {recovered - 4.3:.1f} s after the stall"
+
+
+def test_an_overload_spell_is_let_go_of_quickly_once_it_ends() -> None:
+    """Ten seconds of a busy machine (packets up to 60 ms late, in bursts) and then calm: the
+    delay is back near its clean level within a few seconds of the calm."""
+    jb = JitterBuffer()
+    rng = random.Random(3)
+    arrivals = []
+    for n in range(1500):  # 30 s: clean 5 s, overload 10 s, clean 15 s
+        t = n * FRAME_S + 0.001
+        if 250 <= n < 750:
+            t += rng.choice([0.0, 0.0, rng.uniform(0, 0.06)])
+        arrivals.append((t, n, n * 960))
+    out = run_timed(jb, arrivals, 30.0, FRAME_S)
+    during = max(delay for t, *_, delay in out if 5 < t < 15)
+    assert during > 0.04
+    after = [(t, delay) for t, *_, delay in out if t > 15.06]
+    back = next(t for t, delay in after if delay < 0.005)
+    assert back - 15.06 < 4.0, f"back {back - 15.06:.1f} s after the overload"
+
+
+def test_five_millisecond_packets_behave_like_twenty() -> None:
+    """Every period is in seconds: 5 ms packets with 30 ms of jitter raise and release the
+    delay on the same time scale as 20 ms packets do."""
+    delays = {}
+    for frame_ms in (5, 20):
+        frame_s = frame_ms / 1000
+        samples = 48 * frame_ms
+        jb = JitterBuffer(frame_samples=samples)
+        rng = random.Random(5)
+        count = round(12 / frame_s)
+        arrivals = []
+        for n in range(count):
+            extra = rng.uniform(0, 0.030) if n * frame_s < 4 else 0.0
+            arrivals.append((n * frame_s + 0.001 + extra, n, n * samples))
+        out = run_timed(jb, arrivals, 12.0, frame_s)
+        delays[frame_ms] = out
+        assert max(d for *_, d in out) >= 0.02, "jitter raised the delay"
+        assert out[-1][3] < 0.004, "calm brought it back"
+        assert jb.stats.lost < count * 0.01
+    # Released by the same time (within half a second) whatever the packet size.
+    released = {
+        ms: next(t for t, *_, d in out if t > 4 and d < 0.004) for ms, out in delays.items()
+    }
+    assert abs(released[5] - released[20]) < 0.5, released
