@@ -32,7 +32,14 @@ from node.media.codec import EncodedPacket, OpusEncoder
 from node.media.opus import MAX_PACKET
 from node.media.outbound import PacketTrack
 from node.session.mixer import SessionMixer, Slot, TickReport
-from node.session.phase import ALIGN_EVERY_S, ALIGN_MIN_GAP_S, alignment_shift, ticks_per
+from node.session.phase import (
+    ALIGN_BIG_GAIN_FRACTION,
+    ALIGN_BIG_GAP_S,
+    ALIGN_EVERY_S,
+    ALIGN_MIN_GAP_S,
+    alignment,
+    ticks_per,
+)
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +209,7 @@ class MixClock:
         self._last_shift_tick: int | None = None
         self._align_every = ticks_per(ALIGN_EVERY_S, self.period_s)
         self._align_gap = ticks_per(ALIGN_MIN_GAP_S, self.period_s)
+        self._align_big_gap = ticks_per(ALIGN_BIG_GAP_S, self.period_s)
         self._skip_behind_s = max(SKIP_BEHIND_TICKS * self.period_s, SKIP_BEHIND_S)
         self._spell: _Spell | None = None
 
@@ -336,14 +344,20 @@ class MixClock:
                 due = slot.jitter.next_due_s() if slot is not None else None
                 if due is not None:
                     phases.append(due % period)
-        if self._last_shift_tick is not None and (
-            self.stats.ticks - self._last_shift_tick < self._align_gap
+        since = None if self._last_shift_tick is None else self.stats.ticks - self._last_shift_tick
+        if since is not None and since < self._align_big_gap:
+            return 0.0
+        shift, gain = alignment(next_tick, phases, period)
+        # Every move makes the streams due just before the new tick wait one frame (a
+        # concealed frame each), so after the first, moves are rare: only a large gain (the
+        # phases moved: an overload, a stall, a restarted client) is worth one soon after.
+        if (
+            since is not None
+            and since < self._align_gap
+            and gain < ALIGN_BIG_GAIN_FRACTION * period
         ):
             return 0.0
-        shift = alignment_shift(next_tick, phases, period)
         if shift:
-            # Every move makes the streams due just before the new tick wait one frame (a
-            # concealed frame each), so after the first, moves are rare.
             self._last_shift_tick = self.stats.ticks
             self.stats.phase_shift_s += shift
         return shift
