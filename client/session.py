@@ -28,6 +28,7 @@ from eth_account.signers.local import LocalAccount
 from node.errors import JamnetError
 from node.media.codec import EncodedPacket, OpusEncoder, OpusFrameDecoder
 from node.media.inbound import tap_receiver
+from node.media.opus import LOOKAHEAD_MS
 from node.media.peer import set_opus_params, set_ptime
 from node.session.jitter import JitterBuffer, PopKind
 from node.session.phase import ALIGN_EVERY_S, alignment_shift, ticks_per
@@ -37,8 +38,6 @@ FRAME = 960
 RATE = 48000
 F32 = npt.NDArray[np.float32]
 LATE_SKIP_FRAMES = 2  # a paced loop further behind than this skips ahead instead of bursting
-LOOKAHEAD_MS = {"lowdelay": 2.5, "audio": 6.5}
-"""The Opus encoder's algorithmic delay by application."""
 
 
 def frame_samples(frame_ms: float) -> int:

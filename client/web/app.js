@@ -6,6 +6,8 @@ const UP_BITRATE = 96000;           // mono music uplink
 const DOWN_BITRATE = 128000;        // stereo personal mix downlink
 const $ = (sel) => document.querySelector(sel);
 
+const config = { frame_ms: 20, frame_sizes_ms: [], opus_lookahead_ms: 2.5, p2p: true };
+const BROWSER_LOOKAHEAD_MS = 6.5;   // the browser's own Opus encoder (not restricted-low-delay)
 const state = {
   wallet: null, address: "", session: null, participant: null, token: "",
   pc: null, ws: null, stream: null, participants: new Map(), levels: {}, jitter: {},
@@ -75,6 +77,7 @@ async function refreshSessions() {
 
 // Public sessions on the other nodes of the network (GET /api/directory; absent without p2p).
 async function listNetworkSessions(list, local) {
+  if (!config.p2p) return;
   let entries;
   try { entries = (await api("GET", "/api/directory")).sessions; } catch (e) { return; }
   for (const s of entries) {
@@ -108,7 +111,8 @@ $("#create-form").addEventListener("submit", async (ev) => {
     showError(null);
     const session = await api("POST", "/api/sessions", {
       name: f.name.value, tempo_bpm: Number(f.tempo_bpm.value), key: f.key.value,
-      time_signature: f.time_signature.value, private: f.private.checked, ...(await signed()),
+      time_signature: f.time_signature.value, private: f.private.checked,
+      frame_ms: Number(f.frame_ms.value), ...(await signed()),
     });
     await join(session.id, null, f.display.value);
   } catch (e) { showError(e); }
@@ -151,7 +155,7 @@ function setSession(session) {
   const room = session.room
     ? ` · room ${session.room.width_m}×${session.room.depth_m}×${session.room.height_m} m, RT60 ${session.room.rt60_s} s`
     : " · no room";
-  $("#room-meta").textContent = `${session.tempo_bpm} BPM · ${session.key} · ${session.time_signature}` +
+  $("#room-meta").textContent = `${session.tempo_bpm} BPM · ${session.key} · ${session.time_signature} · ${session.frame_ms} ms frames` +
     (session.chords ? ` · chords ${session.chords}` : "") +
     (session.private ? " · private" : "") + room + ` · id ${session.id}`;
   const owner = session.owner.toLowerCase() === state.address.toLowerCase();
@@ -226,20 +230,56 @@ function waitForIce(pc) {
   });
 }
 
+// An estimate of mouth-to-ear delay for what you hear, and its parts (ms):
+// capture = a packet's wait to be complete + the encoder's look-ahead + the input device;
+// network = the selected candidate pair's round trip (one way up from the other musician,
+// one way down to you); node = its jitter buffer and mixing for the streams you hear (as it
+// measures them) + its encoder's look-ahead; browser = this browser's receive buffer
+// (getStats jitterBufferDelay / jitterBufferEmittedCount, over the last second);
+// output = the audio output's latency.
 async function pollStats() {
   if (!state.pc) return;
   const stats = await state.pc.getStats();
+  let transport = null, inbound = null;
   stats.forEach((s) => {
-    if (s.type === "candidate-pair" && s.state === "succeeded" && s.currentRoundTripTime !== undefined) {
-      state.rtt = s.currentRoundTripTime * 1000;
-    }
-    if (s.type === "remote-inbound-rtp" && s.roundTripTime !== undefined) state.rtt = s.roundTripTime * 1000;
+    if (s.type === "transport") transport = s;
+    if (s.type === "inbound-rtp" && s.kind === "audio") inbound = s;
   });
-  const mine = state.participant && state.jitter[state.participant.id];
-  $("#latency").textContent =
-    `round trip: ${state.rtt == null ? "–" : state.rtt.toFixed(1) + " ms"} · ` +
-    `node-added: ${mine ? mine.node_added_ms.toFixed(1) + " ms" : "–"} · ` +
-    `jitter buffer: ${mine ? mine.target + " frame(s)" : "–"}`;
+  let pair = transport && transport.selectedCandidatePairId ? stats.get(transport.selectedCandidatePairId) : null;
+  if (!pair) stats.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
+  state.rtt = pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null;
+  let buffer = state.browserBufferMs ?? null;
+  if (inbound && inbound.jitterBufferEmittedCount !== undefined) {
+    const prev = state.prevInbound;
+    if (prev && inbound.jitterBufferEmittedCount > prev.emitted) {
+      buffer = 1000 * (inbound.jitterBufferDelay - prev.delay) / (inbound.jitterBufferEmittedCount - prev.emitted);
+    }
+    state.prevInbound = { delay: inbound.jitterBufferDelay, emitted: inbound.jitterBufferEmittedCount };
+  }
+  state.browserBufferMs = buffer;
+  const me = state.participant && state.participant.id;
+  const mine = me && state.jitter[me];
+  const others = Object.entries(state.jitter).filter(([id]) => id !== me).map(([, f]) => f);
+  const nodeAdded = others.length ? others.reduce((a, f) => a + f.node_added_ms, 0) / others.length : 0;
+  const packetMs = mine && mine.packet_ms ? mine.packet_ms : (state.session ? state.session.frame_ms : 20);
+  const [track] = state.stream ? state.stream.getAudioTracks() : [];
+  const inputLatency = track && track.getSettings().latency ? track.getSettings().latency * 1000 : 0;
+  const ctx = state.audioCtx;
+  const parts = {
+    capture: packetMs + BROWSER_LOOKAHEAD_MS + inputLatency,
+    network: state.rtt ?? 0,
+    node: nodeAdded + config.opus_lookahead_ms,
+    browser: buffer ?? 0,
+    output: ctx ? ((ctx.outputLatency || 0) + (ctx.baseLatency || 0)) * 1000 : 0,
+  };
+  const total = Object.values(parts).reduce((a, b) => a + b, 0);
+  const dominant = Object.keys(parts).reduce((a, b) => (parts[b] > parts[a] ? b : a));
+  state.latency = { total_ms: total, parts_ms: parts, dominant, packet_ms: packetMs,
+                    measured: { network: state.rtt != null, browser: buffer != null, node: others.length > 0 } };
+  const label = { capture: "capture", network: "network", node: "node", browser: "browser buffer", output: "output" };
+  $("#latency").textContent = `latency ≈ ${total.toFixed(0)} ms mouth to ear: ` +
+    Object.entries(parts).map(([k, v]) => `${label[k]} ${v.toFixed(1)}`).join(" · ") +
+    ` ms — ${label[dominant]} dominates`;
 }
 
 // -------------------------------------------------------------------- events
@@ -523,5 +563,18 @@ function drawLoop() {
   requestAnimationFrame(drawLoop);
 }
 
-loadIdentity().then(refreshSessions).catch(showError);
+async function loadConfig() {
+  try { Object.assign(config, await api("GET", "/api/config")); } catch (e) { return; }
+  const select = $("#frame-ms");
+  select.replaceChildren();
+  for (const { frame_ms, max_participants } of config.frame_sizes_ms) {
+    const option = document.createElement("option");
+    option.value = frame_ms;
+    option.textContent = `${frame_ms} ms (up to ${max_participants} musicians)`;
+    option.selected = frame_ms === config.frame_ms;
+    select.append(option);
+  }
+}
+
+loadConfig().then(loadIdentity).then(refreshSessions).catch(showError);
 setInterval(() => { if (!state.session) refreshSessions(); }, 5000);

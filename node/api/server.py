@@ -19,6 +19,7 @@ from node.ai.service import AiService, AiUnavailableError
 from node.api.ai import add_routes
 from node.api.p2p import add_routes as add_p2p_routes
 from node.chain.service import ChainService
+from node.config import FRAME_SIZES_MS
 from node.errors import (
     AuthError,
     ForbiddenError,
@@ -32,11 +33,15 @@ from node.errors import (
 from node.identity import ChallengeBook, parse_address
 from node.jam import JamService
 from node.media.engine import MixClocks
+from node.media.opus import LOOKAHEAD_MS
 from node.media.peer import validate_offer
 from node.metrics import Metrics
 from node.p2p.service import P2PService
+from node.session.render import STAGE_HALF_M
 from node.session.session import (
+    CHAT_MAX,
     KEY_RE,
+    NAME_MAX,
     SessionSettings,
     _number,
     _text,
@@ -70,6 +75,7 @@ METRICS = web.AppKey("metrics", Metrics)
 CLOCK = web.AppKey("clock", MixClocks)
 ROOT = web.AppKey("root", Path)
 CHAIN = web.AppKey("chain", object)
+P2P_ON = web.AppKey("p2p_on", bool)
 
 
 def _status_for(exc: JamnetError) -> int:
@@ -243,6 +249,29 @@ async def challenge(request: web.Request) -> web.Response:
             "nonce": issued.nonce,
             "message": issued.message,
             "expires_at": issued.expires_at,
+        }
+    )
+
+
+async def client_config(request: web.Request) -> web.Response:
+    """What a client needs to know of this node's settings (the web page reads it at start)."""
+    config = request.app[SERVICE].config
+    return web.json_response(
+        {
+            "version": node.__version__,
+            "frame_ms": config.media.frame_ms,
+            "frame_sizes_ms": [
+                {"frame_ms": ms, "max_participants": config.participant_limit(ms)}
+                for ms in FRAME_SIZES_MS
+            ],
+            "opus_application": config.media.opus_application,
+            "opus_lookahead_ms": LOOKAHEAD_MS[config.media.opus_application],
+            "uplink_bitrate_bps": config.media.uplink_bitrate_bps,
+            "downlink_bitrate_bps": config.media.downlink_bitrate_bps,
+            "stage_half_m": STAGE_HALF_M,
+            "name_max": NAME_MAX,
+            "chat_max": CHAT_MAX,
+            "p2p": request.app[P2P_ON],
         }
     )
 
@@ -518,7 +547,9 @@ def build_app(
     app[CHAIN] = chain
     app[METRICS] = metrics_
     app[ROOT] = root
+    app[P2P_ON] = p2p is not None
     app.router.add_get("/api/health", health)
+    app.router.add_get("/api/config", client_config)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/chain", chain_info)
     app.router.add_post("/api/faucet", faucet)

@@ -21,6 +21,9 @@ OPUS_APPLICATION_AUDIO = 2049
 OPUS_APPLICATION_RESTRICTED_LOWDELAY = 2051
 """CELT only: 2.5 ms of look-ahead instead of 6.5 ms (no SILK, no speech/music switching)."""
 APPLICATIONS = {"audio": OPUS_APPLICATION_AUDIO, "lowdelay": OPUS_APPLICATION_RESTRICTED_LOWDELAY}
+LOOKAHEAD_MS = {"audio": 6.5, "lowdelay": 2.5}
+"""The encoder's algorithmic delay by application: 2.5 ms of CELT look-ahead, plus 4 ms of
+delay compensation unless the application is restricted low delay."""
 FRAME_SAMPLES_48K = (120, 240, 480, 960, 1920, 2880)
 """Frame lengths Opus can encode: 2.5, 5, 10, 20, 40 and 60 ms at 48 kHz."""
 OPUS_SET_BITRATE = 4002

@@ -26,8 +26,8 @@ It schedules by time, not by counting frames:
   ended costs a few seconds, not half a minute;
 - recurring peaks are remembered: a *peak* is a spell of packets slower than the level (or
   late). When more than one peak happened in the last ``peak_hold_s``, the delay stays above
-  them for ``hold_factor`` times the longest gap between them (at most ``peak_hold_s``)
-  after the last one. Stalls every few seconds (a busy sender, a loaded node) are then held
+  them for ``hold_factor`` times the longest of the latest gaps between them (at most
+  ``peak_hold_s``) after the last one. Stalls every few seconds (a busy sender, a loaded node) are then held
   instead of being relearnt after each calm spell, while the end of a dense spell (an
   overload) is let go of about as fast as an isolated stall;
 - a packet not here when due is concealed (the codec extrapolates) and counted *lost*; if it
@@ -54,6 +54,7 @@ EARLY_S = 0.002  # play a packet up to 2 ms before it is due (at most 0.4 of a p
 SKIP_SLACK_S = 0.002  # skip once the next packet is a packet plus 2 ms (or 0.1 packet) overdue
 PEAK_MERGE_S = 0.25  # slow packets this close together are one peak (one stall or burst)
 PEAK_OVER_S = 0.001  # a packet this much slower than the level needs is a peak
+HOLD_GAPS = 3  # the hold follows the longest of the latest three gaps between peaks
 
 
 def early_s(frame_s: float) -> float:
@@ -390,7 +391,10 @@ class JitterBuffer:
         if now_s - self._raised_s < self.calm_s:
             return
         if len(peaks) > 1:  # recurring peaks: stay above them while they may come back
-            gaps = [b.start_s - a.end_s for a, b in zip(peaks, list(peaks)[1:], strict=False)]
+            # How often they recur, judged from the latest few: a glitch long before a dense
+            # spell (an overload) must not make the spell's end be held for ten seconds.
+            recent = list(peaks)[-HOLD_GAPS - 1 :]
+            gaps = [b.start_s - a.end_s for a, b in zip(recent, recent[1:], strict=False)]
             hold_s = min(self.peak_hold_s, self.hold_factor * max(gaps))
             if now_s - peaks[-1].end_s < hold_s:
                 wanted = max(wanted, *(peak.level_s for peak in peaks))

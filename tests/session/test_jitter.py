@@ -286,3 +286,21 @@ def test_five_millisecond_packets_behave_like_twenty() -> None:
         ms: next(t for t, *_, d in out if t > 4 and d < 0.004) for ms, out in delays.items()
     }
     assert abs(released[5] - released[20]) < 0.5, released
+
+
+def test_a_glitch_long_before_an_overload_does_not_make_its_end_held() -> None:
+    """One late packet, then an overload spell a few seconds later: the spell's dense peaks
+    decide how long its end is held, not the gap since the glitch."""
+    jb = JitterBuffer()
+    rng = random.Random(11)
+    arrivals = []
+    for n in range(1500):
+        t = n * FRAME_S + 0.001
+        if n == 350:
+            t += 0.03  # one glitch at 7 s
+        if 500 <= n < 750:  # overload 10-15 s
+            t += rng.choice([0.0, 0.0, rng.uniform(0, 0.06)])
+        arrivals.append((t, n, n * 960))
+    out = run_timed(jb, arrivals, 30.0, FRAME_S)
+    back = next(t for t, *_, delay in out if t > 15.06 and delay < 0.005)
+    assert back - 15.06 < 4.0, f"back {back - 15.06:.1f} s after the overload"
