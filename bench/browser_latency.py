@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.clicks import percentile
-from bench.machine import StealMeter
+from bench.machine import StealMeter, cpu_seconds
 
 CHROMIUM = "/usr/bin/chromium"
 CLICK_EVERY_S = 0.25
@@ -102,10 +102,10 @@ async () => {
   const taps = { mic: [], mix: [] };
   window.jamnetTaps = taps;
   const outputLatency = () => (ctx.outputLatency || 0) + (ctx.baseLatency || 0);
-  const attach = (stream, label) => {
+  const attach = (source, label) => {
     const node = new AudioWorkletNode(ctx, "jamnet-tap");
     const sink = ctx.createGain(); sink.gain.value = 0;
-    ctx.createMediaStreamSource(stream).connect(node); node.connect(sink).connect(ctx.destination);
+    source.connect(node); node.connect(sink).connect(ctx.destination);
     node.port.onmessage = (ev) => {
       const ts = ctx.getOutputTimestamp();
       const contextTime = ev.data.frame / ctx.sampleRate;
@@ -117,8 +117,8 @@ async () => {
       taps[label].push([at, pitch(ev.data.samples)]);
     };
   };
-  attach(st.stream, "mic");
-  attach(document.querySelector("#mix").srcObject, "mix");
+  attach(ctx.createMediaStreamSource(st.stream), "mic");
+  attach(st.mixSource, "mix");   // the node carrying the mix the page plays (either path)
   return true;
 }
 """
@@ -155,13 +155,15 @@ def b2b(mouths: list[list[float]], ears: list[list[float]], since: float) -> lis
     return out
 
 
-async def open_duo(url: str, frame_ms: int, browser: Any) -> tuple[Any, Any, str]:
+async def open_duo(
+    url: str, frame_ms: int, browser: Any, transport: str = "datachannel"
+) -> tuple[Any, Any, str]:
     """Page A creates a session at ``frame_ms`` and joins; page B joins it. Both tapped."""
     pages = []
     for _ in ("A", "B"):
         context = await browser.new_context()
         page = await context.new_page()
-        await page.goto(url)
+        await page.goto(f"{url}?transport={transport}")
         await page.wait_for_function("window.jamnet && window.jamnet.address")
         pages.append(page)
     a, b = pages
@@ -176,9 +178,9 @@ async def open_duo(url: str, frame_ms: int, browser: Any) -> tuple[Any, Any, str
     await b.click("#join-form button")
     await b.wait_for_function("window.jamnet.participant !== null", timeout=30000)
     for page in pages:
-        await page.wait_for_function(
-            "document.querySelector('#mix').srcObject && window.jamnet.audioCtx", timeout=30000
-        )
+        await page.wait_for_function("window.jamnet.mixSource", timeout=30000)
+        used = await page.evaluate("window.jamnet.transport")
+        assert used == transport, f"the page chose {used}, not {transport}"
         await page.evaluate(TAP_JS)
     return a, b, session_id
 
@@ -208,7 +210,9 @@ async def collect(a: Any, b: Any, seconds: float, warmup_s: float = 3.0) -> dict
     }
 
 
-async def measure(frame_ms: int, seconds: float, trials: int) -> dict[str, Any]:
+async def measure(
+    frame_ms: int, seconds: float, trials: int, transport: str = "datachannel"
+) -> dict[str, Any]:
     """Fresh node and browser pages per trial (each draws new clock phases)."""
     from playwright.async_api import async_playwright
 
@@ -221,7 +225,7 @@ async def measure(frame_ms: int, seconds: float, trials: int) -> dict[str, Any]:
         click_train(wav)
         async with async_playwright() as pw:
             for trial in range(trials):
-                print(f"  {frame_ms} ms, trial {trial + 1}/{trials}", file=sys.stderr)
+                print(f"  {transport}, {frame_ms} ms: trial {trial + 1}/{trials}", file=sys.stderr)
                 config = load_config(
                     None,
                     {
@@ -241,10 +245,16 @@ async def measure(frame_ms: int, seconds: float, trials: int) -> dict[str, Any]:
                         executable_path=CHROMIUM, args=chromium_args(wav)
                     )
                     try:
-                        a, b, session_id = await open_duo(node.url, frame_ms, browser)
+                        a, b, session_id = await open_duo(node.url, frame_ms, browser, transport)
+                        cpu0 = cpu_seconds()
                         record = node_added.append
                         node.clock.latency_observers.append(lambda v, r=record: r(v * 1e3))
+                        t0 = time.monotonic()
                         figures = await collect(a, b, seconds)
+                        # This process is the node (the browsers are Chromium's own).
+                        figures["node_cpu_pct"] = round(
+                            100 * (cpu_seconds() - cpu0) / (time.monotonic() - t0), 1
+                        )
                         mixer = node.service.mixer(session_id)
                         figures["packet_ms"] = sorted(
                             round(s.jitter.frame_s * 1000, 1) for s in mixer.slots if s
@@ -258,7 +268,9 @@ async def measure(frame_ms: int, seconds: float, trials: int) -> dict[str, Any]:
         r["total_ms"] for trial in results for r in trial["readouts"] if r is not None
     ]
     return {
+        "transport": transport,
         "frame_ms": frame_ms,
+        "node_cpu_pct": statistics.median(r["node_cpu_pct"] for r in results),
         "clicks": len(latencies),
         "b2b_ms_p50": round(percentile(latencies, 50), 1),
         "b2b_ms_p99": round(percentile(latencies, 99), 1),
@@ -287,7 +299,7 @@ async def run_overload_chromium(
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(wav))
             try:
-                a, b, _ = await open_duo(url, args.frame_ms, browser)
+                a, b, _ = await open_duo(url, args.frame_ms, browser, args.transport)
                 await asyncio.sleep(2.0)
                 t_wall, t_mono = time.time() * 1000, time.monotonic()
                 ran = await phases(url, args)
@@ -311,21 +323,25 @@ async def run_overload_chromium(
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frame-ms", type=int, nargs="*", choices=(5, 10, 20), default=[10, 20])
+    parser.add_argument("--frame-ms", type=int, nargs="*", choices=(5, 10, 20), default=[5, 10, 20])
+    parser.add_argument(
+        "--transport", nargs="*", choices=("datachannel", "rtp"), default=["datachannel", "rtp"]
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="measured per trial")
     parser.add_argument("--trials", type=int, default=3, help="fresh node and pages each")
     args = parser.parse_args()
     steal = StealMeter()
     results = {}
-    for frame_ms in args.frame_ms:
-        results[str(frame_ms)] = await measure(frame_ms, args.seconds, args.trials)
-        print(f"  {json.dumps(results[str(frame_ms)])}", file=sys.stderr)
+    for transport in args.transport:
+        for frame_ms in args.frame_ms:
+            key = f"{transport}_{frame_ms}"
+            results[key] = await measure(frame_ms, args.seconds, args.trials, transport)
+            print(f"  {json.dumps(results[key])}", file=sys.stderr)
     summary = {
-        "path": "rtp",
-        **{f"b2b_ms_p50_{ms}": r["b2b_ms_p50"] for ms, r in results.items()},
-        **{f"b2b_ms_p99_{ms}": r["b2b_ms_p99"] for ms, r in results.items()},
+        **{f"b2b_ms_p50_{key}": r["b2b_ms_p50"] for key, r in results.items()},
+        **{f"b2b_ms_p99_{key}": r["b2b_ms_p99"] for key, r in results.items()},
         "steal_pct": steal.percent(),
-        "by_frame_ms": results,
+        "cases": results,
     }
     print(json.dumps(summary))
 

@@ -251,6 +251,12 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--client", choices=("cli", "chromium"), default="cli")
+    parser.add_argument(
+        "--transport",
+        choices=("datachannel", "rtp"),
+        default="datachannel",
+        help="the browsers' audio path (--client chromium)",
+    )
     parser.add_argument("--frame-ms", type=int, choices=(5, 10, 20), default=20)
     parser.add_argument("--before", type=float, default=10.0, help="calm seconds first")
     parser.add_argument("--busy", type=float, default=10.0, help="seconds with every core busy")

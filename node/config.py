@@ -51,6 +51,10 @@ class MediaConfig:
     frame_ms: int = 20
     """Frame size of a session whose owner does not choose one: 5, 10 or 20 ms. It sets the
     session's mix clock period, renderer block, jitter-buffer unit and Opus frames."""
+    browser_transport: str = "datachannel"
+    """How the web page sends and hears audio when the browser can: "datachannel" (WebCodecs
+    Opus over an unordered data channel, played by an AudioWorklet: bench/RESULTS.md) or
+    "rtp" (WebRTC audio tracks). Browsers without WebCodecs always use "rtp"."""
     opus_application: str = "lowdelay"
     """libopus application of the node's encoders (and the CLI's): "lowdelay" (restricted
     low delay, CELT only: 2.5 ms look-ahead) or "audio" (6.5 ms look-ahead)."""
@@ -235,6 +239,10 @@ class NodeConfig:
             (self.p2p.listen.startswith("/ip"), "p2p.listen must be a multiaddr like /ip4/…/tcp/N"),
             (0 <= self.ai.max_bandmates <= 64, "ai.max_bandmates must be 0-64"),
             (self.media.frame_ms in FRAME_SIZES_MS, "media.frame_ms must be 5, 10 or 20"),
+            (
+                self.media.browser_transport in {"datachannel", "rtp"},
+                'media.browser_transport must be "datachannel" or "rtp"',
+            ),
             (
                 self.media.opus_application in {"lowdelay", "audio"},
                 'media.opus_application must be "lowdelay" or "audio"',

@@ -27,6 +27,7 @@ from node.errors import NotFoundError, SessionError
 from node.heap import HeapKeeper
 from node.identity import check_invite
 from node.media.codec import OpusEncoder, OpusFrameDecoder, PcmFrameDecoder
+from node.media.datachannel import ChannelTrack
 from node.media.engine import Listener, MixClocks, SessionMedia
 from node.media.outbound import PacketTrack
 from node.media.peer import Peer
@@ -464,15 +465,22 @@ class JamService:
         self._publish(self._get(session_id), event)
 
     # ---------------------------------------------------------- peer lifecycle
-    async def connect(self, session_id: str, participant: Participant, offer_sdp: str) -> str:
-        """Open (or replace) the participant's WebRTC connection; returns the answer SDP."""
+    async def connect(
+        self, session_id: str, participant: Participant, offer_sdp: str, transport: str = "rtp"
+    ) -> str:
+        """Open (or replace) the participant's WebRTC connection; returns the answer SDP.
+        ``transport``: "rtp" (audio tracks) or "datachannel" (``node.media.datachannel``)."""
         live = self._get(session_id)
         media_cfg = self.config.media
         frame_ms = live.session.settings.frame_ms
         mixer = live.media.mixer
         slot = participant.slot
         live.media.listeners.pop(slot, None)
-        track = PacketTrack(media_cfg.outbound_queue_frames)
+        track: PacketTrack | ChannelTrack = (
+            ChannelTrack()
+            if transport == "datachannel"
+            else PacketTrack(media_cfg.outbound_queue_frames)
+        )
         federation = self.federation
 
         def push(seq: int, ts: int, payload: bytes) -> None:
@@ -487,7 +495,8 @@ class JamService:
             track,
             media_cfg.uplink_bitrate_bps,
             frame_ms,
-            stock=media_cfg.inbound == "aiortc",
+            stock=media_cfg.inbound == "aiortc" and transport == "rtp",
+            transport=transport,
         )
         if participant.id not in live.session.participants:
             # They left (or were dropped) while the offer was being answered.
@@ -504,8 +513,13 @@ class JamService:
             ),
         )
         participant.connected = True
+        participant.transport = transport
         live.presence.connected(participant.id, time.monotonic())
         self._publish(live, PresenceChanged(participant, participant.public()))
+        log.info(
+            "participant connected",
+            extra={"session": session_id, "participant": participant.id, "transport": transport},
+        )
         return answer
 
     def _peer_state(self, session_id: str) -> Any:

@@ -6,7 +6,8 @@ const UP_BITRATE = 96000;           // mono music uplink
 const DOWN_BITRATE = 128000;        // stereo personal mix downlink
 const $ = (sel) => document.querySelector(sel);
 
-const config = { frame_ms: 20, frame_sizes_ms: [], opus_lookahead_ms: 2.5, p2p: true };
+const config = { frame_ms: 20, frame_sizes_ms: [], opus_lookahead_ms: 2.5, p2p: true,
+                 transports: ["rtp"], browser_transport: "rtp" };
 const BROWSER_LOOKAHEAD_MS = 6.5;   // the browser's own Opus encoder (not restricted-low-delay)
 const state = {
   wallet: null, address: "", session: null, participant: null, token: "",
@@ -181,41 +182,72 @@ function withOpusParams(sdp, params) {
   return line ? sdp.replace(re, fmtp) : sdp.replace(m[0], m[0] + "\r\n" + fmtp);
 }
 
+// A small number asks for the shortest output buffer the device allows (here 11 ms against
+// 42 ms for "interactive", which headless Chromium's default device maps to 30 ms + 10 ms).
+const OUTPUT_LATENCY_HINT = 0.001;
+
+function chooseTransport() {
+  const wanted = new URLSearchParams(location.search).get("transport") || config.browser_transport;
+  const lowLatency = window.jamnetLowLatency && window.jamnetLowLatency.supported();
+  return wanted === "datachannel" && lowLatency && (config.transports || []).includes("datachannel")
+    ? "datachannel" : "rtp";
+}
+
+function connectMix(node) {
+  state.mixSource = node;
+  state.mixAnalyser = state.audioCtx.createAnalyser();
+  state.mixAnalyser.fftSize = 2048;
+  node.connect(state.mixAnalyser);
+  node.connect(state.audioCtx.destination);
+}
+
 async function startMedia() {
   // Music, not speech: no echo cancellation, noise suppression or automatic gain.
   state.stream = await navigator.mediaDevices.getUserMedia({
     audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false,
              channelCount: 1, sampleRate: 48000 },
   });
-  state.audioCtx = new AudioContext({ sampleRate: 48000, latencyHint: "interactive" });
+  state.audioCtx = new AudioContext({ sampleRate: 48000, latencyHint: OUTPUT_LATENCY_HINT });
+  await state.audioCtx.resume().catch(() => {});
   state.micAnalyser = state.audioCtx.createAnalyser();
   state.micAnalyser.fftSize = 1024;
   state.audioCtx.createMediaStreamSource(state.stream).connect(state.micAnalyser);
 
   const pc = new RTCPeerConnection({ iceServers: [] });
   state.pc = pc;
-  const [track] = state.stream.getAudioTracks();
-  const sender = pc.addTrack(track, state.stream);
-  pc.ontrack = (ev) => {
-    const stream = ev.streams[0] || new MediaStream([ev.track]);
-    $("#mix").srcObject = stream;
-    state.mixAnalyser = state.audioCtx.createAnalyser();
-    state.mixAnalyser.fftSize = 2048;
-    state.audioCtx.createMediaStreamSource(stream).connect(state.mixAnalyser);
-  };
-  pc.onconnectionstatechange = () => setStatus("audio: " + pc.connectionState);
+  state.transport = chooseTransport();
+  let sender = null;
+  if (state.transport === "datachannel") {
+    state.dc = new window.jamnetLowLatency.DataChannelAudio(
+      state.audioCtx, state.stream, state.session.frame_ms, UP_BITRATE);
+    connectMix(await state.dc.prepare(pc));
+  } else {
+    const [track] = state.stream.getAudioTracks();
+    sender = pc.addTrack(track, state.stream);
+    pc.ontrack = (ev) => {
+      const stream = ev.streams[0] || new MediaStream([ev.track]);
+      // The element only keeps Chromium pulling the stream; the mix plays through the
+      // AudioContext, whose output buffer is the short one asked for above.
+      $("#mix").srcObject = stream;
+      $("#mix").muted = true;
+      connectMix(state.audioCtx.createMediaStreamSource(stream));
+    };
+  }
+  pc.onconnectionstatechange = () => setStatus(`audio (${state.transport}): ${pc.connectionState}`);
   const offer = await pc.createOffer();
   // stereo=1: we want the node's stereo mix; maxaveragebitrate: room for music.
   offer.sdp = withOpusParams(offer.sdp, { stereo: 1, "sprop-stereo": 0, maxaveragebitrate: DOWN_BITRATE, useinbandfec: 1 });
   await pc.setLocalDescription(offer);
   await waitForIce(pc);
   const answer = await api("POST", `/api/sessions/${state.session.id}/rtc`,
-                           { type: "offer", sdp: pc.localDescription.sdp }, true);
+                           { type: "offer", sdp: pc.localDescription.sdp, transport: state.transport }, true);
   await pc.setRemoteDescription(answer);
-  const params = sender.getParameters();
-  if (params.encodings && params.encodings.length) {
-    params.encodings[0].maxBitrate = UP_BITRATE;
-    await sender.setParameters(params).catch(() => {});
+  if (sender) {
+    const params = sender.getParameters();
+    if (params.encodings && params.encodings.length) {
+      params.encodings[0].maxBitrate = UP_BITRATE;
+      await sender.setParameters(params).catch(() => {});
+    }
   }
   requestAnimationFrame(drawLoop);
   setInterval(pollStats, 1000);
@@ -265,8 +297,11 @@ async function pollStats() {
   const [track] = state.stream ? state.stream.getAudioTracks() : [];
   const inputLatency = track && track.getSettings().latency ? track.getSettings().latency * 1000 : 0;
   const ctx = state.audioCtx;
+  const playout = state.dc && state.dc.stats.playout;
+  if (state.transport === "datachannel") buffer = playout ? playout.wait_ms : null;
+  const lookahead = state.transport === "datachannel" ? config.opus_lookahead_ms : BROWSER_LOOKAHEAD_MS;
   const parts = {
-    capture: packetMs + BROWSER_LOOKAHEAD_MS + inputLatency,
+    capture: packetMs + lookahead + inputLatency,
     network: state.rtt ?? 0,
     node: nodeAdded + config.opus_lookahead_ms,
     browser: buffer ?? 0,
@@ -274,7 +309,7 @@ async function pollStats() {
   };
   const total = Object.values(parts).reduce((a, b) => a + b, 0);
   const dominant = Object.keys(parts).reduce((a, b) => (parts[b] > parts[a] ? b : a));
-  state.latency = { total_ms: total, parts_ms: parts, dominant, packet_ms: packetMs,
+  state.latency = { total_ms: total, parts_ms: parts, dominant, packet_ms: packetMs, transport: state.transport,
                     measured: { network: state.rtt != null, browser: buffer != null, node: others.length > 0 } };
   const label = { capture: "capture", network: "network", node: "node", browser: "browser buffer", output: "output" };
   $("#latency").textContent = `latency ≈ ${total.toFixed(0)} ms mouth to ear: ` +
@@ -411,10 +446,13 @@ $("#make-invite").onclick = async () => {
 
 async function leave(kicked) {
   if (state.token && !kicked) await api("POST", `/api/sessions/${state.session.id}/leave`, null, true).catch(() => {});
+  if (state.dc) state.dc.close();
   if (state.pc) state.pc.close();
   if (state.ws) state.ws.close();
+  if (state.audioCtx) state.audioCtx.close().catch(() => {});
   if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
-  Object.assign(state, { pc: null, ws: null, stream: null, token: "", session: null, participant: null });
+  Object.assign(state, { pc: null, ws: null, stream: null, dc: null, audioCtx: null, mixSource: null,
+                         token: "", session: null, participant: null });
   $("#room").hidden = true;
   $("#lobby").hidden = false;
   refreshSessions();

@@ -34,7 +34,7 @@ from node.identity import ChallengeBook, parse_address
 from node.jam import JamService
 from node.media.engine import MixClocks
 from node.media.opus import LOOKAHEAD_MS
-from node.media.peer import validate_offer
+from node.media.peer import TRANSPORTS, validate_offer
 from node.metrics import Metrics
 from node.p2p.service import P2PService
 from node.session.render import STAGE_HALF_M
@@ -264,6 +264,8 @@ async def client_config(request: web.Request) -> web.Response:
                 {"frame_ms": ms, "max_participants": config.participant_limit(ms)}
                 for ms in FRAME_SIZES_MS
             ],
+            "transports": list(TRANSPORTS),
+            "browser_transport": config.media.browser_transport,
             "opus_application": config.media.opus_application,
             "opus_lookahead_ms": LOOKAHEAD_MS[config.media.opus_application],
             "uplink_bitrate_bps": config.media.uplink_bitrate_bps,
@@ -354,9 +356,12 @@ async def rtc(request: web.Request) -> web.Response:
     body = await _body(request)
     if body.get("type", "offer") != "offer":
         raise InputError('type must be "offer"')
-    sdp = validate_offer(body.get("sdp"))
-    answer = await request.app[SERVICE].connect(session_id, participant, sdp)
-    return web.json_response({"type": "answer", "sdp": answer})
+    transport = body.get("transport", "rtp")
+    if transport not in TRANSPORTS:
+        raise InputError('transport must be "rtp" or "datachannel"')
+    sdp = validate_offer(body.get("sdp"), transport)
+    answer = await request.app[SERVICE].connect(session_id, participant, sdp, transport)
+    return web.json_response({"type": "answer", "sdp": answer, "transport": transport})
 
 
 async def leave(request: web.Request) -> web.Response:

@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from node.media import batch
 from node.media.codec import EncodedPacket, OpusEncoder
+from node.media.datachannel import ChannelTrack
 from node.media.opus import MAX_PACKET
 from node.media.outbound import PacketTrack
 from node.session.mixer import SessionMixer, Slot, TickReport
@@ -87,7 +88,8 @@ class _Spell:
 class Listener:
     """A connected participant's outbound side."""
 
-    track: PacketTrack
+    track: PacketTrack | ChannelTrack
+    """Where each tick's packet goes: aiortc's sender (RTP) or a data channel."""
     encoder: OpusEncoder
 
 
@@ -116,11 +118,11 @@ class SessionMedia:
 
     def encode(
         self, workers: batch.RowWorkers = batch.INLINE
-    ) -> list[tuple[PacketTrack, EncodedPacket]]:
+    ) -> list[tuple[PacketTrack | ChannelTrack, EncodedPacket]]:
         """Every connected listener's mix of this tick as an Opus packet for its track: the
         stereo ones in one GIL-free batch (``node.media.batch``), any others one by one."""
         mixer = self.mixer
-        out: list[tuple[PacketTrack, EncodedPacket]] = []
+        out: list[tuple[PacketTrack | ChannelTrack, EncodedPacket]] = []
         batched: list[Listener] = []
         for index, listener in list(self.listeners.items()):
             handle = listener.encoder.handle
@@ -169,7 +171,10 @@ class SessionMedia:
 
 TickObserver = Callable[[float], None]
 TickOutput = tuple[
-    SessionMedia, TickReport, list[tuple[PacketTrack, EncodedPacket]], list[tuple[Slot, float]]
+    SessionMedia,
+    TickReport,
+    list[tuple[PacketTrack | ChannelTrack, EncodedPacket]],
+    list[tuple[Slot, float]],
 ]
 """One session's tick: its report, the packets to send and the arrivals it played."""
 LatencyObserver = Callable[[float], None]

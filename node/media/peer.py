@@ -6,9 +6,17 @@ import asyncio
 import re
 from collections.abc import Callable
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 from node.errors import InputError, MediaError
+from node.media.datachannel import LABEL as CHANNEL_LABEL
+from node.media.datachannel import ChannelInbound, ChannelTrack
 from node.media.inbound import PacketSink, tap_receiver
 from node.media.outbound import PacketTrack
 
@@ -32,14 +40,23 @@ def ice_configuration(urls: tuple[str, ...]) -> RTCConfiguration:
     return RTCConfiguration(iceServers=servers)
 
 
-def validate_offer(sdp: object) -> str:
-    """An SDP offer we are willing to parse: text, bounded, with an Opus audio section."""
+TRANSPORTS = ("rtp", "datachannel")
+"""How a client's audio travels: RTP audio tracks, or Opus over a data channel."""
+
+
+def validate_offer(sdp: object, transport: str = "rtp") -> str:
+    """An SDP offer we are willing to parse: text, bounded, with an Opus audio section (or a
+    data-channel section, for the data-channel path)."""
     if not isinstance(sdp, str) or not sdp.strip():
         raise InputError("sdp must be a non-empty string (the offer from RTCPeerConnection)")
     if len(sdp.encode()) > MAX_SDP_BYTES:
         raise InputError(f"sdp is larger than {MAX_SDP_BYTES} bytes")
     if not sdp.startswith("v=0"):
         raise InputError("sdp does not start with v=0: not a session description")
+    if transport == "datachannel":
+        if "m=application" not in sdp or "webrtc-datachannel" not in sdp:
+            raise InputError("a data-channel offer needs an m=application webrtc-datachannel")
+        return sdp
     if "m=audio" not in sdp or not _OPUS_RE.search(sdp):
         raise InputError("offer has no Opus audio section (m=audio with opus/48000/2)")
     return sdp
@@ -93,11 +110,18 @@ class Peer:
     """One participant's RTCPeerConnection: their audio in via the tap, their mix out."""
 
     def __init__(
-        self, ice_urls: tuple[str, ...], sink: PacketSink | None, track: PacketTrack
+        self,
+        ice_urls: tuple[str, ...],
+        sink: PacketSink | None,
+        track: PacketTrack | ChannelTrack,
+        transport: str = "rtp",
     ) -> None:
         self.pc = RTCPeerConnection(ice_configuration(ice_urls))
         self.track = track
+        self.transport = transport
+        """"rtp" (an audio track each way) or "datachannel" (``node.media.datachannel``)."""
         self._sink = sink
+        self.inbound: ChannelInbound | None = None
         self.closed = asyncio.Event()
         self.on_state: Callable[[str], None] | None = None
         """Called with each new connection state ("connecting", "connected", "failed", …)."""
@@ -111,12 +135,14 @@ class Peer:
                 self.on_state(state)
 
     async def answer(self, offer_sdp: str, uplink_bps: int, frame_ms: int = 20) -> str:
-        """Accept an offer with one audio m-line; returns the answer SDP, which asks the
-        client for ``frame_ms`` packets."""
+        """Accept an offer with one audio m-line (or, for the data-channel path, one
+        application m-line); returns the answer SDP, which asks for ``frame_ms`` packets."""
+        if self.transport == "datachannel":
+            return await self._answer_datachannel(offer_sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        except (ValueError, KeyError, IndexError) as exc:
-            raise InputError(f"malformed SDP offer: {exc}") from None
+        except (ValueError, KeyError, IndexError, AssertionError) as exc:
+            raise InputError(f"malformed SDP offer: {exc or type(exc).__name__}") from None
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if not audio:
             raise InputError("offer has no audio transceiver")
@@ -124,6 +150,7 @@ class Peer:
         self.receiver = transceiver.receiver
         if self._sink is not None:  # None keeps aiortc's own receive path (benchmark baseline)
             tap_receiver(transceiver.receiver, self._sink)
+        assert isinstance(self.track, PacketTrack)
         self.pc.addTrack(self.track)  # reuses the offer's audio transceiver: sendrecv
         try:
             answer = await self.pc.createAnswer()
@@ -140,6 +167,29 @@ class Peer:
                 "maxaveragebitrate": str(uplink_bps),
             },
         )
+
+    async def _answer_datachannel(self, offer_sdp: str) -> str:
+        sink, track = self._sink, self.track
+        assert sink is not None
+        assert isinstance(track, ChannelTrack)
+
+        @self.pc.on("datachannel")
+        def _channel(channel: RTCDataChannel) -> None:
+            if channel.label != CHANNEL_LABEL or track.channel is not None:
+                return  # one audio channel per peer; anything else is ignored
+            self.inbound = ChannelInbound(channel, sink)
+            track.channel = channel
+
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except (ValueError, KeyError, IndexError, AssertionError) as exc:
+            raise InputError(f"malformed SDP offer: {exc or type(exc).__name__}") from None
+        except Exception as exc:
+            raise MediaError(f"could not answer the offer: {exc}") from None
+        sdp: str = self.pc.localDescription.sdp
+        return sdp
 
     async def rtt_ms(self) -> float | None:
         """The round trip to the client from RTCP receiver reports (None until one came)."""

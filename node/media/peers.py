@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.media.codec import pump_decoded
+from node.media.datachannel import ChannelTrack
 from node.media.inbound import PacketSink
 from node.media.outbound import PacketTrack
 from node.media.peer import Peer
@@ -59,17 +60,18 @@ class SessionPeers:
         participant_id: str,
         offer_sdp: str,
         sink: PacketSink,
-        track: PacketTrack,
+        track: PacketTrack | ChannelTrack,
         uplink_bps: int,
         frame_ms: int,
         stock: bool = False,
+        transport: str = "rtp",
     ) -> tuple[Peer, str]:
         """Answer ``offer_sdp`` with a new peer (replacing any old one); ``(peer, answer)``.
 
         ``stock`` keeps aiortc's own receive path and pumps its decoded frames into ``sink``
         (the benchmark baseline)."""
         await self.close(participant_id)
-        peer = Peer(self._ice, None if stock else sink, track)
+        peer = Peer(self._ice, None if stock else sink, track, transport)
         peer.on_state = lambda state: self._state(participant_id, peer, state)
         try:
             answer = await peer.answer(offer_sdp, uplink_bps, frame_ms)

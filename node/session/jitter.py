@@ -27,9 +27,9 @@ It schedules by time, not by counting frames:
 - recurring peaks are remembered: a *peak* is a spell of packets slower than the level (or
   late). When more than one peak happened in the last ``peak_hold_s``, the delay stays above
   them for ``hold_factor`` times the longest of the latest gaps between them (at most
-  ``peak_hold_s``) after the last one. Stalls every few seconds (a busy sender, a loaded node) are then held
-  instead of being relearnt after each calm spell, while the end of a dense spell (an
-  overload) is let go of about as fast as an isolated stall;
+  ``peak_hold_s``) after the last one. Stalls every few seconds (a busy sender, a loaded
+  node) are then held instead of being relearnt after each calm spell, while the end of a
+  dense spell (an overload) is let go of about as fast as an isolated stall;
 - a packet not here when due is concealed (the codec extrapolates) and counted *lost*; if it
   arrives afterwards it is *late*; when the schedule moves (delay changed, clocks drifted)
   the buffer drops packets that are overdue or holds for one that is early;
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -394,7 +395,7 @@ class JitterBuffer:
             # How often they recur, judged from the latest few: a glitch long before a dense
             # spell (an overload) must not make the spell's end be held for ten seconds.
             recent = list(peaks)[-HOLD_GAPS - 1 :]
-            gaps = [b.start_s - a.end_s for a, b in zip(recent, recent[1:], strict=False)]
+            gaps = [b.start_s - a.end_s for a, b in itertools.pairwise(recent)]
             hold_s = min(self.peak_hold_s, self.hold_factor * max(gaps))
             if now_s - peaks[-1].end_s < hold_s:
                 wanted = max(wanted, *(peak.level_s for peak in peaks))

@@ -157,6 +157,8 @@ class Participant:
     """"human", or "ai" for the node's bandmate."""
     via: str = ""
     """The peer id of the node this participant is connected to, when it is not this one."""
+    transport: str = ""
+    """How their audio travels: "rtp", "datachannel", or "" before they connect."""
 
     def public(self) -> dict[str, Any]:
         """What everyone in the session may see."""
@@ -172,6 +174,7 @@ class Participant:
             "joined_at": self.joined_at,
             "kind": self.kind,
             "via": self.via or None,
+            "transport": self.transport or None,
         }
 
 

@@ -121,11 +121,75 @@ async def test_browser_joins_sends_and_hears(node: Node, tmp_path: Path, account
                 await page.close()
 
                 async def browser_gone() -> bool:
-                    return browser_id not in session_view.participants
+                    # Out of the list, and (from the mix thread's next tick) out of the mix.
+                    return browser_id not in session_view.participants and all(
+                        s.key != browser_id for s in mixer.slots if s is not None
+                    )
 
                 await poll(browser_gone, timeout_s=30)
                 assert [p.name for p in session_view.participants.values()] == ["cli"]
-                assert all(s.key != browser_id for s in mixer.slots if s is not None)
             finally:
                 await browser.close()
     assert np.isfinite(level)
+
+
+@pytest.mark.parametrize(("transport", "frame_ms"), [("datachannel", 5), ("rtp", 10)])
+async def test_both_audio_paths_at_the_sessions_frame_size_with_a_truthful_readout(
+    node: Node, tmp_path: Path, account_factory, transport: str, frame_ms: int
+) -> None:  # type: ignore[no-untyped-def]
+    """The page creates a session at ``frame_ms``; over either path it sends packets of that
+    size (the node reads each packet's duration), hears the CLI's tone, and shows a latency
+    estimate whose parts are all there and plausible."""
+    wav = tmp_path / "capture.wav"
+    soundfile.write(str(wav), tone(660, 10), 48000)
+    assert node.service is not None
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_args(wav))
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            await page.goto(f"{node.url}?transport={transport}")
+            await page.wait_for_function("window.jamnet && window.jamnet.address")
+            await page.select_option("#frame-ms", str(frame_ms))
+            await page.fill("#create-form input[name=display]", "browser")
+            await page.click("#create-form button")
+            await page.wait_for_function("window.jamnet.mixSource", timeout=15000)
+            assert await page.evaluate("window.jamnet.transport") == transport
+            session_id = await page.evaluate("window.jamnet.session.id")
+            assert node.service.get(session_id).settings.frame_ms == frame_ms
+            browser_id = await page.evaluate("window.jamnet.participant.id")
+            async with JamClient(node.url, account_factory(), "cli") as cli:
+                await cli.join(session_id)
+                await cli.connect(ArraySource(tone(440, 30), loop=True), ArraySink())
+                mixer = node.service.mixer(session_id)
+
+                async def node_hears_browser_at_frame_size() -> bool:
+                    slot = next((s for s in mixer.slots if s and s.key == browser_id), None)
+                    return bool(
+                        slot is not None
+                        and slot.jitter.stats.played > 50
+                        and round(slot.jitter.frame_s * 1000) == frame_ms
+                    )
+
+                await poll(node_hears_browser_at_frame_size)
+                await poll(lambda: page.evaluate("window.jamnet.mixLevel > 0.01"))
+                readout = await poll(
+                    lambda: page.evaluate(
+                        "window.jamnet.latency && window.jamnet.latency.measured.node "
+                        "&& window.jamnet.latency.measured.browser ? window.jamnet.latency : null"
+                    )
+                )
+                parts = readout["parts_ms"]
+                assert set(parts) == {"capture", "network", "node", "browser", "output"}
+                assert all(v >= 0 for v in parts.values())
+                assert parts["capture"] >= frame_ms, "a packet's wait to be complete at least"
+                assert readout["dominant"] in parts
+                assert readout["total_ms"] == pytest.approx(sum(parts.values()))
+                assert 5 < readout["total_ms"] < 2000
+                text = await page.inner_text("#latency")
+                assert "dominates" in text and "mouth to ear" in text
+            assert not errors, errors
+        finally:
+            await browser.close()

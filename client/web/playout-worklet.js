@@ -1,0 +1,138 @@
+// jamnet: plays the node's mix, decoded from data-channel packets, with a jitter buffer of
+// its own (the same scheme as the node's, node/session/jitter.py, in samples of the audio
+// clock). A packet is due a small, measured delay after the fastest it could have arrived:
+// - transit = arrival (currentFrame) - media timestamp; the smallest over ~2 s is the base;
+// - the playout position runs `target` samples behind base: a packet that arrives after its
+//   samples were needed is late and raises the target at once to cover packets that slow;
+// - after 1 s without a late packet the target falls quickly towards the 98th percentile of
+//   recent delays (plus a 2 ms margin);
+// - missing samples are silence (counted), overdue packets are dropped.
+"use strict";
+
+const RATE = 48000;
+const WINDOW_S = 2;
+const MARGIN = 96;            // 2 ms
+const CALM = RATE;            // 1 s without a late packet before the target falls
+const ADAPT_EVERY = RATE / 4; // re-judge the level four times a second
+const MAX_TARGET = RATE * 0.16;
+const U32 = 4294967296;
+
+class Playout extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    const o = (options && options.processorOptions) || {};
+    this.frame = o.frameSamples || 240;
+    this.window = Math.max(8, Math.round((WINDOW_S * RATE) / this.frame));
+    this.target = MARGIN;
+    this.frames = new Map();     // extended timestamp -> [left, right]
+    this.lastTs = null;
+    this.origin = 0;
+    this.count = 0;
+    this.transits = [];          // monotonic deque of [count, transit] (sliding minimum)
+    this.delays = [];
+    this.pos = null;             // media position of the next output sample
+    this.raisedAt = -Infinity;
+    this.nextAdapt = 0;
+    this.nextReport = 0;
+    this.waitSum = 0; this.waitCount = 0;
+    this.stats = { received: 0, played: 0, late: 0, underrun: 0, dropped: 0, resyncs: 0 };
+    this.port.onmessage = (ev) => this.arrive(ev.data);
+  }
+
+  unwrap(ts) {
+    if (this.lastTs === null) { this.lastTs = ts; this.origin = ts; return ts; }
+    const ref = this.lastTs;
+    let delta = (ts - (ref % U32)) % U32;
+    if (delta < 0) delta += U32;
+    if (delta >= U32 / 2) delta -= U32;
+    const ext = ref + delta;
+    if (ext > this.lastTs) this.lastTs = ext;
+    return ext;
+  }
+
+  base() { return this.transits.length ? this.transits[0][1] : null; }
+
+  arrive(msg) {
+    const now = currentFrame;
+    const ext = this.unwrap(msg.ts);
+    const n = msg.left.length;
+    if (n !== this.frame) { this.frame = n; this.window = Math.max(8, Math.round((WINDOW_S * RATE) / n)); }
+    this.stats.received++;
+    const transit = now - ext;
+    const count = this.count++;
+    while (this.transits.length && this.transits[this.transits.length - 1][1] >= transit) this.transits.pop();
+    this.transits.push([count, transit]);
+    while (this.transits[0][0] <= count - this.window) this.transits.shift();
+    const delay = transit - this.base();
+    this.delays.push(delay);
+    if (this.delays.length > this.window) this.delays.shift();
+    if (this.pos !== null && ext + n <= this.pos) {
+      // Its samples were needed already: from now on, wait long enough for packets this slow.
+      this.stats.late++;
+      this.target = Math.max(this.target, Math.min(MAX_TARGET, delay + MARGIN));
+      this.raisedAt = now;
+      return;
+    }
+    if (this.frames.size > 512) { this.frames.clear(); this.stats.resyncs++; }
+    this.frames.set(ext, [msg.left, msg.right, now]);
+  }
+
+  adapt(now) {
+    if (now < this.nextAdapt || !this.delays.length) return;
+    this.nextAdapt = now + ADAPT_EVERY;
+    if (now - this.raisedAt < CALM) return;
+    const sorted = this.delays.slice().sort((a, b) => a - b);
+    const level = sorted[Math.min(sorted.length - 1, Math.floor(0.98 * sorted.length))] + MARGIN;
+    if (level < this.target) this.target = Math.max(level, this.target - 0.75 * (this.target - level));
+  }
+
+  process(inputs, outputs) {
+    const out = outputs[0];
+    const left = out[0], right = out[1] || out[0];
+    const n = left.length;
+    const now = currentFrame;
+    this.adapt(now);
+    const base = this.base();
+    if (base === null) { left.fill(0); right.fill(0); return true; }
+    const desired = Math.round(now - base - this.target);
+    if (this.pos === null) this.pos = desired;
+    // Follow the schedule when it moved (the target rose or fell, or clocks drifted) by more
+    // than the ticks' wobble: skip ahead when behind, hold when ahead.
+    if (desired - this.pos > this.frame || this.pos - desired > this.frame / 2) {
+      if (desired > this.pos) this.stats.dropped++;
+      this.pos = desired;
+    }
+    const frame = this.frame;
+    for (let i = 0; i < n;) {
+      const p = this.pos + i;
+      const start = this.origin + Math.floor((p - this.origin) / frame) * frame;
+      const entry = this.frames.get(start);
+      const offset = p - start;
+      const take = Math.min(n - i, frame - offset);
+      if (entry) {
+        if (offset === 0) {
+          this.stats.played++;
+          this.waitSum += now + i - entry[2]; this.waitCount++;
+        }
+        left.set(entry[0].subarray(offset, offset + take), i);
+        right.set(entry[1].subarray(offset, offset + take), i);
+      } else {
+        left.fill(0, i, i + take); right.fill(0, i, i + take);
+        if (offset === 0 || i === 0) this.stats.underrun++;
+      }
+      i += take;
+    }
+    this.pos += n;
+    for (const key of this.frames.keys()) if (key + frame <= this.pos) this.frames.delete(key);
+    if (now >= this.nextReport) {
+      this.nextReport = now + RATE / 2;
+      const wait = this.waitCount ? this.waitSum / this.waitCount : 0;
+      this.waitSum = 0; this.waitCount = 0;
+      this.port.postMessage({ target_ms: (this.target * 1000) / RATE, wait_ms: (wait * 1000) / RATE,
+                              packet_ms: (frame * 1000) / RATE, ...this.stats });
+    }
+    return true;
+  }
+}
+
+registerProcessor("jamnet-playout", Playout);
