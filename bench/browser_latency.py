@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.clicks import percentile
-from bench.machine import StealMeter, cpu_seconds
+from bench.machine import StealMeter, bench_node_config, cpu_seconds
 
 CHROMIUM = "/usr/bin/chromium"
 CLICK_EVERY_S = 0.25
@@ -217,7 +217,6 @@ async def measure(
     from playwright.async_api import async_playwright
 
     from node.app import Node
-    from node.config import load_config
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,17 +225,7 @@ async def measure(
         async with async_playwright() as pw:
             for trial in range(trials):
                 print(f"  {transport}, {frame_ms} ms: trial {trial + 1}/{trials}", file=sys.stderr)
-                config = load_config(
-                    None,
-                    {
-                        "http": {"port": 0},
-                        "data_dir": str(Path(tmp) / f"data{trial}"),
-                        "chain": {"mode": "off"},
-                        "ai": {"enabled": False},
-                        "p2p": {"enabled": False},
-                    },
-                    environ={},
-                )
+                config = bench_node_config(str(Path(tmp) / f"data{trial}"))
                 node_added: list[float] = []
                 async with Node(config) as node:
                     assert node.clock is not None

@@ -40,10 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import contextlib
 
 from bench.clicks import WARMUP_S, ClickSource, mouth_to_ear, percentile
-from bench.machine import StealMeter
+from bench.machine import StealMeter, bench_node_config
 from client.session import RATE, ArraySink, JamClient
 from node.app import Node
-from node.config import load_config
 
 
 def impair(transport: Any, loss: float, jitter_s: float, rng: random.Random) -> None:
@@ -79,20 +78,8 @@ async def run_case(
 ) -> dict[str, Any]:
     """One node, clients A and B; returns latencies for this case."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(
-            None,
-            {
-                "http": {"port": 0},
-                "data_dir": tmp,
-                "media": {
-                    "inbound": "aiortc" if stock else "jitter",
-                    "opus_application": application,
-                },
-                "chain": {"mode": "off"},
-                "ai": {"enabled": False},
-                "p2p": {"enabled": False},
-            },
-            environ={},
+        config = bench_node_config(
+            tmp, inbound="aiortc" if stock else "jitter", opus_application=application
         )
         node_added: list[float] = []
         async with Node(config) as node:

@@ -533,7 +533,9 @@ class JamClient:
                 inbox, self._inbox = self._inbox, []
                 for seq, ts, data, arrival_s in inbox:
                     self.jitter.add(seq, ts, data, arrival_s)
-                kind, payload = self.jitter.pop(time.monotonic())
+                # The frame of this tick's own slot, however late the tick runs (a stall
+                # must not read as a moved schedule: a dropped frame, then a held one).
+                kind, payload = self.jitter.pop(next_tick)
                 arrival = 0.0
                 if kind == PopKind.PLAY and payload and self._decoder.decode(payload, self._frame):
                     arrival = self.jitter.last_arrival_s

@@ -329,6 +329,10 @@ class JamService:
         """Each session's mixer (for metrics)."""
         return {key: live.media.mixer for key, live in self._live.items()}
 
+    def listeners(self, session_id: str) -> int:
+        """How many of a session's participants get a personal mix now."""
+        return len(self._get(session_id).media.listeners)
+
     def peer(self, session_id: str, participant_id: str) -> Peer | None:
         """A local participant's current peer connection (benchmarks, diagnostics)."""
         return self._get(session_id).peers.get(participant_id)

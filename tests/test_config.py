@@ -12,7 +12,7 @@ from node.errors import ConfigError
 
 def test_defaults() -> None:
     config = load_config(None, environ={})
-    assert (config.http.host, config.http.port, config.media.frame_ms) == ("127.0.0.1", 8080, 20)
+    assert (config.http.host, config.http.port, config.media.frame_ms) == ("127.0.0.1", 8080, 10)
     assert config.media.ice_servers == ()
     # The admission limits come from bench/capacity.py (bench/RESULTS.md), per frame size.
     assert [config.participant_limit(ms) for ms in (5, 10, 20)] == [8, 16, 32]

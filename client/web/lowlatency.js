@@ -48,7 +48,9 @@ class DataChannelAudio {
 
   async startSending() {
     const [track] = this.stream.getAudioTracks();
-    const processor = new MediaStreamTrackProcessor({ track });
+    // Keep at most two captured blocks waiting: a page that stalls (a busy machine) drops
+    // what it could not send in time instead of sending it late for ever after.
+    const processor = new MediaStreamTrackProcessor({ track, maxBufferSize: 2 });
     this.reader = processor.readable.getReader();
     let encoder = null;
     while (!this.closed) {

@@ -269,8 +269,12 @@ class MixClock:
                 time.sleep(delay)
             started = time.perf_counter()
             batch: list[TickOutput] = []
+            # Each tick mixes the frames due at its *scheduled* time, however late it runs:
+            # a tick delayed by a stall (steal, a busy core) still plays the frame of its own
+            # slot, and the ticks that catch up play theirs, instead of the jitter buffers
+            # reading the lateness as a moved schedule (a dropped frame, then a held one).
             for media in self._snapshot:
-                batch.append(self._tick_session(media))
+                batch.append(self._tick_session(media, next_tick))
             elapsed = time.perf_counter() - started
             self.stats.ticks += 1
             self.stats.last_tick_s = elapsed
@@ -345,10 +349,11 @@ class MixClock:
         period = self.period_s
         phases = []
         for media in self._snapshot:
-            for slot in media.mixer.slots:
+            mixer = media.mixer
+            for slot in mixer.slots:
                 due = slot.jitter.next_due_s() if slot is not None else None
-                if due is not None:
-                    phases.append(due % period)
+                if slot is not None and due is not None:
+                    phases.append((due + mixer.uneven_lead_s(slot)) % period)
         since = None if self._last_shift_tick is None else self.stats.ticks - self._last_shift_tick
         if since is not None and since < self._align_big_gap:
             return 0.0
@@ -367,10 +372,10 @@ class MixClock:
             self.stats.phase_shift_s += shift
         return shift
 
-    def _tick_session(self, media: SessionMedia) -> TickOutput:
+    def _tick_session(self, media: SessionMedia, scheduled: float) -> TickOutput:
         mixer = media.mixer
         mixer.workers = self._workers
-        report = mixer.tick()
+        report = mixer.tick(now=scheduled)
         try:
             out = media.encode(self._workers)
         except Exception:  # never let encoding stop the clock

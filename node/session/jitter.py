@@ -29,7 +29,9 @@ It schedules by time, not by counting frames:
   them for ``hold_factor`` times the longest of the latest gaps between them (at most
   ``peak_hold_s``) after the last one. Stalls every few seconds (a busy sender, a loaded
   node) are then held instead of being relearnt after each calm spell, while the end of a
-  dense spell (an overload) is let go of about as fast as an isolated stall;
+  dense spell (an overload) is let go of about as fast as an isolated stall. Peaks that
+  have kept coming for ``STICKY_AFTER_S`` (the steal of a shared VM never stops) are held
+  for the full ``peak_hold_s`` after the last one;
 - a packet not here when due is concealed (the codec extrapolates) and counted *lost*; if it
   arrives afterwards it is *late*; when the schedule moves (delay changed, clocks drifted)
   the buffer drops packets that are overdue or holds for one that is early;
@@ -55,7 +57,9 @@ EARLY_S = 0.002  # play a packet up to 2 ms before it is due (at most 0.4 of a p
 SKIP_SLACK_S = 0.002  # skip once the next packet is a packet plus 2 ms (or 0.1 packet) overdue
 PEAK_MERGE_S = 0.25  # slow packets this close together are one peak (one stall or burst)
 PEAK_OVER_S = 0.001  # a packet this much slower than the level needs is a peak
-HOLD_GAPS = 3  # the hold follows the longest of the latest three gaps between peaks
+HOLD_GAPS = 3  # the hold follows the longest of the latest three gaps between peaks ...
+STICKY_AFTER_S = 20.0  # ... but peaks that have kept coming this long (a steady pattern:
+STICKY_PEAKS = 8  # a shared VM's steal, a busy neighbour) are held the full peak_hold_s
 
 
 def early_s(frame_s: float) -> float:
@@ -181,6 +185,10 @@ class JitterBuffer:
         self._next_adapt_s: float | None = None
         self._raised_s = -math.inf
         self._peaks: collections.deque[_Peak] = collections.deque(maxlen=16)
+        self._streak_start_s = 0.0
+        self._streak_peaks = 0
+        """Since when peaks have kept coming (none more than ``peak_hold_s`` apart), and
+        how many."""
         """Recent spells of packets slower than ``_level``, for the peak hold."""
         self._level = max_delay_s
         """The delay recent jitter needs (``percentile`` plus margin), updated as it adapts."""
@@ -319,8 +327,11 @@ class JitterBuffer:
             last = peaks[-1]
             last.end_s = max(last.end_s, at_s)
             last.level_s = max(last.level_s, level_s)
-        else:
-            peaks.append(_Peak(at_s, at_s, level_s))
+            return
+        if not peaks or at_s - peaks[-1].end_s > self.peak_hold_s:
+            self._streak_start_s, self._streak_peaks = at_s, 0  # a new streak of peaks
+        self._streak_peaks += 1
+        peaks.append(_Peak(at_s, at_s, level_s))
 
     def _clear(self, index: int) -> None:
         slot = index % self.capacity
@@ -397,6 +408,12 @@ class JitterBuffer:
             recent = list(peaks)[-HOLD_GAPS - 1 :]
             gaps = [b.start_s - a.end_s for a, b in itertools.pairwise(recent)]
             hold_s = min(self.peak_hold_s, self.hold_factor * max(gaps))
+            steady = (
+                now_s - self._streak_start_s >= STICKY_AFTER_S
+                and self._streak_peaks >= STICKY_PEAKS
+            )
+            if steady:
+                hold_s = self.peak_hold_s
             if now_s - peaks[-1].end_s < hold_s:
                 wanted = max(wanted, *(peak.level_s for peak in peaks))
         if wanted < self.delay_s:

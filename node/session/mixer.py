@@ -48,6 +48,7 @@ INBOX_S = 1.28  # a stall this long fills a source's inbox; then the oldest is d
 CODEC_CONCEAL_S = 0.1  # after 100 ms of loss, fade out instead of extrapolating further
 FADE_IN_S = 0.002  # real audio after concealment fades in over this long
 MAX_PACKET_SAMPLES = 5760  # the longest Opus packet: 120 ms at 48 kHz
+RESIZE_AFTER = 3  # packets of a new duration in a row before a stream's unit changes
 
 
 class FrameDecoder(Protocol):
@@ -108,6 +109,9 @@ class Slot:
     """How many samples at the start of ``carry`` are still to be played."""
     last_packet_s: float = 0.0
     """When this source's latest packet arrived (monotonic; 0 before the first)."""
+    resize_to: int = 0
+    resize_votes: int = 0
+    """Consecutive packets of another duration than the jitter buffer's (``resize_to``)."""
     concealing: int = 0
     played_arrival_s: float = 0.0
     """Arrival time of the frame played in the last tick (0 when none was played)."""
@@ -415,14 +419,7 @@ class SessionMixer:
         while inbox:
             seq, timestamp, data, arrival = inbox.popleft()
             if samples_of is not None:
-                samples = samples_of(data)
-                if samples != slot.jitter.frame_samples and 0 < samples <= MAX_PACKET_SAMPLES:
-                    # The sender's packets are not as long as we thought: start afresh.
-                    stats = slot.jitter.stats
-                    slot.jitter = self._jitter(samples)
-                    slot.jitter.stats = stats  # the counters carry on
-                    slot.carried = 0
-                    slot.counters.packet_resizes += 1
+                self._follow_packet_size(slot, samples_of(data))
             slot.jitter.add(seq, timestamp, data, arrival)
         slot.played_arrival_s = 0.0
         if slot.jitter.frame_samples != self.frame_samples:
@@ -459,6 +456,25 @@ class SessionMixer:
         else:
             self.sources[index].fill(0.0)
 
+    def _follow_packet_size(self, slot: Slot, samples: int) -> None:
+        """The stream's packets are not as long as its jitter buffer counts: start a buffer
+        of the right unit, at once for a stream's first packet, else once three in a row
+        agree (one corrupt packet must not reset a stream)."""
+        if samples == slot.jitter.frame_samples or not 0 < samples <= MAX_PACKET_SAMPLES:
+            slot.resize_votes = 0
+            return
+        if slot.jitter.stats.received:
+            slot.resize_votes = slot.resize_votes + 1 if slot.resize_to == samples else 1
+            slot.resize_to = samples
+            if slot.resize_votes < RESIZE_AFTER:
+                return
+        stats = slot.jitter.stats
+        slot.jitter = self._jitter(samples)
+        slot.jitter.stats = stats  # the counters carry on
+        slot.carried = 0
+        slot.resize_votes = 0
+        slot.counters.packet_resizes += 1
+
     def _pull_uneven(self, index: int, slot: Slot, now: float) -> None:
         """A stream whose packets are longer or shorter than the session's frames: decode
         whole packets one by one and carry what this tick does not play over to the next."""
@@ -471,9 +487,13 @@ class SessionMixer:
         carry[: slot.carried - filled] = carry[filled : slot.carried]
         slot.carried -= filled
         played = concealed = False
+        # Shorter packets than frames: the frame can only go out once its last packet is
+        # here, so its packets are asked for a frame-minus-a-packet behind the tick (and the
+        # clock aims its phase at that: ``uneven_lead_s``).
+        lead = self.uneven_lead_s(slot)
         while filled < need:
             # A packet that starts later in this frame is due that much later.
-            kind, payload = jitter.pop(now + filled / self.sample_rate)
+            kind, payload = jitter.pop(now - lead + filled / self.sample_rate)
             if kind == PopKind.SILENT:
                 row[filled:].fill(0.0)
                 break
@@ -506,6 +526,10 @@ class SessionMixer:
         elif concealed:
             slot.concealing += 1
         self._last[index] = row
+
+    def uneven_lead_s(self, slot: Slot) -> float:
+        """How far behind the tick a stream of packets shorter than the frame is scheduled."""
+        return max(0, self.frame_samples - slot.jitter.frame_samples) / self.sample_rate
 
     def _conceal_samples(self, slot: Slot, out: F32) -> None:
         """Fill ``out`` for a missing stretch: the codec's own concealment while it lasts."""

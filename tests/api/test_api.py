@@ -325,7 +325,7 @@ async def test_frame_size_is_chosen_at_creation_and_sets_the_admission_limit(
             with pytest.raises(ClientError, match="frame_ms must be 5, 10 or 20"):
                 await a.create_session("odd", frame_ms=7)
             default = await a.create_session("default")
-            assert default["frame_ms"] == 20 and default["max_participants"] == 32
+            assert default["frame_ms"] == 10 and default["max_participants"] == 16
             small = await a.create_session("tight", frame_ms=5)
             assert small["frame_ms"] == 5 and small["max_participants"] == 2
             assert node.service is not None
