@@ -41,6 +41,7 @@ from eth_account import Account
 from bench.clicks import ClickSource, mouth_to_ear, percentile
 from bench.machine import StealMeter
 from client.session import RATE, ArraySink, JamClient
+from node.heap import freeze
 
 WINDOW_S = 1.0
 STEP_S = 0.25
@@ -132,6 +133,10 @@ async def run_cli(url: str, args: argparse.Namespace) -> dict[str, Any]:
         await b.join(session["id"])
         await b.connect(source_b, sink_b)
         await a.connect(source_a, sink_a)
+        # As `jamnet jam` does once connected (node.heap): without it, this process's
+        # collector passes (its two clients hold every frame they heard) stall both clients
+        # for hundreds of milliseconds, long after the busy spell.
+        freeze()
         trace: list[dict[str, Any]] = []
         tracer = asyncio.create_task(_trace(url, a, b, trace)) if args.trace else None
         phases = await _phases(url, args)

@@ -29,9 +29,9 @@ It schedules by time, not by counting frames:
   them for ``hold_factor`` times the longest of the latest gaps between them (at most
   ``peak_hold_s``) after the last one. Stalls every few seconds (a busy sender, a loaded
   node) are then held instead of being relearnt after each calm spell, while the end of a
-  dense spell (an overload) is let go of about as fast as an isolated stall. Peaks that
-  have kept coming for ``STICKY_AFTER_S`` (the steal of a shared VM never stops) are held
-  for the full ``peak_hold_s`` after the last one;
+  dense spell (an overload) is let go of about as fast as an isolated stall. Sparse peaks
+  (one a second or fewer) that have kept coming for ``STICKY_AFTER_S`` (the steal of a
+  shared VM never stops) are held for the full ``peak_hold_s`` after the last one;
 - a packet not here when due is concealed (the codec extrapolates) and counted *lost*; if it
   arrives afterwards it is *late*; when the schedule moves (delay changed, clocks drifted)
   the buffer drops packets that are overdue or holds for one that is early;
@@ -59,7 +59,8 @@ PEAK_MERGE_S = 0.25  # slow packets this close together are one peak (one stall 
 PEAK_OVER_S = 0.001  # a packet this much slower than the level needs is a peak
 HOLD_GAPS = 3  # the hold follows the longest of the latest three gaps between peaks ...
 STICKY_AFTER_S = 20.0  # ... but peaks that have kept coming this long (a steady pattern:
-STICKY_PEAKS = 8  # a shared VM's steal, a busy neighbour) are held the full peak_hold_s
+STICKY_PEAKS = 8  # a shared VM's steal, a busy neighbour) are held the full peak_hold_s,
+STICKY_SPARSE_S = 1.0  # if they are sparse: a dense spell (an overload) is let go of fast
 
 
 def early_s(frame_s: float) -> float:
@@ -408,9 +409,11 @@ class JitterBuffer:
             recent = list(peaks)[-HOLD_GAPS - 1 :]
             gaps = [b.start_s - a.end_s for a, b in itertools.pairwise(recent)]
             hold_s = min(self.peak_hold_s, self.hold_factor * max(gaps))
+            streak_s = now_s - self._streak_start_s
             steady = (
-                now_s - self._streak_start_s >= STICKY_AFTER_S
+                streak_s >= STICKY_AFTER_S
                 and self._streak_peaks >= STICKY_PEAKS
+                and streak_s / self._streak_peaks >= STICKY_SPARSE_S
             )
             if steady:
                 hold_s = self.peak_hold_s
