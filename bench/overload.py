@@ -127,7 +127,9 @@ async def run_cli(url: str, args: argparse.Namespace) -> dict[str, Any]:
         JamClient(url, Account.create(), "A") as a,
         JamClient(url, Account.create(), "B") as b,
     ):
-        a.watch_events = b.watch_events = False
+        # The event socket brings the node's figures (--trace shows them); without
+        # --trace, nothing but the audio runs in this process.
+        a.watch_events = b.watch_events = bool(args.trace)
         session = await a.create_session("overload", frame_ms=args.frame_ms)
         await a.join(session["id"])
         await b.join(session["id"])
@@ -165,6 +167,8 @@ async def _trace(url: str, a: JamClient, b: JamClient, out: list[dict[str, Any]]
                 "a_ms": round(a.jitter.delay_s * 1000, 1),
                 "b_ms": round(b.jitter.delay_s * 1000, 1),
                 "node_ms": node,
+                "a_parts": (await a.latency())["parts_ms"],
+                "b_parts": (await b.latency())["parts_ms"],
             }
         )
 

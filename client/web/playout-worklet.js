@@ -6,7 +6,10 @@
 //   samples were needed is late and raises the target at once to cover packets that slow;
 // - after 1 s without a late packet the target falls quickly towards the 98th percentile of
 //   recent delays (plus a 2 ms margin);
-// - missing samples are silence (counted), overdue packets are dropped.
+// - missing samples are silence (counted), overdue packets are dropped;
+// - a position that stayed over 1 ms behind the schedule for a whole adapt spell (inside the
+//   skip's hysteresis of one packet, after the target fell) catches up: it would otherwise
+//   sit up to a packet behind for good.
 "use strict";
 
 const RATE = 48000;
@@ -16,6 +19,7 @@ const CALM = RATE;            // 1 s without a late packet before the target fal
 const ADAPT_EVERY = RATE / 4; // re-judge the level four times a second
 const MAX_TARGET = RATE * 0.16;
 const U32 = 4294967296;
+const STANDING_LAG = 48;      // 1 ms
 
 class Playout extends AudioWorkletProcessor {
   constructor(options) {
@@ -35,6 +39,8 @@ class Playout extends AudioWorkletProcessor {
     this.nextAdapt = 0;
     this.nextReport = 0;
     this.waitSum = 0; this.waitCount = 0;
+    this.leastLag = Infinity;    // the smallest lag behind the schedule since the last adapt
+    this.trim = false;
     this.stats = { received: 0, played: 0, late: 0, underrun: 0, dropped: 0, resyncs: 0 };
     this.port.onmessage = (ev) => this.arrive(ev.data);
   }
@@ -80,6 +86,8 @@ class Playout extends AudioWorkletProcessor {
   adapt(now) {
     if (now < this.nextAdapt || !this.delays.length) return;
     this.nextAdapt = now + ADAPT_EVERY;
+    this.trim = Number.isFinite(this.leastLag) && this.leastLag > STANDING_LAG;
+    this.leastLag = Infinity;
     if (now - this.raisedAt < CALM) return;
     const sorted = this.delays.slice().sort((a, b) => a - b);
     const level = sorted[Math.min(sorted.length - 1, Math.floor(0.98 * sorted.length))] + MARGIN;
@@ -98,10 +106,13 @@ class Playout extends AudioWorkletProcessor {
     if (this.pos === null) this.pos = desired;
     // Follow the schedule when it moved (the target rose or fell, or clocks drifted) by more
     // than the ticks' wobble: skip ahead when behind, hold when ahead.
-    if (desired - this.pos > this.frame || this.pos - desired > this.frame / 2) {
+    const lag = desired - this.pos;
+    this.leastLag = Math.min(this.leastLag, lag);
+    if (lag > this.frame || -lag > this.frame / 2 || (this.trim && lag > STANDING_LAG)) {
       if (desired > this.pos) this.stats.dropped++;
       this.pos = desired;
     }
+    this.trim = false;
     const frame = this.frame;
     for (let i = 0; i < n;) {
       const p = this.pos + i;

@@ -27,14 +27,20 @@ It schedules by time, not by counting frames:
 - recurring peaks are remembered: a *peak* is a spell of packets slower than the level (or
   late). When more than one peak happened in the last ``peak_hold_s``, the delay stays above
   them for ``hold_factor`` times the longest of the latest gaps between them (at most
-  ``peak_hold_s``) after the last one. Stalls every few seconds (a busy sender, a loaded
-  node) are then held instead of being relearnt after each calm spell, while the end of a
-  dense spell (an overload) is let go of about as fast as an isolated stall. Sparse peaks
-  (one a second or fewer) that have kept coming for ``STICKY_AFTER_S`` (the steal of a
-  shared VM never stops) are held for the full ``peak_hold_s`` after the last one;
+  ``HOLD_MAX_S``) after the last one. Stalls a second or so apart are then held instead of
+  being relearnt after each calm spell, while the end of a spell (an overload) is let go of
+  within about three seconds. Sparse peaks (one per 1.5 s or fewer, brief: slow for under a
+  fifth of the time) that have kept coming for ``STICKY_AFTER_S`` (a shared VM's steal, a
+  sender that stalls every few seconds: patterns that do not stop) are held for the full
+  ``peak_hold_s`` after the last one. A peak near the maximum delay (an overload) starts
+  the streak afresh;
 - a packet not here when due is concealed (the codec extrapolates) and counted *lost*; if it
   arrives afterwards it is *late*; when the schedule moves (delay changed, clocks drifted)
   the buffer drops packets that are overdue or holds for one that is early;
+- a buffer that has played every packet at least a whole packet (less ``EARLY_S``) after it
+  was due for an ``adapt_every_s`` drops one: the skip's hysteresis (and a clock aimed just
+  after due times, modulo a packet) would otherwise let it sit one packet behind for good
+  once the delay fell (it cost a 10 ms session about 10 ms per hop);
 - the ring holds ``capacity_s`` of packets; anything further ahead resynchronises.
 """
 
@@ -57,10 +63,14 @@ EARLY_S = 0.002  # play a packet up to 2 ms before it is due (at most 0.4 of a p
 SKIP_SLACK_S = 0.002  # skip once the next packet is a packet plus 2 ms (or 0.1 packet) overdue
 PEAK_MERGE_S = 0.25  # slow packets this close together are one peak (one stall or burst)
 PEAK_OVER_S = 0.001  # a packet this much slower than the level needs is a peak
-HOLD_GAPS = 3  # the hold follows the longest of the latest three gaps between peaks ...
+HOLD_GAPS = 3  # the hold follows the longest of the latest three gaps between peaks,
+HOLD_MAX_S = 2.0  # for at most 2 s (the end of an overload is let go of within ~3 s) ...
 STICKY_AFTER_S = 20.0  # ... but peaks that have kept coming this long (a steady pattern:
-STICKY_PEAKS = 8  # a shared VM's steal, a busy neighbour) are held the full peak_hold_s,
-STICKY_SPARSE_S = 1.0  # if they are sparse: a dense spell (an overload) is let go of fast
+STICKY_PEAKS = 6  # a shared VM's steal, a busy neighbour) are held the full peak_hold_s,
+STICKY_SPARSE_S = 1.5  # if they are sparse, over the streak and over the last peak_hold_s:
+# a dense spell (an overload) is let go of fast,
+STICKY_SLOW_SHARE = 0.2  # and so is a streak slow for a fifth of its time (long stalls)
+OVERLOAD_SHARE = 0.9  # a peak this near the maximum delay starts a streak afresh
 
 
 def early_s(frame_s: float) -> float:
@@ -184,12 +194,16 @@ class JitterBuffer:
         self._delays: collections.deque[float] = collections.deque(maxlen=self._window)
         self._count = 0
         self._next_adapt_s: float | None = None
+        self._least_lag = math.inf  # the smallest lag (packets overdue) since the last adapt
+        self._trim = False  # drop one packet: the last adapt spell was all a packet behind
         self._raised_s = -math.inf
         self._peaks: collections.deque[_Peak] = collections.deque(maxlen=16)
         self._streak_start_s = 0.0
         self._streak_peaks = 0
+        self._streak_slow_s = 0.0
         """Since when peaks have kept coming (none more than ``peak_hold_s`` apart), and
-        how many."""
+        how many, and how long they lasted in all (a peak lasts from its first slow packet to
+        its last)."""
         """Recent spells of packets slower than ``_level``, for the peak hold."""
         self._level = max_delay_s
         """The delay recent jitter needs (``percentile`` plus margin), updated as it adapts."""
@@ -326,13 +340,24 @@ class JitterBuffer:
         peaks = self._peaks
         if peaks and at_s - peaks[-1].end_s < PEAK_MERGE_S:
             last = peaks[-1]
+            self._streak_slow_s += max(0.0, at_s - last.end_s)
             last.end_s = max(last.end_s, at_s)
             last.level_s = max(last.level_s, level_s)
             return
-        if not peaks or at_s - peaks[-1].end_s > self.peak_hold_s:
-            self._streak_start_s, self._streak_peaks = at_s, 0  # a new streak of peaks
+        if (
+            not peaks
+            or at_s - peaks[-1].end_s > self.peak_hold_s
+            or level_s >= OVERLOAD_SHARE * self.max_delay_s
+        ):
+            # A new streak of peaks. One that reaches the buffer's maximum is an overload,
+            # not a steady pattern: its end is judged by what follows it alone.
+            self._streak_start_s, self._streak_peaks = at_s, 0
+            self._streak_slow_s = 0.0
         self._streak_peaks += 1
         peaks.append(_Peak(at_s, at_s, level_s))
+
+    def _present(self, index: int) -> bool:
+        return self._index[index % self.capacity] == index
 
     def _clear(self, index: int) -> None:
         slot = index % self.capacity
@@ -353,14 +378,20 @@ class JitterBuffer:
             if lag < -early:
                 return PopKind.SILENT, None  # the first packet is not due yet
             self._started = True
+        self._least_lag = min(self._least_lag, lag)
         if lag < -early:
             # The schedule moved later (delay rose): hold this packet back for now.
             self.stats.held += 1
             self.stats.concealed += 1
             return PopKind.HOLD, None
+        skip = 0
         if lag >= self._skip_at:
             # The schedule moved earlier (delay fell, clocks drifted): skip overdue packets.
             skip = int(lag)
+        elif self._trim and lag >= 1.0 - early and self._present(self._next + 1):
+            skip = 1  # a standing packet of lag (see _adapt), and the next one is here
+        self._trim = False
+        if skip:
             for old in range(self._next, self._next + skip):
                 self._clear(old)
             self._next += skip
@@ -394,6 +425,10 @@ class JitterBuffer:
         if now_s < self._next_adapt_s or not self._delays:
             return
         self._next_adapt_s = now_s + self.adapt_every_s
+        # Every packet played at least a packet (less the early tolerance) after it was due:
+        # one can go, and the next still plays no earlier than that tolerance.
+        self._trim = self._least_lag >= 1.0 - self._early_s / self.frame_s
+        self._least_lag = math.inf
         ordered = sorted(self._delays)
         wanted = ordered[min(len(ordered) - 1, int(self.percentile * len(ordered)))]
         wanted = max(self.min_delay_s, wanted + self.margin_s)
@@ -408,12 +443,14 @@ class JitterBuffer:
             # spell (an overload) must not make the spell's end be held for ten seconds.
             recent = list(peaks)[-HOLD_GAPS - 1 :]
             gaps = [b.start_s - a.end_s for a, b in itertools.pairwise(recent)]
-            hold_s = min(self.peak_hold_s, self.hold_factor * max(gaps))
+            hold_s = min(HOLD_MAX_S, self.peak_hold_s, self.hold_factor * max(gaps))
             streak_s = now_s - self._streak_start_s
             steady = (
                 streak_s >= STICKY_AFTER_S
                 and self._streak_peaks >= STICKY_PEAKS
                 and streak_s / self._streak_peaks >= STICKY_SPARSE_S
+                and len(peaks) * STICKY_SPARSE_S <= self.peak_hold_s  # sparse lately too
+                and self._streak_slow_s < STICKY_SLOW_SHARE * streak_s
             )
             if steady:
                 hold_s = self.peak_hold_s

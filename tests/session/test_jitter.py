@@ -136,9 +136,10 @@ def test_late_frames_raise_the_delay_and_calm_lowers_it() -> None:
 
 
 def test_recurring_stalls_are_held_and_forgotten_when_they_stop() -> None:
-    """A sender (or node) that stalls every 4 s: after the stalls have recurred, the delay
-    stays above them instead of falling back after each calm spell and being caught again;
-    once they stop, it comes back down."""
+    """A sender (or node) that stalls every 4 s: once the stalls have kept coming for 20 s
+    (a pattern that does not stop, not the end of an overload), the delay stays above them
+    instead of falling back after each calm spell and being caught again; once they stop,
+    it comes back down."""
     jb = JitterBuffer()
     arrivals = []
     for n in range(3500):  # 70 s: a 16 ms stall every 4 s for the first 40 s, then calm
@@ -156,8 +157,8 @@ def test_recurring_stalls_are_held_and_forgotten_when_they_stop() -> None:
         jb.pop(now)
         delays.append(jb.delay_s)
     assert late_at[:1] == [100], "the first stall is late: nothing predicted it"
-    assert len(late_at) <= 2, f"recurring stalls must be held, not relearnt: {late_at}"
-    assert min(delays[600:2000]) >= 0.016, "the delay stays above the recurring stalls"
+    assert late_at == [100, 300, 500, 700, 900, 1100], "relearnt only while the pattern is new"
+    assert min(delays[1200:2000]) >= 0.016, "then the delay stays above the recurring stalls"
     assert delays[-1] < 0.005, "once the stalls stop, the delay comes back down"
 
 
@@ -259,7 +260,7 @@ def test_an_overload_spell_is_let_go_of_quickly_once_it_ends() -> None:
     assert during > 0.04
     after = [(t, delay) for t, *_, delay in out if t > 15.06]
     back = next(t for t, delay in after if delay < 0.005)
-    assert back - 15.06 < 4.0, f"back {back - 15.06:.1f} s after the overload"
+    assert back - 15.06 < 3.0, f"back {back - 15.06:.1f} s after the overload"
 
 
 def test_five_millisecond_packets_behave_like_twenty() -> None:
@@ -303,4 +304,44 @@ def test_a_glitch_long_before_an_overload_does_not_make_its_end_held() -> None:
         arrivals.append((t, n, n * 960))
     out = run_timed(jb, arrivals, 30.0, FRAME_S)
     back = next(t for t, *_, delay in out if t > 15.06 and delay < 0.005)
-    assert back - 15.06 < 4.0, f"back {back - 15.06:.1f} s after the overload"
+    assert back - 15.06 < 3.0, f"back {back - 15.06:.1f} s after the overload"
+
+
+def test_the_end_of_a_sparse_overload_is_not_taken_for_a_steady_pattern() -> None:
+    """Start-up glitches, then ten seconds of stalls a second or two apart, then calm (as
+    bench/overload.py sees it): the streak of peaks is over 20 s long by the end, but it is
+    not a pattern that goes on, and the delay is back within 3 s of the calm."""
+    jb = JitterBuffer()
+    rng = random.Random(7)
+    arrivals = []
+    stalls = {100, 350} | {500 + round(k * rng.uniform(60, 90)) for k in range(7)}
+    for n in range(2000):  # 40 s: glitches at 2 s and 7 s, stalls from 10 to 20 s, calm
+        t = n * FRAME_S + 0.001 + (rng.uniform(0.012, 0.025) if n in stalls else 0.0)
+        arrivals.append((t, n, n * 960))
+    out = run_timed(jb, arrivals, 40.0, FRAME_S)
+    last = max(stalls) * FRAME_S
+    assert max(delay for t, *_, delay in out if last - 1 < t < last + 0.5) > 0.01
+    back = next(t for t, *_, delay in out if t > last + 0.1 and delay < 0.005)
+    assert back - last < 3.0, f"back {back - last:.1f} s after the last stall"
+
+
+def test_a_buffer_a_whole_packet_behind_drops_one_and_stays_caught_up() -> None:
+    # Ticks that land 1.05 packets after the packet they play was due (a clock aimed just
+    # after due times modulo a packet, after the delay fell) are inside the skip's
+    # hysteresis: without more, every packet would wait an extra packet for good.
+    frame_s = 0.010
+    jb = JitterBuffer(frame_samples=480)
+    waits = []
+    sent = 0
+    for k in range(1, 300):
+        now = (k + 0.05) * frame_s
+        while sent * frame_s <= now:  # packet n arrives at n * frame_s, on time
+            jb.add(sent, sent * 480, payload(sent), sent * frame_s)
+            sent += 1
+        kind, data = jb.pop(now)
+        assert kind == PopKind.PLAY and data is not None
+        waits.append(now - (int.from_bytes(data, "big") * frame_s + jb.delay_s))
+    assert waits[0] > frame_s  # it started a whole packet behind
+    assert jb.stats.dropped == 1  # one packet let go, once
+    assert jb.stats.lost == 0 and jb.stats.concealed == 0
+    assert max(waits[40:]) < 0.5 * frame_s  # from then on each plays right after it is due
