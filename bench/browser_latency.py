@@ -291,7 +291,15 @@ async def run_overload_chromium(
                 a, b, _ = await open_duo(url, args.frame_ms, browser, args.transport)
                 await asyncio.sleep(2.0)
                 t_wall, t_mono = time.time() * 1000, time.monotonic()
+                trace: list[dict[str, Any]] = []
+                tracer = (
+                    asyncio.create_task(_trace_pages(url, a, b, trace))
+                    if getattr(args, "trace", False)
+                    else None
+                )
                 ran = await phases(url, args)
+                if tracer is not None:
+                    tracer.cancel()
                 taps = [await page.evaluate("window.jamnetTaps") for page in (a, b)]
             finally:
                 await browser.close()
@@ -307,7 +315,41 @@ async def run_overload_chromium(
             if candidates and ear - candidates[-1] < 4 * CLICK_EVERY_S * 1000:
                 samples.append((mono(candidates[-1]), ear - candidates[-1]))
     result: dict[str, Any] = figures(samples, ran)
+    if getattr(args, "trace", False):
+        from bench.overload import _timeline
+
+        result["trace"] = _timeline(samples, trace, ran)
     return result
+
+
+PAGE_FIGURES = """() => {
+  const s = window.jamnet, p = s.dc && s.dc.stats.playout;
+  return { parts: s.latency ? s.latency.parts_ms : null,
+           target_ms: p ? p.target_ms : null, wait_ms: p ? p.wait_ms : null };
+}"""
+
+
+async def _trace_pages(url: str, a: Any, b: Any, out: list[dict[str, Any]]) -> None:
+    """Every half second (``--trace``): each page's playout buffer and readout parts, and
+    the node's jitter-buffer delays."""
+    from bench.overload import metrics_text
+
+    while True:
+        await asyncio.sleep(0.5)
+        text = await asyncio.to_thread(metrics_text, url)
+        node = [round(float(line.rsplit(" ", 1)[1]), 1) for line in text.splitlines()
+                if line.startswith("jamnet_jitter_delay_ms{")]  # fmt: skip
+        fa, fb = await a.evaluate(PAGE_FIGURES), await b.evaluate(PAGE_FIGURES)
+        out.append(
+            {
+                "t": time.monotonic(),
+                "a_ms": fa["target_ms"],
+                "b_ms": fb["target_ms"],
+                "node_ms": node,
+                "a_parts": {**(fa["parts"] or {}), "wait": fa["wait_ms"]},
+                "b_parts": {**(fb["parts"] or {}), "wait": fb["wait_ms"]},
+            }
+        )
 
 
 async def main() -> None:

@@ -9,36 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import ssl
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-TIMEOUT_S = 60.0
+from client.http import call
 
 
 def _post(node: str, path: str, data: bytes, content_type: str, insecure: bool) -> bytes:
-    request = urllib.request.Request(  # noqa: S310 - the URL is the user's node
-        node.rstrip("/") + path, data=data, headers={"Content-Type": content_type}, method="POST"
-    )
-    context = None
-    if insecure:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context) as reply:  # noqa: S310
-            body: bytes = reply.read()
-            return body
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error", exc.reason)
-        except ValueError:
-            message = exc.reason
-        raise SystemExit(f"jamnet: the node refused ({exc.code}): {message}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise SystemExit(f"jamnet: cannot reach the node at {node}: {exc}") from None
+    return call(node, path, data, content_type, insecure)
 
 
 def _post_json(args: argparse.Namespace, path: str, body: dict[str, Any]) -> bytes:

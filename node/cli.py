@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
     add_ai_commands(sub)
+    from client.recordings_cli import add_commands as add_recording_commands
+
+    add_recording_commands(sub)
 
     sub.add_parser(
         "train", help="preprocess the corpus on Spark, train and ship models (see --help)"

@@ -152,6 +152,7 @@ class JamService:
             ("levels", self._levels_loop),
             ("recording-stats", self._stats_loop),
             ("presence", self._presence_loop),
+            ("seal-recordings", self.recordings.seal_missing),
         ):
             self._tasks.append(asyncio.create_task(loop(), name=name))
 
@@ -167,6 +168,7 @@ class JamService:
             self.recordings.stop_if_recording(live.session, live.media.mixer)
             await live.peers.close_all()
             self.events.close_session(session_id, "node stopping")
+        await self.recordings.drain()
 
     # --------------------------------------------------------------- sessions
     def _open(

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from node.errors import AuthError
+
+NODE_KEY_ENV = "JAMNET_NODE_PRIVATE_KEY"
+"""An operator's node key handed over by the environment (e.g. a secret) instead of a file."""
 
 
 def key_password() -> str:
@@ -43,7 +47,32 @@ def load_or_create_key(path: Path, password: str | None = None) -> LocalAccount:
     account = Account.create()
     keystore = Account.encrypt(account.key, password, kdf="pbkdf2", iterations=100_000)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        json.dump(keystore, file)
+    # Written whole under a private name, then linked into place: a reader never sees half a
+    # keystore, and of two first uses at once (the chain and the recorder) one key wins.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            json.dump(keystore, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(partial, path)
+    except FileExistsError:
+        return load_or_create_key(path, password)
+    finally:
+        partial.unlink(missing_ok=True)
     return account
+
+
+def node_key(keyfile: str, data_path: Path) -> LocalAccount:
+    """The node's own key: ``JAMNET_NODE_PRIVATE_KEY`` if set, else the keystore ``keyfile``
+    (default ``<data_dir>/chain/node-key.json``, made on first use). It signs the node's
+    transactions and its contribution records."""
+    from_env = os.environ.get(NODE_KEY_ENV, "").strip()
+    if from_env:
+        try:
+            account: LocalAccount = Account.from_key(from_env)
+        except (ValueError, TypeError):
+            raise AuthError(f"{NODE_KEY_ENV} is not a private key (0x + 64 hex digits)") from None
+        return account
+    return load_or_create_key(Path(keyfile or data_path / "chain" / "node-key.json"))

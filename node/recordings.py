@@ -3,10 +3,15 @@
 The ``Recorder`` (``node.media.recorder``) writes the WAV files off the mix thread; this keeps
 SQLite in step: the recording's row, and every second each contributor's active seconds,
 RMS level and frames, so a node killed mid-take keeps everything up to the last second.
+Once a take has stopped, its contribution record is sealed (``node.records``: file hashes,
+signed by the node's key) off the event loop; a node killed before that seals it at its next
+start.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import secrets
 import time
@@ -14,8 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eth_account.signers.local import LocalAccount
+
+from node import records
 from node.config import NodeConfig
 from node.errors import SessionError
+from node.keys import node_key
 from node.media.recorder import Recorder, recover
 from node.session.mixer import SessionMixer
 from node.session.session import Session
@@ -40,6 +49,8 @@ class Recordings:
         self.store = store
         self.directory = config.data_path / "recordings"
         self._takes: dict[str, _Take] = {}
+        self._sealing: dict[str, asyncio.Task[None]] = {}
+        self._account: LocalAccount | None = None
 
     def recover(self) -> None:
         """Repair the files of takes a crash interrupted and mark them recovered."""
@@ -90,6 +101,7 @@ class Recordings:
         self.store.finish_recording(take.recording_id, frames)
         del self._takes[session.id]
         session.recording_id = None
+        self._seal_later(take.recording_id)
         if take.recorder.dropped:
             log.warning(
                 "recording %s lost %d frames (the disk fell behind)",
@@ -126,3 +138,57 @@ class Recordings:
         if rows:
             self.store.save_contributions(take.recording_id, rows)
         take.recorder.flush()
+
+    # ------------------------------------------------------- contribution records
+    def _seal_later(self, recording_id: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a script): the next start seals it
+            return
+        task = loop.create_task(self._seal(recording_id), name=f"seal-{recording_id}")
+        self._sealing[recording_id] = task
+        task.add_done_callback(lambda _task: self._sealing.pop(recording_id, None))
+
+    def _key(self) -> LocalAccount:
+        if self._account is None:
+            self._account = node_key(self.config.chain.keyfile, self.config.data_path)
+        return self._account
+
+    async def _seal(self, recording_id: str) -> None:
+        """Hash the take's files and sign its record (the hashing runs off the loop)."""
+        row = self.store.recording(recording_id)
+        if row is None or self.store.record(recording_id) is not None:
+            return
+        try:
+            record = await asyncio.to_thread(records.build, row, Path(row["path"]))
+            account = self._account if self._account else await asyncio.to_thread(self._key)
+            sealed = records.sign(record, account)
+        except Exception as exc:  # a missing key or unreadable files: retried at next start
+            log.warning("recording %s: contribution record not sealed (%s)", recording_id, exc)
+            return
+        self.store.save_record(recording_id, records.dumps(sealed), sealed["signer"])
+        log.info(
+            "recording %s sealed: %d contributors, signed by %s",
+            recording_id,
+            len(record["contributors"]),
+            sealed["signer"],
+        )
+
+    async def seal_missing(self) -> None:
+        """Seal every finished take that has no record (a crash came between stop and seal)."""
+        for recording_id in self.store.unsealed():
+            self._seal_later(recording_id)  # at once, so a reader of its record waits for it
+        await self.drain()
+
+    async def record(self, recording_id: str) -> dict[str, Any] | None:
+        """A take's signed contribution record (waits for a seal under way); None if none."""
+        task = self._sealing.get(recording_id)
+        if task is not None:
+            await asyncio.shield(task)
+        text = self.store.record(recording_id)
+        return json.loads(text) if text is not None else None
+
+    async def drain(self) -> None:
+        """Let the seals under way finish (stopping the node)."""
+        if self._sealing:
+            await asyncio.gather(*self._sealing.values(), return_exceptions=True)

@@ -6,7 +6,9 @@
 "use strict";
 
 const DC_LABEL = "jamnet-audio";
-const DC_MAX_BUFFERED = 16 * 1024;
+// More than this many packets' worth waiting in SCTP (held back by its congestion window) is
+// latency: drop the new packet instead (16 KiB, the first limit, was a second of audio).
+const DC_MAX_QUEUED_PACKETS = 4;
 
 function lowLatencySupported() {
   return typeof AudioEncoder === "function" && typeof AudioDecoder === "function" &&
@@ -75,11 +77,12 @@ class DataChannelAudio {
 
   send(chunk) {
     const ch = this.channel;
-    if (!ch || ch.readyState !== "open" || ch.bufferedAmount > DC_MAX_BUFFERED) {
+    const size = 7 + chunk.byteLength;
+    if (!ch || ch.readyState !== "open" || ch.bufferedAmount > DC_MAX_QUEUED_PACKETS * size) {
       this.stats.sendDropped++;
       return;
     }
-    const message = new Uint8Array(7 + chunk.byteLength);
+    const message = new Uint8Array(size);
     const view = new DataView(message.buffer);
     view.setUint8(0, 1);
     view.setUint16(1, this.seq++ & 0xffff);

@@ -15,6 +15,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import node
+from node import records
 from node.ai.service import AiService, AiUnavailableError
 from node.api.ai import add_routes
 from node.api.p2p import add_routes as add_p2p_routes
@@ -445,8 +446,15 @@ async def recording(request: web.Request) -> web.Response:
     if action == "start":
         return web.json_response({"recording": service.start_recording(session_id)}, status=201)
     if action == "stop":
-        return web.json_response(service.stop_recording(session_id))
+        row = service.stop_recording(session_id)
+        row["record"] = await service.recordings.record(row["id"])
+        return web.json_response(_public_recording(row))
     raise InputError('action must be "start" or "stop"')
+
+
+def _public_recording(row: dict[str, Any]) -> dict[str, Any]:
+    """A recording as the API shows it: no file-system paths."""
+    return {k: v for k, v in row.items() if k != "path"}
 
 
 async def list_recordings(request: web.Request) -> web.Response:
@@ -455,15 +463,26 @@ async def list_recordings(request: web.Request) -> web.Response:
     rows = service.store.recordings(session_id=request.match_info["session_id"])
     for row in rows:
         row["contributions"] = service.store.contributions(row["id"])
-    return web.json_response({"recordings": rows})
+        row["sealed"] = service.store.record(row["id"]) is not None
+    return web.json_response({"recordings": [_public_recording(row) for row in rows]})
 
 
 async def show_recording(request: web.Request) -> web.Response:
-    """One recording with contributions."""
-    row = request.app[SERVICE].store.recording(request.match_info["recording_id"])
+    """One recording with contributions and its signed contribution record."""
+    service = request.app[SERVICE]
+    recording_id = request.match_info["recording_id"]
+    row = service.store.recording(recording_id)
     if row is None:
         raise NotFoundError("no such recording")
-    return web.json_response(row)
+    row["record"] = await service.recordings.record(recording_id)
+    return web.json_response(_public_recording(row))
+
+
+async def verify_record(request: web.Request) -> web.Response:
+    """Check a signed contribution record: who signed it (400 if the signature is wrong)."""
+    body = await _body(request)
+    signer = records.verify(body)
+    return web.json_response({"valid": True, "signer": signer})
 
 
 async def events(request: web.Request) -> web.WebSocketResponse:
@@ -577,6 +596,7 @@ def build_app(
     app.router.add_post("/api/sessions/{session_id}/recording", recording)
     app.router.add_get("/api/sessions/{session_id}/recordings", list_recordings)
     app.router.add_get("/api/recordings/{recording_id}", show_recording)
+    app.router.add_post("/api/records/verify", verify_record)
     app.router.add_get("/api/sessions/{session_id}/events", events)
     if ai is not None:
         add_routes(app, ai)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.types import RPCEndpoint, Wei
@@ -27,14 +25,13 @@ from node.chain.devnet import Devnet
 from node.chain.indexer import Indexer
 from node.chain.outbox import Outbox
 from node.config import NodeConfig
-from node.errors import ChainError, InputError, SessionError
-from node.keys import load_or_create_key
+from node.errors import AuthError, ChainError, InputError, SessionError
+from node.keys import node_key
 
 log = logging.getLogger(__name__)
 
 
 INDEX_EVERY_S = 1.0
-KEY_ENV = "JAMNET_NODE_PRIVATE_KEY"
 """If set, the node's chain key (instead of a keyfile); never logged."""
 FAUCET_ETH = 10**18
 FAUCET_JAM = 1_000 * 10**18
@@ -78,17 +75,10 @@ class ChainService:
             self._index_task = asyncio.create_task(self._index_loop(), name="chain-indexer")
 
     def _open_outbox(self) -> None:
-        from_env = os.environ.get(KEY_ENV, "").strip()
-        if from_env:  # an operator's key handed over by the environment (e.g. a secret)
-            try:
-                self.account = Account.from_key(from_env)
-            except (ValueError, TypeError):
-                raise ChainError(f"{KEY_ENV} is not a private key (0x + 64 hex digits)") from None
-        else:
-            path = Path(
-                self.config.chain.keyfile or self.config.data_path / "chain" / "node-key.json"
-            )
-            self.account = load_or_create_key(path)  # the key itself is never logged
+        try:  # the key itself is never logged
+            self.account = node_key(self.config.chain.keyfile, self.config.data_path)
+        except AuthError as exc:
+            raise ChainError(str(exc)) from None
         self.outbox = Outbox(self.config.data_path / "chain" / "outbox.sqlite3", self.account)
         devnet = self.config.chain.mode == "devnet" and self.w3 is not None
         if devnet and self.w3 and self.w3.eth.get_balance(self.account.address) < FAUCET_ETH:

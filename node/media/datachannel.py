@@ -38,8 +38,11 @@ HEADER = struct.Struct(">BHI")
 MAX_PAYLOAD = 1500
 LABEL = "jamnet-audio"
 """The label the page gives its audio channel."""
-MAX_BUFFERED_BYTES = 16 * 1024
-"""A channel with this much still unsent is congested: new mixes are dropped, not queued."""
+MAX_QUEUED_PACKETS = 4
+"""A channel with more than this many packets' worth still unsent is congested: new mixes are
+dropped, not queued. SCTP holds what its congestion window does not let out yet, and a
+queue is latency: 16 KiB (the first limit) was a second of audio, and after an overload the
+queue took ten seconds to drain."""
 
 
 def pack(seq: int, timestamp: int, payload: bytes) -> bytes:
@@ -95,16 +98,14 @@ class ChannelTrack:
     def offer(self, packet: EncodedPacket) -> None:
         """Send one mix packet (event loop thread only)."""
         channel = self.channel
-        if (
-            self._stopped
-            or channel is None
-            or channel.readyState != "open"
-            or channel.bufferedAmount > MAX_BUFFERED_BYTES
-        ):
+        if self._stopped or channel is None or channel.readyState != "open":
             self.dropped += 1
             return
-        pts = packet.pts or 0
-        channel.send(pack(self._seq, pts, bytes(packet)))
+        message = pack(self._seq, packet.pts or 0, bytes(packet))
+        if channel.bufferedAmount > MAX_QUEUED_PACKETS * len(message):
+            self.dropped += 1
+            return
+        channel.send(message)
         self._seq += 1
         self.sent += 1
 

@@ -26,14 +26,17 @@ It schedules by time, not by counting frames:
   ended costs a few seconds, not half a minute;
 - recurring peaks are remembered: a *peak* is a spell of packets slower than the level (or
   late). When more than one peak happened in the last ``peak_hold_s``, the delay stays above
-  them for ``hold_factor`` times the longest of the latest gaps between them (at most
-  ``HOLD_MAX_S``) after the last one. Stalls a second or so apart are then held instead of
-  being relearnt after each calm spell, while the end of a spell (an overload) is let go of
-  within about three seconds. Sparse peaks (one per 1.5 s or fewer, brief: slow for under a
-  fifth of the time) that have kept coming for ``STICKY_AFTER_S`` (a shared VM's steal, a
-  sender that stalls every few seconds: patterns that do not stop) are held for the full
-  ``peak_hold_s`` after the last one. A peak near the maximum delay (an overload) starts
-  the streak afresh;
+  them for ``hold_factor`` times the longest of the latest gaps between them after the last
+  one, but for no longer than a latency budget allows: ``HOLD_BUDGET_S2`` divided by how far
+  the peaks stand above the level. Recurring stalls are then held instead of being relearnt
+  after each calm spell, a few milliseconds of everyday jitter for up to ``peak_hold_s``,
+  while the tens of milliseconds an overload leaves behind are let go of within about three
+  seconds of its end. Peaks that have kept coming for ``STICKY_AFTER_S``, none
+  more than ``STICKY_GAP_S`` after the one before (a shared VM's steal, a sender that stalls
+  every few seconds: patterns that do not stop), are held for the full ``peak_hold_s``
+  after the last one; a peak near the maximum delay (the start of an overload) starts the
+  streak afresh. A busy spell shorter than ``STICKY_AFTER_S`` is let go of fast, a longer
+  one like steal. (The two cannot be told apart from arrivals alone: bench/RESULTS.md.)
 - a packet not here when due is concealed (the codec extrapolates) and counted *lost*; if it
   arrives afterwards it is *late*; when the schedule moves (delay changed, clocks drifted)
   the buffer drops packets that are overdue or holds for one that is early;
@@ -64,12 +67,11 @@ SKIP_SLACK_S = 0.002  # skip once the next packet is a packet plus 2 ms (or 0.1 
 PEAK_MERGE_S = 0.25  # slow packets this close together are one peak (one stall or burst)
 PEAK_OVER_S = 0.001  # a packet this much slower than the level needs is a peak
 HOLD_GAPS = 3  # the hold follows the longest of the latest three gaps between peaks,
-HOLD_MAX_S = 2.0  # for at most 2 s (the end of an overload is let go of within ~3 s) ...
+HOLD_BUDGET_S2 = 0.02  # and for at most 0.02 s² / (held level - level): 5 ms above for 4 s,
+# 10 ms for 2 s, 20 ms for 1 s (the end of an overload is let go of within ~3 s) ...
 STICKY_AFTER_S = 20.0  # ... but peaks that have kept coming this long (a steady pattern:
-STICKY_PEAKS = 6  # a shared VM's steal, a busy neighbour) are held the full peak_hold_s,
-STICKY_SPARSE_S = 1.5  # if they are sparse, over the streak and over the last peak_hold_s:
-# a dense spell (an overload) is let go of fast,
-STICKY_SLOW_SHARE = 0.2  # and so is a streak slow for a fifth of its time (long stalls)
+STICKY_PEAKS = 6  # a shared VM's steal, a busy neighbour) are held the full peak_hold_s;
+STICKY_GAP_S = 5.0  # a peak this long after the previous one starts a new streak
 OVERLOAD_SHARE = 0.9  # a peak this near the maximum delay starts a streak afresh
 
 
@@ -200,10 +202,8 @@ class JitterBuffer:
         self._peaks: collections.deque[_Peak] = collections.deque(maxlen=16)
         self._streak_start_s = 0.0
         self._streak_peaks = 0
-        self._streak_slow_s = 0.0
         """Since when peaks have kept coming (none more than ``peak_hold_s`` apart), and
-        how many, and how long they lasted in all (a peak lasts from its first slow packet to
-        its last)."""
+        how many."""
         """Recent spells of packets slower than ``_level``, for the peak hold."""
         self._level = max_delay_s
         """The delay recent jitter needs (``percentile`` plus margin), updated as it adapts."""
@@ -340,19 +340,17 @@ class JitterBuffer:
         peaks = self._peaks
         if peaks and at_s - peaks[-1].end_s < PEAK_MERGE_S:
             last = peaks[-1]
-            self._streak_slow_s += max(0.0, at_s - last.end_s)
             last.end_s = max(last.end_s, at_s)
             last.level_s = max(last.level_s, level_s)
             return
         if (
             not peaks
-            or at_s - peaks[-1].end_s > self.peak_hold_s
+            or at_s - peaks[-1].end_s > STICKY_GAP_S
             or level_s >= OVERLOAD_SHARE * self.max_delay_s
         ):
             # A new streak of peaks. One that reaches the buffer's maximum is an overload,
             # not a steady pattern: its end is judged by what follows it alone.
             self._streak_start_s, self._streak_peaks = at_s, 0
-            self._streak_slow_s = 0.0
         self._streak_peaks += 1
         peaks.append(_Peak(at_s, at_s, level_s))
 
@@ -443,18 +441,17 @@ class JitterBuffer:
             # spell (an overload) must not make the spell's end be held for ten seconds.
             recent = list(peaks)[-HOLD_GAPS - 1 :]
             gaps = [b.start_s - a.end_s for a, b in itertools.pairwise(recent)]
-            hold_s = min(HOLD_MAX_S, self.peak_hold_s, self.hold_factor * max(gaps))
+            held = max(peak.level_s for peak in peaks)
+            # Holding costs latency: the more the peaks stand above what the jitter now
+            # needs, the sooner the hold ends (an overload's end is let go of in a second or
+            # two; a few milliseconds of everyday jitter are held for up to peak_hold_s).
+            budget_s = HOLD_BUDGET_S2 / max(held - wanted, 1e-4)
+            hold_s = min(budget_s, self.peak_hold_s, self.hold_factor * max(gaps))
             streak_s = now_s - self._streak_start_s
-            steady = (
-                streak_s >= STICKY_AFTER_S
-                and self._streak_peaks >= STICKY_PEAKS
-                and streak_s / self._streak_peaks >= STICKY_SPARSE_S
-                and len(peaks) * STICKY_SPARSE_S <= self.peak_hold_s  # sparse lately too
-                and self._streak_slow_s < STICKY_SLOW_SHARE * streak_s
-            )
+            steady = streak_s >= STICKY_AFTER_S and self._streak_peaks >= STICKY_PEAKS
             if steady:
                 hold_s = self.peak_hold_s
             if now_s - peaks[-1].end_s < hold_s:
-                wanted = max(wanted, *(peak.level_s for peak in peaks))
+                wanted = max(wanted, held)
         if wanted < self.delay_s:
             self.delay_s = max(wanted, self.delay_s - self.release * (self.delay_s - wanted))

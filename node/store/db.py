@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS contributions (
     updated_at REAL NOT NULL,
     PRIMARY KEY (recording_id, address)
 );
+CREATE TABLE IF NOT EXISTS contribution_records (
+    recording_id TEXT PRIMARY KEY REFERENCES recordings(id),
+    sealed TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    sealed_at REAL NOT NULL
+);
 """
 
 
@@ -176,6 +182,29 @@ class Store:
         except sqlite3.DatabaseError as exc:
             self._db.execute("ROLLBACK")
             raise StoreError(f"saving contributions failed: {exc}") from None
+
+    def save_record(self, recording_id: str, sealed: str, signer: str) -> None:
+        """Keep a recording's signed contribution record (written once; a repeat is a no-op)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO contribution_records (recording_id, sealed, signer, sealed_at)"
+            " VALUES (?, ?, ?, ?)",
+            (recording_id, sealed, signer, time.time()),
+        )
+
+    def record(self, recording_id: str) -> str | None:
+        """A recording's signed contribution record (JSON), if it has been sealed."""
+        rows = self._rows(
+            "SELECT sealed FROM contribution_records WHERE recording_id=?", (recording_id,)
+        )
+        return str(rows[0]["sealed"]) if rows else None
+
+    def unsealed(self) -> list[str]:
+        """Finished (or recovered) recordings that have no contribution record yet."""
+        rows = self._rows(
+            "SELECT id FROM recordings WHERE state != 'recording' AND id NOT IN"
+            " (SELECT recording_id FROM contribution_records) ORDER BY started_at"
+        )
+        return [str(row["id"]) for row in rows]
 
     def contributions(self, recording_id: str) -> list[dict[str, Any]]:
         """Per-contributor stats of a recording."""

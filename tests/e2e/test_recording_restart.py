@@ -1,8 +1,10 @@
-"""Recording: stems + mix on disk, stats in SQLite; a killed node loses neither."""
+"""Recording: stems + mix on disk, stats in SQLite, a signed contribution record per take; a
+killed node loses none of them."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +18,8 @@ import pytest
 import soundfile
 from eth_account import Account
 
-from client.session import ArraySink, ArraySource, JamClient
+from client.session import ArraySink, ArraySource, ClientError, JamClient
+from node import records
 from tests.conftest import band_rms, tone
 from tests.e2e.test_cli_jam import read_line_matching
 
@@ -85,6 +88,17 @@ async def test_kill_mid_recording_loses_no_finished_recording_or_stats(tmp_path:
             stats = {c["name"]: c for c in finished["contributions"]}
             assert stats["owner"]["active_s"] > 0.5 and stats["owner"]["rms"] > 0.05
             assert stats["guest"]["active_s"] == 0.0
+            sealed = finished["record"]
+            assert "path" not in finished, "the API shows no file-system paths"
+            assert records.verify(sealed) == sealed["signer"]
+            checked = await owner.request("POST", "/api/records/verify", sealed)
+            assert checked == {"valid": True, "signer": sealed["signer"]}
+            forged = {**sealed, "record": {**sealed["record"], "contributors": [
+                {**c, "levelShareBps": 10_000 - c["levelShareBps"]}
+                for c in sealed["record"]["contributors"]
+            ]}}  # fmt: skip
+            with pytest.raises(ClientError, match="400"):
+                await owner.request("POST", "/api/records/verify", forged)
 
             second = (
                 await owner.request(
@@ -116,17 +130,42 @@ async def test_kill_mid_recording_loses_no_finished_recording_or_stats(tmp_path:
                     "recordings"
                 ]
             }
+            recovered = (await reader.request("GET", f"/api/recordings/{second}"))["record"]
+            assert recovered is not None, "sealed at the restart"
+            cli = [sys.executable, "-m", "node.cli", "recordings", "verify", "--node", url]
+            ok = await asyncio.to_thread(
+                subprocess.run, [*cli, second], capture_output=True, text=True, timeout=60
+            )
+            assert ok.returncode == 0 and f"signed by {recovered['signer']}" in ok.stdout
+            forged_file = tmp_path / "forged.json"
+            forged_file.write_text(json.dumps(forged))
+            refused = await asyncio.to_thread(
+                subprocess.run, [*cli, str(forged_file)], capture_output=True, text=True, timeout=60
+            )
+            assert refused.returncode == 2 and "signed by" in refused.stderr
+            rows = {
+                r["id"]: r
+                for r in (await reader.request("GET", f"/api/sessions/{sid}/recordings"))[
+                    "recordings"
+                ]
+            }
     finally:
         proc.terminate()
         proc.communicate(timeout=15)
 
+    takes = data / "recordings" / sid
     assert rows[first]["state"] == "finished"
     assert rows[first]["contributions"] == finished["contributions"]
-    _check_files(rows[first], expect_tone=True)
+    _check_files(takes / first, rows[first], expect_tone=True)
+    _check_record(takes / first, sealed, finished)
     assert rows[second]["state"] == "recovered"
     assert rows[second]["frames"] > 50
     assert any(c["active_s"] > 0.5 for c in rows[second]["contributions"])
-    _check_files(rows[second], expect_tone=True)
+    _check_files(takes / second, rows[second], expect_tone=True)
+    # The take the kill interrupted is sealed at the restart, by the same node key.
+    assert rows[first]["sealed"] and rows[second]["sealed"]
+    _check_record(takes / second, recovered, rows[second])
+    assert recovered["signer"] == sealed["signer"]
 
 
 async def _mix_is_flowing(client: JamClient, sid: str) -> bool:
@@ -136,8 +175,26 @@ async def _mix_is_flowing(client: JamClient, sid: str) -> bool:
     )
 
 
-def _check_files(row: dict[str, Any], expect_tone: bool) -> None:
-    directory = Path(row["path"])
+def _check_record(directory: Path, sealed: dict[str, Any], row: dict[str, Any]) -> None:
+    """The signed record matches the files on disk and the contribution figures."""
+    assert records.verify(sealed) == sealed["signer"]
+    record = sealed["record"]
+    assert record["recordingId"] == row["id"]
+    assert record["mixHash"] == records.file_hash(directory / "mix.wav") != records.ZERO_HASH
+    figures = {c["address"]: c for c in row["contributions"]}
+    assert {c["account"] for c in record["contributors"]} == set(figures)
+    assert sum(c["levelShareBps"] for c in record["contributors"]) == 10_000
+    for entry in record["contributors"]:
+        stats = figures[entry["account"]]
+        assert entry["stemHash"] == records.file_hash(directory / stats["stem"])
+        assert entry["activeMs"] == round(stats["active_s"] * 1000)
+        # The one playing a tone holds (nearly) all the level; the silent guest none.
+        assert (
+            entry["levelShareBps"] > 9_900 if stats["rms"] > 0.05 else entry["levelShareBps"] < 100
+        )
+
+
+def _check_files(directory: Path, row: dict[str, Any], expect_tone: bool) -> None:
     mix, rate = soundfile.read(str(directory / "mix.wav"), dtype="float32")
     assert rate == 48000 and mix.ndim == 2 and mix.shape[1] == 2
     assert mix.shape[0] >= 50 * row["frame_samples"], "at least 50 of the session's frames"

@@ -8,7 +8,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from node.errors import InputError
-from node.media.datachannel import MAX_BUFFERED_BYTES, ChannelTrack, pack, unpack
+from node.media.datachannel import MAX_QUEUED_PACKETS, ChannelTrack, pack, unpack
 from node.media.opus import packet_samples
 from node.media.peer import set_ptime, validate_offer
 from tests.media.test_codec import SDP
@@ -65,14 +65,17 @@ def test_the_outbound_side_sends_at_once_and_drops_rather_than_queues() -> None:
     channel.readyState = "open"
     track.offer(packet(960))
     track.offer(packet(1440))
-    channel.bufferedAmount = MAX_BUFFERED_BYTES + 1  # congested: drop, do not pile up
+    size = len(channel.sent[-1])
+    channel.bufferedAmount = MAX_QUEUED_PACKETS * size  # a few packets waiting: still sent
     track.offer(packet(1920))
-    assert [unpack(m)[:2] for m in channel.sent] == [(0, 960), (1, 1440)]
-    assert (track.sent, track.dropped) == (2, 3)
+    channel.bufferedAmount += 1  # more than that is congestion: drop, do not pile up
+    track.offer(packet(2400))
+    assert [unpack(m)[:2] for m in channel.sent] == [(0, 960), (1, 1440), (2, 1920)]
+    assert (track.sent, track.dropped) == (3, 3)
     track.stop()
     channel.bufferedAmount = 0
-    track.offer(packet(2400))
-    assert track.sent == 2
+    track.offer(packet(2880))
+    assert track.sent == 3
 
 
 @pytest.mark.parametrize(

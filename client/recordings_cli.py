@@ -1,0 +1,77 @@
+"""`jamnet recordings list|verify …`: a session's takes and their signed contribution records.
+
+``verify`` checks a record's EIP-712 signature here, on this machine (``node.records``): the
+node that served it is not trusted to say it is valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from client.http import call
+from node.errors import InputError
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``recordings`` under the top-level parser."""
+    group = sub.add_parser("recordings", help="takes and their contribution records")
+    actions = group.add_subparsers(dest="action", required=True)
+    node = os.environ.get("JAMNET_NODE", "http://127.0.0.1:8080")
+    listing = actions.add_parser("list", help="a session's recordings and who contributed")
+    listing.add_argument("session", help="session id")
+    listing.add_argument("--node", default=node, help="node URL (default: $JAMNET_NODE)")
+    listing.set_defaults(func=_list)
+    verify = actions.add_parser(
+        "verify", help="check a take's signed contribution record (here, not on the node)"
+    )
+    verify.add_argument("what", help="a recording id (fetched from --node) or a record's JSON file")
+    verify.add_argument("--node", default=node, help="node URL (default: $JAMNET_NODE)")
+    verify.set_defaults(func=_verify)
+
+
+def _get(node: str, path: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(call(node, path))
+    return data
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = _get(args.node, f"/api/sessions/{args.session}/recordings")["recordings"]
+    if not rows:
+        print("no recordings")
+    for row in rows:
+        seconds = row["frames"] * row["frame_samples"] / 48000
+        sealed = "sealed" if row.get("sealed") else "not sealed yet"
+        print(f"{row['id']}  {row['state']}  {seconds:.1f} s  {sealed}")
+        for c in row["contributions"]:
+            print(f"    {c['address']}  {c['name']:<16} active {c['active_s']:.1f} s")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from node import records
+
+    path = Path(args.what)
+    if path.is_file():
+        try:
+            sealed = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a JSON record ({exc})") from None
+    else:
+        sealed = _get(args.node, f"/api/recordings/{args.what}").get("record")
+        if sealed is None:
+            raise InputError(f"recording {args.what} has no contribution record yet")
+    signer = records.verify(sealed)
+    record = sealed["record"]
+    print(f"valid: recording {record['recordingId']} signed by {signer}")
+    print(f"mix keccak-256 {record['mixHash']}")
+    for c in record["contributors"]:
+        share = c["levelShareBps"] / 100
+        active = c["activeMs"] / 1000
+        print(
+            f"    {c['account']}  active {active:.1f} s  level {share:.2f} %  stem {c['stemHash']}"
+        )
+    return 0
