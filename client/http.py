@@ -22,8 +22,9 @@ def call(
     if not node.startswith(("http://", "https://")):
         raise SystemExit(f"jamnet: --node must be an http(s) URL, not {node!r}")
     headers = {"Content-Type": content_type} if data is not None else {}
+    method = "GET" if data is None else "POST"
     request = urllib.request.Request(  # noqa: S310 - the URL is the user's node (checked)
-        node.rstrip("/") + path, data=data, headers=headers, method="GET" if data is None else "POST"
+        node.rstrip("/") + path, data=data, headers=headers, method=method
     )
     context = None
     if insecure:
