@@ -143,6 +143,16 @@ async def test_kill_mid_recording_loses_no_finished_recording_or_stats(tmp_path:
                 subprocess.run, [*cli, str(forged_file)], capture_output=True, text=True, timeout=60
             )
             assert refused.returncode == 2 and "signed by" in refused.stderr
+            listing_cli = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "node.cli", "recordings", "list", sid, "--node", url],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert listing_cli.returncode == 0, listing_cli.stderr
+            assert f"{first}  finished" in listing_cli.stdout
+            assert f"{second}  recovered" in listing_cli.stdout
             rows = {
                 r["id"]: r
                 for r in (await reader.request("GET", f"/api/sessions/{sid}/recordings"))[
