@@ -1,6 +1,7 @@
 """Gas used by jamnet's contract operations, measured on a fresh anvil devnet.
 
-Registers works with 2, 10 and 50 contributors (each consenting by EIP-712 signature), pays
+Registers works with 2, 10 and 50 contributors (each consenting by EIP-712 signature, a
+registered node attesting provenance), pays
 works with 2 and 50 contributors (a payment must cost the same for any number), withdraws,
 runs a governance proposal through propose → castVote → queue → execute, and stakes and
 registers a node. Gas is from the transaction receipts (deterministic for a given build).
@@ -21,9 +22,15 @@ from web3 import Web3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.chain.consent import consent_message
+from node.chain.consent import Registration, consent_message, provenance_message
 from node.chain.deploy import JAM, deploy
 from node.chain.devnet import Devnet
+
+Account.enable_unaudited_hdwallet_features()
+ATTESTER = Account.from_mnemonic(
+    "test test test test test test test test test test test junk", account_path="m/44'/60'/0'/0/8"
+)
+"""An unlocked devnet account whose key we know: it registers a node and attests takes."""
 
 
 def _send(w3: Web3, call: Any, sender: str, value: int = 0) -> int:
@@ -33,21 +40,24 @@ def _send(w3: Web3, call: Any, sender: str, value: int = 0) -> int:
     return int(receipt["gasUsed"])
 
 
-def _consent(
-    w3: Web3, works: Any, account: Any, content: bytes, uri: str, who: list[str], shares: list[int]
-) -> bytes:
-    message = consent_message(w3.eth.chain_id, works.address, content, uri, who, shares)
-    return bytes(account.sign_message(message).signature)
-
-
 def _register(w3: Web3, works: Any, registrant: str, count: int) -> tuple[int, int]:
     others = [Account.create() for _ in range(count - 1)]
     who = [registrant] + [a.address for a in others]
     shares = [10000 // count] * count
     shares[0] += 10000 - sum(shares)
-    content, uri = Web3.keccak(text=f"work with {count}"), f"ipfs://work-{count}"
-    signatures = [b""] + [_consent(w3, works, a, content, uri, who, shares) for a in others]
-    gas = _send(w3, works.functions.register(content, uri, who, shares, signatures), registrant)
+    content = bytes(Web3.keccak(text=f"work with {count}"))
+    reg = Registration(content, f"ipfs://work-{count}", who, shares, 2**40, count, ATTESTER.address)
+    chain_id = w3.eth.chain_id
+    signatures = [b""] + [
+        bytes(a.sign_message(consent_message(chain_id, works.address, reg, registrant)).signature)
+        for a in others
+    ]
+    attestation = ATTESTER.sign_message(provenance_message(chain_id, works.address, content, who))
+    gas = _send(
+        w3,
+        works.functions.register(reg.as_tuple(), signatures, bytes(attestation.signature)),
+        registrant,
+    )
     return gas, int(works.functions.workCount().call()) - 1
 
 
@@ -65,6 +75,9 @@ def main() -> None:
             c["NodeRegistry"],
         )
         alice, payer = accounts[1], accounts[2]
+        _send(w3, token.functions.approve(nodes.address, 10_000 * JAM), ATTESTER.address)
+        _send(w3, nodes.functions.stake(10_000 * JAM), ATTESTER.address)
+        _send(w3, nodes.functions.register("12D3KooWAttester", "http://a", "{}"), ATTESTER.address)
         print("[gas] works …", file=sys.stderr)
         ids = {}
         for count in (2, 10, 50):

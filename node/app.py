@@ -180,6 +180,12 @@ class Node:
         log.info("node listening", extra={"url": self.url, "data_dir": str(config.data_path)})
         if self.p2p is not None:
             await self.p2p.start(self.url.replace("://localhost:", "://127.0.0.1:"))
+        if self.chain is not None:
+            peer_id = self.p2p.peer_id if self.p2p is not None else f"jamnet-http:{self.url}"
+            try:
+                await self.chain.register_devnet_node(peer_id, self.url)
+            except Exception as exc:  # the node serves; attesting takes waits for a registration
+                log.warning("devnet: registering this node in NodeRegistry failed: %s", exc)
         self._settle = asyncio.create_task(
             _mark_when_loaded(self.ai, self.service.heap), name="heap-mark"
         )

@@ -4,13 +4,14 @@ pragma solidity ^0.8.24;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {INodeDirectory} from "./Interfaces.sol";
 
 /// @title Registry of jamnet node operators
 /// @notice Operators stake JAM (at least the governance-set minimum), register their node's
 /// libp2p peer id, HTTP endpoint and metadata, update them, unbond (their node leaves the
 /// registry at once; the stake unlocks after a governance-set delay) and withdraw. Governance
 /// (the timelock) can slash a stake to the treasury.
-contract NodeRegistry is ReentrancyGuard {
+contract NodeRegistry is ReentrancyGuard, INodeDirectory {
     using SafeERC20 for IERC20;
 
     struct Operator {
@@ -189,6 +190,11 @@ contract NodeRegistry is ReentrancyGuard {
     {
         Operator storage op = _operators[account];
         return (op.stake, op.unbonding, op.unlockAt, op.registered, op.peerId, op.endpoint, op.metadata);
+    }
+
+    /// @notice Whether `account` has a registered node (WorkRegistry asks before trusting an attestation).
+    function isRegistered(address account) external view returns (bool) {
+        return _operators[account].registered;
     }
 
     /// @notice Operators with a registered node.

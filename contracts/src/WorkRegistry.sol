@@ -7,16 +7,19 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+import {INodeDirectory, IWorkPayments} from "./Interfaces.sol";
 
 /// @title Royalty splits for jamnet works
 /// @notice A work (content hash, metadata URI) is registered with its contributors and their
 /// shares in basis points (summing to 10 000), with every contributor's consent: an EIP-712
-/// signature over the exact split, or the registrant's own transaction. Shares never change.
+/// signature over the exact split, the registrant, a deadline and a nonce (or the registrant's
+/// own transaction), and with provenance: a node registered in NodeRegistry attests that the
+/// content hash is a recording it made and that these are its contributors. Shares never change.
 /// Anyone pays a work in ETH or JAM; a protocol fee (capped, set only by governance) goes to
 /// the treasury. Payments cost the same for any number of contributors: a payment only adds
 /// to the work's running total, and each contributor is owed `total * share / 10000` minus
-/// what they already withdrew (pull payments).
-contract WorkRegistry is EIP712, ReentrancyGuard {
+/// what they already withdrew (pull payments), to themselves or to any address they name.
+contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
     using SafeERC20 for IERC20;
 
     /// @notice Highest protocol fee governance may set: 10 %.
@@ -27,8 +30,23 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
     uint256 public constant MAX_CONTRIBUTORS = 100;
     /// @notice EIP-712 type of a contributor's consent.
     bytes32 public constant CONSENT_TYPEHASH = keccak256(
-        "Consent(bytes32 contentHash,bytes32 metadataHash,address[] contributors,uint16[] shares)"
+        "Consent(bytes32 contentHash,bytes32 metadataHash,address[] contributors,uint16[] shares,"
+        "address registrant,uint256 deadline,uint256 nonce)"
     );
+    /// @notice EIP-712 type of a node's attestation that it recorded a take with these contributors.
+    bytes32 public constant PROVENANCE_TYPEHASH =
+        keccak256("Provenance(bytes32 contentHash,address[] contributors)");
+
+    /// @notice One registration: the work, its split, and what binds the consents to it.
+    struct Registration {
+        bytes32 contentHash;
+        string metadataURI;
+        address[] contributors;
+        uint16[] shares;
+        uint256 deadline;
+        uint256 nonce;
+        address attester;
+    }
 
     struct Work {
         bytes32 contentHash;
@@ -41,6 +59,7 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
     }
 
     IERC20 private immutable _token;
+    INodeDirectory private immutable _nodes;
     address private immutable _governance;
     address private immutable _treasury;
     uint16 private _feeBps;
@@ -48,6 +67,9 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
     uint256 private _feesToken;
     Work[] private _works;
     mapping(bytes32 contentHash => bool) private _registered;
+    mapping(address registrant => mapping(uint256 nonce => bool)) private _nonceUsed;
+    mapping(address contributor => mapping(address registrant => mapping(uint256 nonce => bool))) private
+        _consentCancelled;
     mapping(uint256 workId => mapping(address contributor => uint16)) private _shareOf;
     mapping(uint256 workId => mapping(address contributor => uint256)) private _withdrawnEth;
     mapping(uint256 workId => mapping(address contributor => uint256)) private _withdrawnToken;
@@ -56,8 +78,10 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
     event WorkRegistered(uint256 indexed workId, bytes32 indexed contentHash, address indexed registrant, string metadataURI);
     /// @notice Someone paid a work (`token` is address(0) for ETH); `fee` went to the treasury.
     event WorkPaid(uint256 indexed workId, address indexed payer, address token, uint256 amount, uint256 fee);
-    /// @notice A contributor withdrew what they were owed.
-    event Withdrawn(uint256 indexed workId, address indexed contributor, address token, uint256 amount);
+    /// @notice A contributor withdrew what they were owed, to `to`.
+    event Withdrawn(uint256 indexed workId, address indexed contributor, address token, uint256 amount, address to);
+    /// @notice A contributor withdrew their consent to `registrant`'s registration `nonce`.
+    event ConsentCancelled(address indexed contributor, address indexed registrant, uint256 nonce);
     /// @notice Governance changed the protocol fee.
     event ProtocolFeeSet(uint16 feeBps);
     /// @notice Accumulated fees were sent to the treasury.
@@ -85,84 +109,118 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
     error WorkRegistryNothingOwed(address contributor);
     /// @notice A required address is zero.
     error WorkRegistryZeroAddress();
+    /// @notice The consents' deadline has passed.
+    error WorkRegistryConsentExpired(uint256 deadline);
+    /// @notice The registrant already used this nonce, or a contributor cancelled it.
+    error WorkRegistryNonceUsed(address account, uint256 nonce);
+    /// @notice The attester is not a registered node, or its attestation is wrong.
+    error WorkRegistryNoProvenance(address attester);
 
     /// @param token the JAM token
+    /// @param nodes NodeRegistry: whose nodes may attest provenance
     /// @param governance the timelock: sets the fee
     /// @param treasury receives protocol fees
     /// @param feeBps initial protocol fee
-    constructor(IERC20 token, address governance, address treasury, uint16 feeBps) EIP712("jamnet WorkRegistry", "1") {
+    constructor(IERC20 token, INodeDirectory nodes, address governance, address treasury, uint16 feeBps)
+        EIP712("jamnet WorkRegistry", "2")
+    {
         if (feeBps > MAX_FEE_BPS) revert WorkRegistryFeeTooHigh(feeBps, MAX_FEE_BPS);
-        if (address(token) == address(0) || governance == address(0) || treasury == address(0)) {
+        if (
+            address(token) == address(0) || address(nodes) == address(0) || governance == address(0)
+                || treasury == address(0)
+        ) {
             revert WorkRegistryZeroAddress();
         }
         _token = token;
+        _nodes = nodes;
         _governance = governance;
         _treasury = treasury;
         _feeBps = feeBps;
     }
 
-    /// @notice Register a work with every contributor's consent.
-    /// @param contentHash hash of the recording or score (unique)
-    /// @param metadataURI where its description lives
-    /// @param contributors who is paid
-    /// @param shares each contributor's basis points (sum 10 000)
+    /// @notice Register a work with every contributor's consent and a registered node's attestation.
+    /// @param r the work, its split, the consents' deadline and nonce, and the attesting node
     /// @param signatures each contributor's EIP-712 consent; may be empty for the caller
+    /// @param attestation the attester's EIP-712 signature over the content hash and contributors
     /// @return workId the new work's id
-    function register(
-        bytes32 contentHash,
-        string calldata metadataURI,
-        address[] calldata contributors,
-        uint16[] calldata shares,
-        bytes[] calldata signatures
-    ) external returns (uint256 workId) {
-        uint256 count = contributors.length;
-        if (count == 0 || count > MAX_CONTRIBUTORS || shares.length != count || signatures.length != count) {
+    function register(Registration calldata r, bytes[] calldata signatures, bytes calldata attestation)
+        external
+        returns (uint256 workId)
+    {
+        uint256 count = r.contributors.length;
+        if (count == 0 || count > MAX_CONTRIBUTORS || r.shares.length != count || signatures.length != count) {
             revert WorkRegistryBadSplit();
         }
-        if (_registered[contentHash]) revert WorkRegistryDuplicate(contentHash);
-        bytes32 digest = consentDigest(contentHash, metadataURI, contributors, shares);
+        if (_registered[r.contentHash]) revert WorkRegistryDuplicate(r.contentHash);
+        if (block.timestamp > r.deadline) revert WorkRegistryConsentExpired(r.deadline);
+        if (_nonceUsed[msg.sender][r.nonce]) revert WorkRegistryNonceUsed(msg.sender, r.nonce);
+        if (
+            !_nodes.isRegistered(r.attester)
+                || !SignatureChecker.isValidSignatureNow(
+                    r.attester, provenanceDigest(r.contentHash, r.contributors), attestation
+                )
+        ) revert WorkRegistryNoProvenance(r.attester);
+        bytes32 digest = consentDigest(r, msg.sender);
         workId = _works.length;
         uint256 sum = 0;
         for (uint256 i = 0; i < count; ++i) {
-            address contributor = contributors[i];
-            if (contributor == address(0) || shares[i] == 0 || _shareOf[workId][contributor] != 0) {
+            address contributor = r.contributors[i];
+            if (contributor == address(0) || r.shares[i] == 0 || _shareOf[workId][contributor] != 0) {
                 revert WorkRegistryBadContributor(contributor);
             }
+            if (_consentCancelled[contributor][msg.sender][r.nonce]) revert WorkRegistryNonceUsed(contributor, r.nonce);
             if (
                 !(contributor == msg.sender && signatures[i].length == 0)
                     && !SignatureChecker.isValidSignatureNow(contributor, digest, signatures[i])
             ) revert WorkRegistryNoConsent(contributor);
-            _shareOf[workId][contributor] = shares[i];
-            sum += shares[i];
+            _shareOf[workId][contributor] = r.shares[i];
+            sum += r.shares[i];
         }
         if (sum != TOTAL_BPS) revert WorkRegistrySharesNotWhole(sum);
-        _registered[contentHash] = true;
-        _works.push(Work(contentHash, metadataURI, msg.sender, contributors, shares, 0, 0));
-        emit WorkRegistered(workId, contentHash, msg.sender, metadataURI);
+        _nonceUsed[msg.sender][r.nonce] = true;
+        _registered[r.contentHash] = true;
+        _works.push(Work(r.contentHash, r.metadataURI, msg.sender, r.contributors, r.shares, 0, 0));
+        emit WorkRegistered(workId, r.contentHash, msg.sender, r.metadataURI);
     }
 
-    /// @notice The EIP-712 digest each contributor signs to consent to a split.
-    function consentDigest(
-        bytes32 contentHash,
-        string calldata metadataURI,
-        address[] calldata contributors,
-        uint16[] calldata shares
-    ) public view returns (bytes32) {
-        uint256[] memory wideShares = new uint256[](shares.length);
-        for (uint256 i = 0; i < shares.length; ++i) {
-            wideShares[i] = shares[i];
+    /// @notice Withdraw a consent before it is used: `registrant` can no longer register with `nonce`.
+    function cancelConsent(address registrant, uint256 nonce) external {
+        _consentCancelled[msg.sender][registrant][nonce] = true;
+        emit ConsentCancelled(msg.sender, registrant, nonce);
+    }
+
+    /// @notice The EIP-712 digest each contributor signs to consent to `registrant` registering `r`.
+    function consentDigest(Registration calldata r, address registrant) public view returns (bytes32) {
+        uint256[] memory wideShares = new uint256[](r.shares.length);
+        for (uint256 i = 0; i < r.shares.length; ++i) {
+            wideShares[i] = r.shares[i];
         }
         return _hashTypedDataV4(
             keccak256(
                 abi.encode(
                     CONSENT_TYPEHASH,
-                    contentHash,
-                    keccak256(bytes(metadataURI)),
-                    keccak256(abi.encodePacked(contributors)),
-                    keccak256(abi.encodePacked(wideShares))
+                    r.contentHash,
+                    keccak256(bytes(r.metadataURI)),
+                    keccak256(abi.encodePacked(r.contributors)),
+                    keccak256(abi.encodePacked(wideShares)),
+                    registrant,
+                    r.deadline,
+                    r.nonce
                 )
             )
         );
+    }
+
+    /// @notice The EIP-712 digest a registered node signs to attest a recording's contributors.
+    function provenanceDigest(bytes32 contentHash, address[] calldata contributors) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(abi.encode(PROVENANCE_TYPEHASH, contentHash, keccak256(abi.encodePacked(contributors))))
+        );
+    }
+
+    /// @notice Whether `registrant` has used `nonce`, or `contributor` cancelled their consent to it.
+    function nonceUsed(address registrant, uint256 nonce, address contributor) external view returns (bool) {
+        return _nonceUsed[registrant][nonce] || _consentCancelled[contributor][registrant][nonce];
     }
 
     /// @notice Pay a work in ETH.
@@ -187,21 +245,34 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
     }
 
     /// @notice Withdraw the ETH the caller is owed by a work.
-    function withdraw(uint256 workId) external nonReentrant {
+    function withdraw(uint256 workId) external {
+        withdrawTo(workId, payable(msg.sender));
+    }
+
+    /// @notice Withdraw the ETH the caller is owed by a work to another address (for a
+    /// contributor contract that cannot receive ETH, a cold wallet, a label).
+    function withdrawTo(uint256 workId, address payable to) public nonReentrant {
+        if (to == address(0)) revert WorkRegistryZeroAddress();
         uint256 amount = owedEth(workId, msg.sender);
         if (amount == 0) revert WorkRegistryNothingOwed(msg.sender);
         _withdrawnEth[workId][msg.sender] += amount;
-        emit Withdrawn(workId, msg.sender, address(0), amount);
-        Address.sendValue(payable(msg.sender), amount);
+        emit Withdrawn(workId, msg.sender, address(0), amount, to);
+        Address.sendValue(to, amount);
     }
 
     /// @notice Withdraw the JAM the caller is owed by a work.
-    function withdrawToken(uint256 workId) external nonReentrant {
+    function withdrawToken(uint256 workId) external {
+        withdrawTokenTo(workId, msg.sender);
+    }
+
+    /// @notice Withdraw the JAM the caller is owed by a work to another address.
+    function withdrawTokenTo(uint256 workId, address to) public nonReentrant {
+        if (to == address(0)) revert WorkRegistryZeroAddress();
         uint256 amount = owedToken(workId, msg.sender);
         if (amount == 0) revert WorkRegistryNothingOwed(msg.sender);
         _withdrawnToken[workId][msg.sender] += amount;
-        emit Withdrawn(workId, msg.sender, address(_token), amount);
-        _token.safeTransfer(msg.sender, amount);
+        emit Withdrawn(workId, msg.sender, address(_token), amount, to);
+        _token.safeTransfer(to, amount);
     }
 
     /// @notice Send accumulated protocol fees (ETH and JAM) to the treasury; anyone may call.
@@ -272,6 +343,11 @@ contract WorkRegistry is EIP712, ReentrancyGuard {
     /// @notice The JAM token, the governance (timelock) and the treasury addresses.
     function addresses() external view returns (address token, address governance, address treasury) {
         return (address(_token), _governance, _treasury);
+    }
+
+    /// @notice The NodeRegistry whose nodes attest provenance.
+    function nodeRegistry() external view returns (address) {
+        return address(_nodes);
     }
 
     function _work(uint256 workId) private view returns (Work storage) {

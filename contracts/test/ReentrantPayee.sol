@@ -2,7 +2,17 @@
 pragma solidity ^0.8.24;
 
 interface IWorkRegistry {
-    function register(bytes32, string calldata, address[] calldata, uint16[] calldata, bytes[] calldata)
+    struct Registration {
+        bytes32 contentHash;
+        string metadataURI;
+        address[] contributors;
+        uint16[] shares;
+        uint256 deadline;
+        uint256 nonce;
+        address attester;
+    }
+
+    function register(Registration calldata r, bytes[] calldata signatures, bytes calldata attestation)
         external
         returns (uint256);
     function withdraw(uint256) external;
@@ -19,13 +29,19 @@ contract ReentrantPayee {
         registry = target;
     }
 
-    function registerAlone(bytes32 contentHash) external {
+    /// @notice Register a work whose only contributor is this contract (the attester signed
+    /// provenance for exactly that).
+    function registerAlone(bytes32 contentHash, address attester, bytes calldata attestation) external {
         address[] memory contributors = new address[](1);
         contributors[0] = address(this);
         uint16[] memory shares = new uint16[](1);
         shares[0] = 10_000;
         bytes[] memory signatures = new bytes[](1);
-        workId = registry.register(contentHash, "ipfs://attack", contributors, shares, signatures);
+        workId = registry.register(
+            IWorkRegistry.Registration(contentHash, "ipfs://attack", contributors, shares, type(uint256).max, 1, attester),
+            signatures,
+            attestation
+        );
     }
 
     function attack() external {

@@ -703,127 +703,6 @@ class JamGovernor(_Binding):
         return result
 
 
-class WorkRegistry(_Binding):
-    """Typed calls of WorkRegistry (generated from its ABI)."""
-
-    def consent_typehash(self) -> bytes:
-        """`CONSENT_TYPEHASH()` (view)."""
-        result: bytes = self._call("CONSENT_TYPEHASH()")
-        return result
-
-    def max_contributors(self) -> int:
-        """`MAX_CONTRIBUTORS()` (view)."""
-        result: int = self._call("MAX_CONTRIBUTORS()")
-        return result
-
-    def max_fee_bps(self) -> int:
-        """`MAX_FEE_BPS()` (view)."""
-        result: int = self._call("MAX_FEE_BPS()")
-        return result
-
-    def total_bps(self) -> int:
-        """`TOTAL_BPS()` (view)."""
-        result: int = self._call("TOTAL_BPS()")
-        return result
-
-    def addresses(self) -> tuple[str, str, str]:
-        """`addresses()` (view)."""
-        result: tuple[str, str, str] = self._call("addresses()")
-        return result
-
-    def collect_fees(self) -> ContractFunction:
-        """`collectFees()` — a transaction to send."""
-        return self._fn("collectFees()")
-
-    def consent_digest(
-        self, content_hash: bytes, metadata_uri: str, contributors: list[str], shares: list[int]
-    ) -> bytes:
-        """`consentDigest(bytes32,string,address[],uint16[])` (view)."""
-        result: bytes = self._call(
-            "consentDigest(bytes32,string,address[],uint16[])",
-            content_hash,
-            metadata_uri,
-            contributors,
-            shares,
-        )
-        return result
-
-    def eip712_domain(self) -> tuple[bytes, str, str, int, str, bytes, list[int]]:
-        """`eip712Domain()` (view)."""
-        result: tuple[bytes, str, str, int, str, bytes, list[int]] = self._call("eip712Domain()")
-        return result
-
-    def owed_eth(self, work_id: int, contributor: str) -> int:
-        """`owedEth(uint256,address)` (view)."""
-        result: int = self._call("owedEth(uint256,address)", work_id, contributor)
-        return result
-
-    def owed_token(self, work_id: int, contributor: str) -> int:
-        """`owedToken(uint256,address)` (view)."""
-        result: int = self._call("owedToken(uint256,address)", work_id, contributor)
-        return result
-
-    def pay(self, work_id: int) -> ContractFunction:
-        """`pay(uint256)` — a transaction to send. payable: send with a value."""
-        return self._fn("pay(uint256)", work_id)
-
-    def pay_token(self, work_id: int, amount: int) -> ContractFunction:
-        """`payToken(uint256,uint256)` — a transaction to send."""
-        return self._fn("payToken(uint256,uint256)", work_id, amount)
-
-    def pending_fees(self) -> tuple[int, int]:
-        """`pendingFees()` (view)."""
-        result: tuple[int, int] = self._call("pendingFees()")
-        return result
-
-    def protocol_fee_bps(self) -> int:
-        """`protocolFeeBps()` (view)."""
-        result: int = self._call("protocolFeeBps()")
-        return result
-
-    def register(
-        self,
-        content_hash: bytes,
-        metadata_uri: str,
-        contributors: list[str],
-        shares: list[int],
-        signatures: list[bytes],
-    ) -> ContractFunction:
-        """`register(bytes32,string,address[],uint16[],bytes[])` — a transaction to send."""
-        return self._fn(
-            "register(bytes32,string,address[],uint16[],bytes[])",
-            content_hash,
-            metadata_uri,
-            contributors,
-            shares,
-            signatures,
-        )
-
-    def set_protocol_fee(self, fee_bps: int) -> ContractFunction:
-        """`setProtocolFee(uint16)` — a transaction to send."""
-        return self._fn("setProtocolFee(uint16)", fee_bps)
-
-    def withdraw(self, work_id: int) -> ContractFunction:
-        """`withdraw(uint256)` — a transaction to send."""
-        return self._fn("withdraw(uint256)", work_id)
-
-    def withdraw_token(self, work_id: int) -> ContractFunction:
-        """`withdrawToken(uint256)` — a transaction to send."""
-        return self._fn("withdrawToken(uint256)", work_id)
-
-    def work(self, work_id: int) -> tuple[bytes, str, str, list[str], list[int], int, int]:
-        """`work(uint256)` (view)."""
-        result: tuple[bytes, str, str, list[str], list[int], int, int] = self._call(
-            "work(uint256)", work_id
-        )
-        return result
-
-    def work_count(self) -> int:
-        """`workCount()` (view)."""
-        result: int = self._call("workCount()")
-        return result
-
-
 class NodeRegistry(_Binding):
     """Typed calls of NodeRegistry (generated from its ABI)."""
 
@@ -835,6 +714,11 @@ class NodeRegistry(_Binding):
     def max_unbond_delay(self) -> int:
         """`MAX_UNBOND_DELAY()` (view)."""
         result: int = self._call("MAX_UNBOND_DELAY()")
+        return result
+
+    def is_registered(self, account: str) -> bool:
+        """`isRegistered(address)` (view)."""
+        result: bool = self._call("isRegistered(address)", account)
         return result
 
     def operator(self, account: str) -> tuple[int, int, int, bool, str, str, str]:
@@ -875,3 +759,223 @@ class NodeRegistry(_Binding):
     def withdraw(self) -> ContractFunction:
         """`withdraw()` — a transaction to send."""
         return self._fn("withdraw()")
+
+
+class WorkRegistry(_Binding):
+    """Typed calls of WorkRegistry (generated from its ABI)."""
+
+    def consent_typehash(self) -> bytes:
+        """`CONSENT_TYPEHASH()` (view)."""
+        result: bytes = self._call("CONSENT_TYPEHASH()")
+        return result
+
+    def max_contributors(self) -> int:
+        """`MAX_CONTRIBUTORS()` (view)."""
+        result: int = self._call("MAX_CONTRIBUTORS()")
+        return result
+
+    def max_fee_bps(self) -> int:
+        """`MAX_FEE_BPS()` (view)."""
+        result: int = self._call("MAX_FEE_BPS()")
+        return result
+
+    def provenance_typehash(self) -> bytes:
+        """`PROVENANCE_TYPEHASH()` (view)."""
+        result: bytes = self._call("PROVENANCE_TYPEHASH()")
+        return result
+
+    def total_bps(self) -> int:
+        """`TOTAL_BPS()` (view)."""
+        result: int = self._call("TOTAL_BPS()")
+        return result
+
+    def addresses(self) -> tuple[str, str, str]:
+        """`addresses()` (view)."""
+        result: tuple[str, str, str] = self._call("addresses()")
+        return result
+
+    def cancel_consent(self, registrant: str, nonce: int) -> ContractFunction:
+        """`cancelConsent(address,uint256)` — a transaction to send."""
+        return self._fn("cancelConsent(address,uint256)", registrant, nonce)
+
+    def collect_fees(self) -> ContractFunction:
+        """`collectFees()` — a transaction to send."""
+        return self._fn("collectFees()")
+
+    def consent_digest(
+        self, r: tuple[bytes, str, list[str], list[int], int, int, str], registrant: str
+    ) -> bytes:
+        """`consentDigest((bytes32,string,address[],uint16[],uint256,uint256,address),address)` (view)."""
+        result: bytes = self._call(
+            "consentDigest((bytes32,string,address[],uint16[],uint256,uint256,address),address)",
+            r,
+            registrant,
+        )
+        return result
+
+    def eip712_domain(self) -> tuple[bytes, str, str, int, str, bytes, list[int]]:
+        """`eip712Domain()` (view)."""
+        result: tuple[bytes, str, str, int, str, bytes, list[int]] = self._call("eip712Domain()")
+        return result
+
+    def node_registry(self) -> str:
+        """`nodeRegistry()` (view)."""
+        result: str = self._call("nodeRegistry()")
+        return result
+
+    def nonce_used(self, registrant: str, nonce: int, contributor: str) -> bool:
+        """`nonceUsed(address,uint256,address)` (view)."""
+        result: bool = self._call(
+            "nonceUsed(address,uint256,address)", registrant, nonce, contributor
+        )
+        return result
+
+    def owed_eth(self, work_id: int, contributor: str) -> int:
+        """`owedEth(uint256,address)` (view)."""
+        result: int = self._call("owedEth(uint256,address)", work_id, contributor)
+        return result
+
+    def owed_token(self, work_id: int, contributor: str) -> int:
+        """`owedToken(uint256,address)` (view)."""
+        result: int = self._call("owedToken(uint256,address)", work_id, contributor)
+        return result
+
+    def pay(self, work_id: int) -> ContractFunction:
+        """`pay(uint256)` — a transaction to send. payable: send with a value."""
+        return self._fn("pay(uint256)", work_id)
+
+    def pay_token(self, work_id: int, amount: int) -> ContractFunction:
+        """`payToken(uint256,uint256)` — a transaction to send."""
+        return self._fn("payToken(uint256,uint256)", work_id, amount)
+
+    def pending_fees(self) -> tuple[int, int]:
+        """`pendingFees()` (view)."""
+        result: tuple[int, int] = self._call("pendingFees()")
+        return result
+
+    def protocol_fee_bps(self) -> int:
+        """`protocolFeeBps()` (view)."""
+        result: int = self._call("protocolFeeBps()")
+        return result
+
+    def provenance_digest(self, content_hash: bytes, contributors: list[str]) -> bytes:
+        """`provenanceDigest(bytes32,address[])` (view)."""
+        result: bytes = self._call(
+            "provenanceDigest(bytes32,address[])", content_hash, contributors
+        )
+        return result
+
+    def register(
+        self,
+        r: tuple[bytes, str, list[str], list[int], int, int, str],
+        signatures: list[bytes],
+        attestation: bytes,
+    ) -> ContractFunction:
+        """`register((bytes32,string,address[],uint16[],uint256,uint256,address),bytes[],bytes)` — a transaction to send."""
+        return self._fn(
+            "register((bytes32,string,address[],uint16[],uint256,uint256,address),bytes[],bytes)",
+            r,
+            signatures,
+            attestation,
+        )
+
+    def set_protocol_fee(self, fee_bps: int) -> ContractFunction:
+        """`setProtocolFee(uint16)` — a transaction to send."""
+        return self._fn("setProtocolFee(uint16)", fee_bps)
+
+    def withdraw(self, work_id: int) -> ContractFunction:
+        """`withdraw(uint256)` — a transaction to send."""
+        return self._fn("withdraw(uint256)", work_id)
+
+    def withdraw_to(self, work_id: int, to: str) -> ContractFunction:
+        """`withdrawTo(uint256,address)` — a transaction to send."""
+        return self._fn("withdrawTo(uint256,address)", work_id, to)
+
+    def withdraw_token(self, work_id: int) -> ContractFunction:
+        """`withdrawToken(uint256)` — a transaction to send."""
+        return self._fn("withdrawToken(uint256)", work_id)
+
+    def withdraw_token_to(self, work_id: int, to: str) -> ContractFunction:
+        """`withdrawTokenTo(uint256,address)` — a transaction to send."""
+        return self._fn("withdrawTokenTo(uint256,address)", work_id, to)
+
+    def work(self, work_id: int) -> tuple[bytes, str, str, list[str], list[int], int, int]:
+        """`work(uint256)` (view)."""
+        result: tuple[bytes, str, str, list[str], list[int], int, int] = self._call(
+            "work(uint256)", work_id
+        )
+        return result
+
+    def work_count(self) -> int:
+        """`workCount()` (view)."""
+        result: int = self._call("workCount()")
+        return result
+
+
+class RoyaltyPool(_Binding):
+    """Typed calls of RoyaltyPool (generated from its ABI)."""
+
+    def addresses(self) -> tuple[str, str, str]:
+        """`addresses()` (view)."""
+        result: tuple[str, str, str] = self._call("addresses()")
+        return result
+
+    def claim(
+        self, period_id: int, work_id: int, eth: int, token_amount: int, proof: list[bytes]
+    ) -> ContractFunction:
+        """`claim(uint256,uint256,uint256,uint256,bytes32[])` — a transaction to send."""
+        return self._fn(
+            "claim(uint256,uint256,uint256,uint256,bytes32[])",
+            period_id,
+            work_id,
+            eth,
+            token_amount,
+            proof,
+        )
+
+    def fund(self) -> ContractFunction:
+        """`fund()` — a transaction to send. payable: send with a value."""
+        return self._fn("fund()")
+
+    def fund_token(self, amount: int) -> ContractFunction:
+        """`fundToken(uint256)` — a transaction to send."""
+        return self._fn("fundToken(uint256)", amount)
+
+    def is_claimed(self, period_id: int, work_id: int) -> bool:
+        """`isClaimed(uint256,uint256)` (view)."""
+        result: bool = self._call("isClaimed(uint256,uint256)", period_id, work_id)
+        return result
+
+    def is_settler(self, account: str) -> bool:
+        """`isSettler(address)` (view)."""
+        result: bool = self._call("isSettler(address)", account)
+        return result
+
+    def period(self, period_id: int) -> tuple[bytes, int, int, int, int, int, int]:
+        """`period(uint256)` (view)."""
+        result: tuple[bytes, int, int, int, int, int, int] = self._call(
+            "period(uint256)", period_id
+        )
+        return result
+
+    def set_settler(self, account: str, allowed: bool) -> ContractFunction:
+        """`setSettler(address,bool)` — a transaction to send."""
+        return self._fn("setSettler(address,bool)", account, allowed)
+
+    def settle(
+        self, period_id: int, root: bytes, eth: int, token_amount: int, works: int
+    ) -> ContractFunction:
+        """`settle(uint256,bytes32,uint256,uint256,uint32)` — a transaction to send."""
+        return self._fn(
+            "settle(uint256,bytes32,uint256,uint256,uint32)",
+            period_id,
+            root,
+            eth,
+            token_amount,
+            works,
+        )
+
+    def unallocated(self) -> tuple[int, int]:
+        """`unallocated()` (view)."""
+        result: tuple[int, int] = self._call("unallocated()")
+        return result

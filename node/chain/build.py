@@ -35,7 +35,14 @@ SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": 200},
     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }
-CONTRACT_NAMES = ("JamToken", "JamTimelock", "JamGovernor", "WorkRegistry", "NodeRegistry")
+CONTRACT_NAMES = (
+    "JamToken",
+    "JamTimelock",
+    "JamGovernor",
+    "NodeRegistry",
+    "WorkRegistry",
+    "RoyaltyPool",
+)
 
 
 @dataclass(frozen=True)

@@ -1,56 +1,111 @@
-"""The EIP-712 consent a contributor signs to a WorkRegistry split (off-chain side).
+"""The EIP-712 messages WorkRegistry checks (off-chain side): a contributor's consent and a
+node's provenance attestation.
 
-The contract's ``consentDigest`` computes the same hash on-chain; the tests check the two
-agree.
+A consent binds the split (contributors and shares), the content hash, the metadata URI, the
+registrant (who may submit it), a deadline and the registrant's nonce: a copied consent
+submitted by anyone else, after the deadline, or a second time is refused. A provenance
+attestation is a registered node's word that it recorded the content hash with exactly these
+contributors. The contract's ``consentDigest`` and ``provenanceDigest`` compute the same
+hashes on-chain; the tests check the two agree.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account.messages import SignableMessage, encode_typed_data
 from web3 import Web3
 
 DOMAIN_NAME = "jamnet WorkRegistry"
-DOMAIN_VERSION = "1"
+DOMAIN_VERSION = "2"
+DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+CONSENT_TYPE = [
+    {"name": "contentHash", "type": "bytes32"},
+    {"name": "metadataHash", "type": "bytes32"},
+    {"name": "contributors", "type": "address[]"},
+    {"name": "shares", "type": "uint16[]"},
+    {"name": "registrant", "type": "address"},
+    {"name": "deadline", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+]
+PROVENANCE_TYPE = [
+    {"name": "contentHash", "type": "bytes32"},
+    {"name": "contributors", "type": "address[]"},
+]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One registration as WorkRegistry.register takes it (its ``Registration`` struct)."""
+
+    content_hash: bytes
+    uri: str
+    contributors: list[str]
+    shares: list[int]
+    deadline: int
+    nonce: int
+    attester: str
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The struct for a web3 call."""
+        return (
+            self.content_hash,
+            self.uri,
+            self.contributors,
+            self.shares,
+            self.deadline,
+            self.nonce,
+            self.attester,
+        )
+
+
+def _domain(chain_id: int, registry: str) -> dict[str, Any]:
+    return {
+        "name": DOMAIN_NAME,
+        "version": DOMAIN_VERSION,
+        "chainId": chain_id,
+        "verifyingContract": registry,
+    }
 
 
 def consent_message(
-    chain_id: int,
-    registry: str,
-    content_hash: bytes,
-    uri: str,
-    contributors: list[str],
-    shares: list[int],
+    chain_id: int, registry: str, registration: Registration, registrant: str
 ) -> SignableMessage:
-    """The typed-data message for one split of one work on one registry."""
-    typed: dict[str, Any] = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Consent": [
-                {"name": "contentHash", "type": "bytes32"},
-                {"name": "metadataHash", "type": "bytes32"},
-                {"name": "contributors", "type": "address[]"},
-                {"name": "shares", "type": "uint16[]"},
-            ],
-        },
-        "primaryType": "Consent",
-        "domain": {
-            "name": DOMAIN_NAME,
-            "version": DOMAIN_VERSION,
-            "chainId": chain_id,
-            "verifyingContract": registry,
-        },
-        "message": {
-            "contentHash": content_hash,
-            "metadataHash": Web3.keccak(text=uri),
-            "contributors": contributors,
-            "shares": shares,
-        },
-    }
-    return encode_typed_data(full_message=typed)
+    """What a contributor signs to let ``registrant`` register exactly ``registration``."""
+    return encode_typed_data(
+        full_message={
+            "types": {"EIP712Domain": DOMAIN_TYPE, "Consent": CONSENT_TYPE},
+            "primaryType": "Consent",
+            "domain": _domain(chain_id, registry),
+            "message": {
+                "contentHash": registration.content_hash,
+                "metadataHash": Web3.keccak(text=registration.uri),
+                "contributors": registration.contributors,
+                "shares": registration.shares,
+                "registrant": registrant,
+                "deadline": registration.deadline,
+                "nonce": registration.nonce,
+            },
+        }
+    )
+
+
+def provenance_message(
+    chain_id: int, registry: str, content_hash: bytes, contributors: list[str]
+) -> SignableMessage:
+    """What a registered node signs to attest it recorded ``content_hash`` with these
+    contributors."""
+    return encode_typed_data(
+        full_message={
+            "types": {"EIP712Domain": DOMAIN_TYPE, "Provenance": PROVENANCE_TYPE},
+            "primaryType": "Provenance",
+            "domain": _domain(chain_id, registry),
+            "message": {"contentHash": content_hash, "contributors": contributors},
+        }
+    )

@@ -2,7 +2,9 @@
 
 Order: timelock (treasury) → JAM token (genesis supply to the timelock, a devnet allocation
 to the local test accounts) → governor → the timelock's proposer/canceller roles to the
-governor, and the deployer's admin role renounced → WorkRegistry → NodeRegistry. The
+governor, and the deployer's admin role renounced → NodeRegistry → WorkRegistry (its
+provenance attesters are NodeRegistry's nodes) → RoyaltyPool (paying into WorkRegistry; its
+first settler is the node that deploys, governance appoints others). The
 deployment file records the chain id, every address and the first block, so the node can
 find (and index from) it again.
 """
@@ -22,6 +24,15 @@ from node.chain.build import build
 from node.errors import ChainError
 
 JAM = 10**18
+CONTRACTS = (
+    "JamToken",
+    "JamTimelock",
+    "JamGovernor",
+    "NodeRegistry",
+    "WorkRegistry",
+    "RoyaltyPool",
+)
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
 @dataclass(frozen=True)
@@ -72,9 +83,7 @@ class Deployment:
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ChainError(f"deployment file {path} is missing or invalid: {exc}") from None
-        missing = {"JamToken", "JamTimelock", "JamGovernor", "WorkRegistry", "NodeRegistry"} - set(
-            deployment.addresses
-        )
+        missing = set(CONTRACTS) - set(deployment.addresses)
         if missing:
             raise ChainError(f"deployment file {path} lacks {sorted(missing)[0]}")
         return deployment
@@ -115,12 +124,17 @@ def _wait(w3: Web3, tx_hash: Any, what: str) -> None:
 
 
 def deploy(
-    w3: Web3, deployer: str, devnet_accounts: Sequence[str], params: DeployParams | None = None
+    w3: Web3,
+    deployer: str,
+    devnet_accounts: Sequence[str],
+    params: DeployParams | None = None,
+    settler: str | None = None,
 ) -> Deployment:
-    """Deploy everything from ``deployer`` (an account the node can send from)."""
+    """Deploy everything from ``deployer`` (an account the node can send from); ``settler``
+    is RoyaltyPool's first settler (the node's own account), or none."""
     p = params or DeployParams()
     first_block = w3.eth.block_number + 1
-    zero = "0x0000000000000000000000000000000000000000"
+    zero = ZERO_ADDRESS
     timelock = _deploy(w3, deployer, "JamTimelock", p.timelock_delay_s, [], [zero], deployer)
     token = _deploy(
         w3,
@@ -154,15 +168,6 @@ def deploy(
         timelock.functions.renounceRole(admin, deployer).transact({"from": deployer}),
         "renounce",
     )
-    works = _deploy(
-        w3,
-        deployer,
-        "WorkRegistry",
-        token.address,
-        timelock.address,
-        timelock.address,
-        p.protocol_fee_bps,
-    )
     nodes = _deploy(
         w3,
         deployer,
@@ -173,6 +178,19 @@ def deploy(
         p.min_stake,
         p.unbond_delay_s,
     )
+    works = _deploy(
+        w3,
+        deployer,
+        "WorkRegistry",
+        token.address,
+        nodes.address,
+        timelock.address,
+        timelock.address,
+        p.protocol_fee_bps,
+    )
+    pool = _deploy(
+        w3, deployer, "RoyaltyPool", token.address, works.address, timelock.address, settler or zero
+    )
     return Deployment(
         chain_id=w3.eth.chain_id,
         block=first_block,
@@ -180,8 +198,9 @@ def deploy(
             "JamToken": token.address,
             "JamTimelock": timelock.address,
             "JamGovernor": governor.address,
-            "WorkRegistry": works.address,
             "NodeRegistry": nodes.address,
+            "WorkRegistry": works.address,
+            "RoyaltyPool": pool.address,
         },
         deployer=deployer,
         params=asdict(p),

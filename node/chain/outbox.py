@@ -11,7 +11,10 @@ existing entry). Processing walks every unfinished entry:
 3. ``sent``: poll for the receipt → ``mined`` (status 1) or ``failed`` (reverted, with the
    decoded reason).
 
-RPC errors leave an entry where it was, count an attempt and try again on the next pass.
+Entries go out in order, one at a time: a pass stops at the first entry that is not mined
+yet, so a later transaction (a stake after its approval, claims after a settlement) is never
+estimated or signed against a state the earlier one has not made. RPC errors leave an entry
+where it was, count an attempt and try again on the next pass.
 The store is the node's SQLite file (WAL, a transaction per change), so a node restart
 resumes where it stopped.
 """
@@ -142,6 +145,8 @@ class Outbox:
                 Web3Exception,
             ) as exc:  # RPC down or refusing
                 self._update(row["key"], error=f"RPC: {exc}", attempts=row["attempts"] + 1)
+            if self.get(row["key"]).state not in {"mined", "failed"}:
+                break  # later entries wait for this one
         remaining = self._db.execute(
             "SELECT COUNT(*) FROM outbox WHERE state IN ('queued', 'signed', 'sent')"
         ).fetchone()

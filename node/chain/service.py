@@ -59,6 +59,12 @@ class ChainService:
 
     async def start(self) -> None:
         """Connect (and on the devnet: start anvil and deploy if needed), then index."""
+        try:  # the key itself is never logged
+            self.account = await asyncio.to_thread(
+                node_key, self.config.chain.keyfile, self.config.data_path
+            )
+        except AuthError as exc:
+            raise ChainError(str(exc)) from None
         await asyncio.to_thread(self._start)
         if self.w3 is not None and self.deployment is not None:
             await asyncio.to_thread(self._open_outbox)
@@ -75,10 +81,7 @@ class ChainService:
             self._index_task = asyncio.create_task(self._index_loop(), name="chain-indexer")
 
     def _open_outbox(self) -> None:
-        try:  # the key itself is never logged
-            self.account = node_key(self.config.chain.keyfile, self.config.data_path)
-        except AuthError as exc:
-            raise ChainError(str(exc)) from None
+        assert self.account is not None
         self.outbox = Outbox(self.config.data_path / "chain" / "outbox.sqlite3", self.account)
         devnet = self.config.chain.mode == "devnet" and self.w3 is not None
         if devnet and self.w3 and self.w3.eth.get_balance(self.account.address) < FAUCET_ETH:
@@ -119,14 +122,21 @@ class ChainService:
             self.w3 = Web3(Web3.HTTPProvider(self.rpc_url))
             path = directory / "deployment.json"
             if path.exists():
-                existing = Deployment.load(path)
-                if existing.is_live(self.w3):
+                try:
+                    existing: Deployment | None = Deployment.load(path)
+                except ChainError as exc:  # an older release's file: its contracts are replaced
+                    log.warning("devnet: %s; redeploying", exc)
+                    existing = None
+                if existing is not None and existing.is_live(self.w3):
                     self.deployment = existing
                     log.info("devnet: reusing the deployment in %s", path)
                     return
                 log.warning("devnet: %s does not match the chain (state lost?); redeploying", path)
             accounts = list(self.w3.eth.accounts)
-            self.deployment = deploy(self.w3, accounts[0], accounts[1:])
+            assert self.account is not None
+            self.deployment = deploy(
+                self.w3, accounts[0], accounts[1:], settler=self.account.address
+            )
             self.deployment.save(path)
             log.info("devnet: contracts deployed, see %s", path)
         elif chain.mode == "external":
@@ -160,6 +170,48 @@ class ChainService:
         if self.devnet is not None:
             await asyncio.to_thread(self.devnet.stop)
             self.devnet = None
+
+    async def register_devnet_node(self, peer_id: str, endpoint: str) -> None:
+        """Devnet only: stake the minimum and register this node in NodeRegistry (through the
+        outbox, like every transaction the node sends), so that it may attest its takes."""
+        if self.config.chain.mode != "devnet" or self.w3 is None or self.deployment is None:
+            return
+        await asyncio.to_thread(self._register_devnet_node, peer_id, endpoint)
+
+    def _register_devnet_node(self, peer_id: str, endpoint: str) -> None:
+        assert self.w3 is not None
+        assert self.deployment is not None
+        assert self.outbox is not None
+        assert self.account is not None
+        w3, c, me = self.w3, self._contracts(), self.account.address
+        nodes, token = c["NodeRegistry"], c["JamToken"]
+        if nodes.functions.isRegistered(me).call():
+            return
+        stake = int(nodes.functions.parameters().call()[0])
+        have = int(nodes.functions.operator(me).call()[0])
+        if have < stake:
+            need = stake - have - int(token.functions.balanceOf(me).call())
+            if need > 0:  # from an unlocked devnet account holding the devnet allocation
+                w3.eth.wait_for_transaction_receipt(
+                    token.functions.transfer(me, need).transact({"from": w3.eth.accounts[0]})
+                )
+            key = f"devnet-node:{me}"
+            self.outbox.enqueue(
+                f"{key}:approve",
+                token.address,
+                token.functions.approve(nodes.address, stake - have)._encode_transaction_data(),
+            )
+            self.outbox.enqueue(
+                f"{key}:stake",
+                nodes.address,
+                nodes.functions.stake(stake - have)._encode_transaction_data(),
+            )
+        call = nodes.functions.register(peer_id, endpoint, '{"devnet":true}')
+        self.outbox.enqueue(
+            f"devnet-node:{me}:register:{peer_id}", nodes.address, call._encode_transaction_data()
+        )
+        self.outbox.process(w3)
+        log.info("devnet: node %s registered in NodeRegistry as %s", me, peer_id)
 
     async def faucet(self, address: str) -> dict[str, str]:
         """Devnet only: 1 ETH and 1000 JAM to a new key, at most once an hour per address."""

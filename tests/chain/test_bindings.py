@@ -8,7 +8,7 @@ from web3 import Web3
 
 from node.chain import bindgen, bindings
 from node.chain.deploy import JAM
-from tests.chain.conftest import Chain
+from tests.chain.conftest import Chain, attest, registration
 
 
 def test_bindings_match_the_current_abis(tmp_path: Path) -> None:
@@ -23,7 +23,9 @@ def test_typed_calls_and_transactions(chain: Chain) -> None:
     assert works.protocol_fee_bps() == 250 and works.max_fee_bps() == 1000
     assert token.clock_mode() == "mode=timestamp" and token.decimals() == 18
     alice = chain.accounts[1]
-    chain.send(works.register(Web3.keccak(text="typed"), "u", [alice], [10000], [b""]), alice)
+    reg = registration(Web3.keccak(text="typed"), [alice], [10000], uri="u")
+    proof = attest(chain, reg.content_hash, [alice])
+    chain.send(works.register(reg.as_tuple(), [b""], proof), alice)
     chain.send(works.pay(0), chain.accounts[2], value=10**18)
     assert works.owed_eth(0, alice) == 975 * 10**15
     assert token.balance_of(alice) == 1_000_000 * JAM

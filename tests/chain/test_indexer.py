@@ -8,7 +8,7 @@ from web3 import Web3
 
 from node.chain.deploy import JAM, Deployment
 from node.chain.indexer import Indexer
-from tests.chain.conftest import Chain
+from tests.chain.conftest import Chain, register_work, registration
 
 
 def test_indexes_every_event_once_and_resumes(chain: Chain, tmp_path: Path) -> None:
@@ -19,8 +19,8 @@ def test_indexes_every_event_once_and_resumes(chain: Chain, tmp_path: Path) -> N
     assert first > 0, "deployment emitted events (role grants, transfers, delegations)"
     assert indexer.poll() == 0
     alice = chain.accounts[1]
-    chain.send(
-        works.functions.register(Web3.keccak(text="indexed"), "u", [alice], [10000], [b""]), alice
+    register_work(
+        chain, alice, registration(Web3.keccak(text="indexed"), [alice], [10000], uri="u"), {}
     )
     chain.send(works.functions.pay(0), chain.accounts[2], value=10**18)
     indexer.close()

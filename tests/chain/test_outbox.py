@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from pathlib import Path
 
 from eth_account import Account
@@ -69,11 +70,14 @@ def test_an_rpc_outage_and_a_crash_after_signing_lose_nothing_and_pay_once(tmp_p
         outbox._sign(w3, outbox.get("b"))
         assert {e.state for e in outbox.entries()} == {"signed"}
         outbox.close()
-    # The chain is down: a pass changes nothing but counts the attempt.
+    # The chain is down: a pass changes nothing but counts the attempt (of the first entry:
+    # the later one waits behind it).
     outbox = Outbox(store, account)
     w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 2}))
     assert outbox.process(w3) == 2
-    assert all(e.attempts == 1 and e.error and e.state == "signed" for e in outbox.entries())
+    entries = outbox.entries()
+    assert [(e.attempts, e.state) for e in entries] == [(1, "signed"), (0, "signed")]
+    assert entries[0].error
     # The chain is back (same state): the same signed bytes go out, once.
     with Devnet(state, port=port) as devnet:
         w3 = Web3(Web3.HTTPProvider(devnet.url))
@@ -87,3 +91,30 @@ def test_an_rpc_outage_and_a_crash_after_signing_lose_nothing_and_pay_once(tmp_p
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
         assert w3.eth.get_balance(to) == 3 * ETH
     outbox.close()
+
+
+def test_a_later_entry_waits_for_the_one_it_depends_on(chain: Chain) -> None:
+    # Stake after approve: estimating the stake before the approval is mined would fail.
+    account = Account.create()
+    token, nodes = chain.c["JamToken"], chain.c["NodeRegistry"]
+    fund(chain.w3, account.address)
+    chain.send(token.functions.transfer(account.address, 10_000 * ETH), chain.accounts[1])
+    chain.w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            outbox = Outbox(Path(tmp) / "outbox.sqlite3", account)
+            approve = token.functions.approve(nodes.address, 10_000 * ETH)
+            outbox.enqueue("approve", token.address, approve._encode_transaction_data())
+            stake = nodes.functions.stake(10_000 * ETH)._encode_transaction_data()
+            outbox.enqueue("stake", nodes.address, stake)
+            assert outbox.process(chain.w3) == 2
+            assert [e.state for e in outbox.entries()] == ["sent", "queued"]
+            chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            outbox.process(chain.w3)
+            chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            assert outbox.process(chain.w3) == 0
+            assert [e.state for e in outbox.entries()] == ["mined", "mined"]
+            outbox.close()
+    finally:
+        chain.w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    assert nodes.functions.operator(account.address).call()[0] == 10_000 * ETH

@@ -11,18 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from eth_account import Account
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from web3 import Web3
 
-from tests.chain.conftest import Chain
-from tests.chain.test_works import consent
-
-MNEMONIC = "test test test test test test test test test test test junk"
-Account.enable_unaudited_hdwallet_features()
-KEYS = [Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(10)]
+from tests.chain.conftest import KEYS, Chain, register_work, registration
 
 
 @pytest.mark.slow
@@ -60,13 +54,8 @@ def test_registry_conserves_funds(chain: Chain) -> None:
             content = Web3.keccak(
                 text=f"work {len(self.splits)} {data.draw(st.integers(0, 10**9))}"
             )
-            uri = "ipfs://w"
-            signatures = [b""] + [
-                consent(chain, KEYS[m], content, uri, addresses, shares) for m in members[1:]
-            ]
-            chain.send(
-                works.functions.register(content, uri, addresses, shares, signatures), addresses[0]
-            )
+            reg = registration(content, addresses, shares, nonce=len(self.splits))
+            register_work(chain, addresses[0], reg, {KEYS[m].address: KEYS[m] for m in members})
             self.splits.append((addresses, shares))
 
         @precondition(lambda self: self.splits)
