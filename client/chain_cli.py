@@ -1,4 +1,4 @@
-"""`jamnet token|works|operator|gov …`: the contracts from the terminal (argument parsing).
+"""`jamnet token|works|royalties|operator|gov …`: the contracts from the terminal (parsing).
 
 The commands themselves live in ``client.chain_commands`` and load web3 only when one of
 them runs, so ``jamnet jam`` and ``jamnet node`` start as fast as before.
@@ -19,6 +19,15 @@ SUPPORT_CHOICES = ["abstain", "against", "for"]
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         module = importlib.import_module("client.chain_commands")
+        result: int = getattr(module, name)(args)
+        return result
+
+    return run
+
+
+def _loop(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module("client.loop_commands")
         result: int = getattr(module, name)(args)
         return result
 
@@ -59,16 +68,20 @@ def add_commands(sub: Any) -> None:
     works = sub.add_parser("works", help="royalty splits").add_subparsers(
         dest="action", required=True
     )
-    for name, func, text in (
-        ("consent", _lazy("works_consent"), "sign your consent to a split"),
-        ("register", _lazy("works_register"), "register a work and its split"),
-    ):
-        p = command(works, name, func, text)
-        p.add_argument("--content", required=True, help="0x… hash or a file to hash")
-        p.add_argument("--uri", required=True, help="metadata URI")
-        p.add_argument("--split", action="append", default=[], help="ADDRESS:BASIS_POINTS (repeat)")
-        if name == "register":
-            p.add_argument("--signature", action="append", help="ADDRESS=0x… consent (repeat)")
+    p = command(works, "draft", _loop("works_draft"), "a take's proposed split and consents")
+    p.add_argument("recording", help="recording id")
+    p = command(works, "split", _loop("works_split"), "session owner: set a take's split")
+    p.add_argument("recording", help="recording id")
+    p.add_argument("split", nargs="+", help="ADDRESS:BASIS_POINTS (adding up to 10000)")
+    p = command(works, "consent", _loop("works_consent"), "sign your consent to a take's split")
+    p.add_argument("recording", help="recording id")
+    command(works, "list", _loop("works_list"), "works from the node's takes, with their plays")
+    p = command(works, "earnings", _loop("works_earnings"), "what your works earned, per period")
+    p.add_argument("address", nargs="?")
+    p = command(works, "listen", _loop("works_listen"), "play a work and sign a listen receipt")
+    p.add_argument("id", type=int)
+    p.add_argument("--seconds", type=float, default=31.0, help="how long to play (≥ 30 counts)")
+    p.add_argument("--source", help="local address to connect from")
     command(works, "show", _lazy("works_show"), "a work, its split and what it owes").add_argument(
         "id", type=int
     )
@@ -82,6 +95,18 @@ def add_commands(sub: Any) -> None:
     p = command(works, "withdraw", _lazy("works_withdraw"), "withdraw what a work owes you")
     p.add_argument("id", type=int)
     p.add_argument("--jam", action="store_true")
+    p.add_argument("--to", help="send it to this address instead of yours")
+
+    royalties = sub.add_parser("royalties", help="the royalty pool and its periods")
+    royalties_actions = royalties.add_subparsers(dest="action", required=True)
+    command(royalties_actions, "status", _loop("royalties_status"), "the pool and every period")
+    p = command(
+        royalties_actions, "close", _loop("royalties_close"), "node key holder: close the period"
+    )
+    p.add_argument("--wait", type=float, default=0.0, help="wait up to S seconds for settlement")
+    p = command(royalties_actions, "fund", _loop("royalties_fund"), "add ETH or JAM to the pool")
+    p.add_argument("amount")
+    p.add_argument("--jam", action="store_true", help="fund in JAM instead of ETH")
 
     ops = sub.add_parser("operator", help="node operators: stake and registry").add_subparsers(
         dest="action", required=True

@@ -127,43 +127,6 @@ def token_faucet(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ works
-def works_consent(args: argparse.Namespace) -> int:
-    client = _client(args)
-    who, shares = _split(args.split, client.address)
-    digest = client.works.functions.consentDigest(
-        _content_hash(args.content), args.uri, who, shares
-    ).call()
-    assert client.account is not None
-    signature = client.account.unsafe_sign_hash(digest).signature
-    print(f"{client.address}={signature.to_0x_hex()}")
-    return 0
-
-
-def works_register(args: argparse.Namespace) -> int:
-    client = _client(args)
-    who, shares = _split(args.split, client.address)
-    given: dict[str, bytes] = {}
-    for item in args.signature or []:
-        address, _, signature = item.partition("=")
-        try:
-            given[_address(address)] = bytes.fromhex(signature.removeprefix("0x"))
-        except ValueError:
-            raise InputError(f"--signature wants ADDRESS=0x…, got {item!r}") from None
-    signatures = [b"" if a == client.address else given.get(a, b"") for a in who]
-    missing = [a for a, s in zip(who, signatures, strict=True) if not s and a != client.address]
-    if missing:
-        raise InputError(
-            f"no consent from {missing[0]}: they run `jamnet works consent` with the same split"
-        )
-    content = _content_hash(args.content)
-    receipt = client.send(
-        client.works.functions.register(content, args.uri, who, shares, signatures), what="register"
-    )
-    event = client.works.events.WorkRegistered().process_receipt(receipt, errors=DISCARD)[0]
-    print(f"registered work {event['args']['workId']} (content 0x{content.hex()})")
-    return 0
-
-
 def works_show(args: argparse.Namespace) -> int:
     client = _client(args, signer=False)
     content, uri, registrant, who, shares, total_eth, total_jam = client.works.functions.work(
@@ -219,16 +182,15 @@ def works_balance(args: argparse.Namespace) -> int:
 
 def works_withdraw(args: argparse.Namespace) -> int:
     client = _client(args)
-    call = (
-        client.works.functions.withdrawToken(args.id)
-        if args.jam
-        else client.works.functions.withdraw(args.id)
-    )
+    to = _address(args.to) if args.to else client.address
+    functions = client.works.functions
+    call = (functions.withdrawTokenTo if args.jam else functions.withdrawTo)(args.id, to)
     receipt = client.send(call, what="withdraw")
     amount = client.works.events.Withdrawn().process_receipt(receipt, errors=DISCARD)[0]["args"][
         "amount"
     ]
-    print(f"withdrew {format_amount(amount)} {'JAM' if args.jam else 'ETH'} from work {args.id}")
+    asset = "JAM" if args.jam else "ETH"
+    print(f"withdrew {format_amount(amount)} {asset} from work {args.id} to {to}")
     return 0
 
 

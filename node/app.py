@@ -22,10 +22,13 @@ from node.errors import ConfigError
 from node.heap import HeapKeeper
 from node.identity import ChallengeBook
 from node.jam import JamService
+from node.listens import ListenBook
 from node.media.engine import MixClocks
 from node.metrics import Metrics
 from node.p2p.service import P2PService
+from node.royalties import Royalties
 from node.store.db import Store
+from node.works import Works
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,11 @@ class Node:
         self.chain: ChainService | None = None
         self.ai: AiService | None = None
         self.p2p: P2PService | None = None
+        self.works: Works | None = None
+        self.listens: ListenBook | None = None
+        self.royalties: Royalties | None = None
         self._settle: asyncio.Task[None] | None = None
+        self._works_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -148,6 +155,18 @@ class Node:
             self.p2p = P2PService(config, self.service, self.chain)
             metrics.watch_p2p(self.p2p.stats)
         metrics.watch(lambda: clocks.stats, self.service.mixers)
+        loop_parts = None
+        if self.chain is not None and self.chain.deployment is not None:
+            data = config.data_path / "loop"
+            data.mkdir(parents=True, exist_ok=True)
+            self.works = Works(
+                data / "works.sqlite3", self.store, self.service.recordings, self.chain
+            )
+            self.listens = ListenBook(data / "listens.sqlite3", self.chain.deployment.chain_id)
+            self.royalties = Royalties(
+                data, self.chain, self.listens, master=config.chain.spark_master
+            )
+            loop_parts = (self.works, self.listens, self.royalties)
         challenges = ChallengeBook(
             f"{config.http.host}:{config.http.port}", config.session.challenge_ttl_s
         )
@@ -161,6 +180,7 @@ class Node:
             chain=self.chain,
             ai=self.ai,
             p2p=self.p2p,
+            loop=loop_parts,
         )
         await self.service.start()
         await self.ai.start()
@@ -189,12 +209,28 @@ class Node:
         self._settle = asyncio.create_task(
             _mark_when_loaded(self.ai, self.service.heap), name="heap-mark"
         )
+        if self.works is not None and self.royalties is not None:
+            self.royalties.kick()  # resumes a settlement a stop or a crash interrupted
+            self._works_task = asyncio.create_task(_refresh_works(self.works), name="works")
 
     async def stop(self) -> None:
         """Stop everything within a bound (idempotent)."""
         if self._settle is not None:
             self._settle.cancel()
             self._settle = None
+        if self._works_task is not None:
+            self._works_task.cancel()
+            self._works_task = None
+        if self.royalties is not None:
+            await self.royalties.stop()
+            self.royalties.close()
+            self.royalties = None
+        if self.listens is not None:
+            self.listens.close()
+            self.listens = None
+        if self.works is not None:
+            self.works.close()
+            self.works = None
         if self.p2p is not None:
             await self.p2p.stop()
             self.p2p = None
@@ -219,6 +255,16 @@ class Node:
         if self.chain is not None:
             await self.chain.stop()
             self.chain = None
+
+
+async def _refresh_works(works: Works) -> None:
+    """Move queued registrations on (the outbox, then their work ids) every few seconds."""
+    while True:
+        await asyncio.sleep(2.0)
+        try:
+            await works.refresh()
+        except Exception as exc:  # the chain may be down a while: retried
+            log.warning("works: %s (retrying)", exc)
 
 
 async def _mark_when_loaded(ai: AiService, heap: HeapKeeper) -> None:

@@ -146,6 +146,9 @@ class ChainConfig:
     keyfile: str = ""
     """The node's own key (V3 keystore; password from JAMNET_KEY_PASSWORD) for the
     transactions it sends; default <data_dir>/chain/node-key.json, made on first use."""
+    spark_master: str = "local[*]"
+    """Where a royalty period's roll-up (spark_jobs/royalties.py) runs: local[*], local[2],
+    or a cluster's spark://host:7077."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from node import records
 from node.ai.service import AiService, AiUnavailableError
 from node.api.ai import add_routes
 from node.api.p2p import add_routes as add_p2p_routes
+from node.api.works import add_routes as add_works_routes
 from node.chain.service import ChainService
 from node.config import FRAME_SIZES_MS
 from node.errors import (
@@ -33,6 +34,7 @@ from node.errors import (
 )
 from node.identity import ChallengeBook, parse_address
 from node.jam import JamService
+from node.listens import RateLimitError
 from node.media.engine import MixClocks
 from node.media.opus import LOOKAHEAD_MS
 from node.media.peer import TRANSPORTS, validate_offer
@@ -67,6 +69,7 @@ STATUS = {
     MediaError: 502,
     SpatialError: 400,
     AiUnavailableError: 503,
+    RateLimitError: 429,
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -562,6 +565,7 @@ def build_app(
     chain: ChainService | None = None,
     ai: AiService | None = None,
     p2p: P2PService | None = None,
+    loop: tuple[Any, Any, Any] | None = None,
 ) -> web.Application:
     """The aiohttp application with every route."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
@@ -602,6 +606,8 @@ def build_app(
         add_routes(app, ai)
     if p2p is not None:
         add_p2p_routes(app, p2p)
+    if loop is not None:  # works, listens, royalties: only with a chain
+        add_works_routes(app, *loop)
     app.router.add_get("/", index)
     app.router.add_get("/vendor/{name}", vendor)
     app.router.add_static("/static/", WEB_DIR)

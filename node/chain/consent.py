@@ -74,26 +74,35 @@ def _domain(chain_id: int, registry: str) -> dict[str, Any]:
     }
 
 
+def consent_typed_data(
+    chain_id: int, registry: str, registration: Registration, registrant: str
+) -> dict[str, Any]:
+    """The consent as EIP-712 JSON (what a wallet's ``eth_signTypedData_v4`` takes; bytes as
+    0x-hex, numbers as decimal strings)."""
+    return {
+        "types": {"EIP712Domain": DOMAIN_TYPE, "Consent": CONSENT_TYPE},
+        "primaryType": "Consent",
+        "domain": _domain(chain_id, registry),
+        "message": {
+            "contentHash": "0x" + registration.content_hash.hex(),
+            "metadataHash": Web3.keccak(text=registration.uri).to_0x_hex(),
+            "contributors": registration.contributors,
+            "shares": registration.shares,
+            "registrant": registrant,
+            "deadline": str(registration.deadline),
+            "nonce": str(registration.nonce),
+        },
+    }
+
+
 def consent_message(
     chain_id: int, registry: str, registration: Registration, registrant: str
 ) -> SignableMessage:
     """What a contributor signs to let ``registrant`` register exactly ``registration``."""
-    return encode_typed_data(
-        full_message={
-            "types": {"EIP712Domain": DOMAIN_TYPE, "Consent": CONSENT_TYPE},
-            "primaryType": "Consent",
-            "domain": _domain(chain_id, registry),
-            "message": {
-                "contentHash": registration.content_hash,
-                "metadataHash": Web3.keccak(text=registration.uri),
-                "contributors": registration.contributors,
-                "shares": registration.shares,
-                "registrant": registrant,
-                "deadline": registration.deadline,
-                "nonce": registration.nonce,
-            },
-        }
-    )
+    typed = consent_typed_data(chain_id, registry, registration, registrant)
+    message = dict(typed["message"])
+    message["deadline"], message["nonce"] = registration.deadline, registration.nonce
+    return encode_typed_data(full_message={**typed, "message": message})
 
 
 def provenance_message(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,8 @@ class Outbox:
     def __init__(self, path: Path, account: LocalAccount) -> None:
         self._db = open_sqlite(path, SCHEMA)
         self.account = account
+        self._processing = threading.Lock()
+        """One pass at a time: two threads signing the same entry would burn a nonce."""
 
     def close(self) -> None:
         """Close the store (idempotent)."""
@@ -128,6 +131,10 @@ class Outbox:
     # ------------------------------------------------------------ processing
     def process(self, w3: Web3) -> int:
         """One pass over unfinished entries; returns how many are still unfinished."""
+        with self._processing:
+            return self._process(w3)
+
+    def _process(self, w3: Web3) -> int:
         pending = self._db.execute(
             "SELECT * FROM outbox WHERE state IN ('queued', 'signed', 'sent') AND sender = ?"
             " ORDER BY created_at, key",

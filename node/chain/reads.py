@@ -108,3 +108,14 @@ def operators(c: dict[str, Contract]) -> dict[str, Any]:
             }
         )
     return {"min_stake": str(minimum), "unbond_delay_s": int(delay), "operators": listed}
+
+
+def pool(c: dict[str, Contract]) -> dict[str, Any]:
+    """The royalty pool: its address and the funds not settled into any period yet."""
+    royalty_pool = bindings.RoyaltyPool(c["RoyaltyPool"])
+    eth, jam = royalty_pool.unallocated()
+    return {
+        "address": royalty_pool.address,
+        "unallocated_eth": str(eth),
+        "unallocated_jam": str(jam),
+    }

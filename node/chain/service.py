@@ -193,7 +193,7 @@ class ChainService:
             need = stake - have - int(token.functions.balanceOf(me).call())
             if need > 0:  # from an unlocked devnet account holding the devnet allocation
                 w3.eth.wait_for_transaction_receipt(
-                    token.functions.transfer(me, need).transact({"from": w3.eth.accounts[0]})
+                    token.functions.transfer(me, need).transact({"from": w3.eth.accounts[-1]})
                 )
             key = f"devnet-node:{me}"
             self.outbox.enqueue(
@@ -270,6 +270,8 @@ class ChainService:
                 return indexer.events(*args)
             if view == "operators":
                 return reads.operators(c)
+            if view == "pool":
+                return reads.pool(c)
             raise ValueError(view)
 
         return await asyncio.to_thread(run)

@@ -115,6 +115,11 @@ class Store:
         """Mark a session as ended."""
         self._db.execute("UPDATE sessions SET closed_at=? WHERE id=?", (time.time(), session_id))
 
+    def session_owner(self, session_id: str) -> str | None:
+        """The address that created a session (open or closed)."""
+        rows = self._rows("SELECT owner FROM sessions WHERE id=?", (session_id,))
+        return str(rows[0]["owner"]) if rows else None
+
     def open_sessions(self) -> list[dict[str, Any]]:
         """Sessions not closed, oldest first."""
         return self._rows("SELECT * FROM sessions WHERE closed_at IS NULL ORDER BY created_at")

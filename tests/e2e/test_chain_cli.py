@@ -80,34 +80,14 @@ def test_tokens_works_operators_and_governance_from_the_cli(
     assert "already got" in capsys.readouterr().err
     balance = run(capsys, "token", "balance", *alice)
     assert re.search(r"JAM\s+1000\b", balance)
-    alice_address = re.search(r"address\s+(0x\w+)", balance).group(1)  # type: ignore[union-attr]
-    bob_address = re.search(r"address\s+(0x\w+)", run(capsys, "token", "balance", *bob)).group(1)  # type: ignore[union-attr]
+    assert re.search(r"JAM\s+1000\b", run(capsys, "token", "balance", *bob))
 
-    # A duet: Bob consents to a 60/40 split, Alice registers it, a fan pays, both withdraw.
-    song = tmp_path / "take.wav"
-    song.write_bytes(b"RIFF not really audio, just content to hash")
-    split = [
-        "--content",
-        str(song),
-        "--uri",
-        "ipfs://take",
-        "--split",
-        f"{alice_address}:6000",
-        "--split",
-        f"{bob_address}:4000",
-    ]
-    consent = run(capsys, "works", "consent", *split, *bob).strip()
-    missing = main(["works", "register", *split, *alice])
-    assert missing == 2 and "no consent from" in capsys.readouterr().err
-    assert "registered work 0" in run(
-        capsys, "works", "register", *split, "--signature", consent, *alice
-    )
-    run(capsys, "works", "pay", "0", "100", "--jam", *bob)
-    shown = run(capsys, "works", "show", "0", *alice)
-    assert "97.5 JAM" in shown and "60 %" in shown
-    assert "withdrew 58.5 JAM" in run(capsys, "works", "withdraw", "0", "--jam", *alice)
-    assert main(["works", "withdraw", "0", "--jam", *alice]) == 2
-    assert "WorkRegistryNothingOwed" in capsys.readouterr().err
+    # Works are registered from a node's takes (tests/e2e/test_royalty_loop.py); a hand-made
+    # registration needs a registered node's provenance: the commands are gone.
+    with pytest.raises(SystemExit) as gone:
+        main(["works", "register", *alice])
+    assert gone.value.code == 2
+    capsys.readouterr()
 
     # Operators: 1000 JAM is below the 10 000 minimum — the contract says so.
     run(capsys, "operator", "stake", "500", *bob)
@@ -115,7 +95,7 @@ def test_tokens_works_operators_and_governance_from_the_cli(
     assert "NodeRegistryStakeTooLow" in capsys.readouterr().err
     assert re.search(r"staked\s+500 JAM", run(capsys, "operator", "status", *bob))
 
-    # Governance needs 1000 votes to propose: Bob (400 JAM left) cannot, Alice (1058.5) can.
+    # Governance needs 1000 votes to propose: Bob (500 JAM left) cannot, Alice (1000) can.
     run(capsys, "gov", "delegate", *bob)
     run(capsys, "gov", "delegate", *alice)
     devnet_rpc(chain_node, "evm_increaseTime", [2])  # votes count from the next second
@@ -130,5 +110,5 @@ def test_tokens_works_operators_and_governance_from_the_cli(
     devnet_rpc(chain_node, "evm_mine", [])
     run(capsys, "gov", "vote", proposal[:10], "for", "--reason", "cheaper for everyone", *alice)
     shown = run(capsys, "gov", "show", proposal, *bob)
-    assert re.search(r"state\s+Active", shown) and re.search(r"votes for\s+1058.5", shown)
+    assert re.search(r"state\s+Active", shown) and re.search(r"votes for\s+1000\b", shown)
     devnet_rpc(chain_node, "evm_mine", [])
