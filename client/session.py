@@ -430,6 +430,8 @@ class JamClient:
                     kind = event.get("type")
                     if kind == "levels":
                         self.figures = event.get("jitter", {})
+                    elif kind == "prove" and event.get("participant") == self.participant.get("id"):
+                        await self._prove(str(event.get("message", "")))
                     elif kind == "left" and event.get("participant") == self.participant.get("id"):
                         self._end(f"the node took you out of the session: {event.get('reason')}")
                     elif kind == "closed":
@@ -438,6 +440,20 @@ class JamClient:
                     self._end(f"the node closed the event socket ({ws.close_code})")
         except (aiohttp.ClientError, ValueError) as exc:
             self._end(f"lost the node's event socket: {exc}")
+
+    async def _prove(self, message: str) -> None:
+        """The hosting node of a bridged session asks us to prove our address: sign (only
+        its bridge-proof text, nothing else) and hand the signature to our node."""
+        if not message.startswith("jamnet bridge proof\n") or len(message) > 512:
+            return
+        signature = self.account.sign_message(encode_defunct(text=message)).signature
+        with contextlib.suppress(ClientError):
+            await self.request(
+                "POST",
+                f"/api/sessions/{self.session['id']}/proof",
+                {"signature": "0x" + bytes(signature).hex()},
+                auth=True,
+            )
 
     def _end(self, reason: str) -> None:
         if not self.ended.is_set():

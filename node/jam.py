@@ -438,9 +438,18 @@ class JamService:
             live, address, name, OpusFrameDecoder(live.media.mixer.frame_samples)
         )
         participant.via = via
+        participant.verified = False  # until they answer this node's challenge over the bridge
         participant.connected = True
         self._publish(live, Joined(participant, participant.public()))
         return participant
+
+    def mark_verified(self, session_id: str, participant: Participant) -> None:
+        """A bridged participant proved their address: tell the session."""
+        live = self._live.get(session_id)
+        if live is None or participant.verified:
+            return
+        participant.verified = True
+        self._publish(live, PresenceChanged(participant, participant.public()))
 
     def add_local(self, session_id: str, name: str, source: LocalSource) -> Participant:
         """Admit a participant made on this node (the bandmate): its audio is ``source``."""

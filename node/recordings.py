@@ -117,9 +117,10 @@ class Recordings:
         frame_s = mixer.frame_samples / mixer.sample_rate
         rows = []
         for participant in session.participants.values():
-            if participant.kind == "ai" or participant.via:
-                # The bandmate has no address; a bridged participant has not proven theirs to
-                # this node: neither is a contributor (they are still in the mix and stems).
+            if participant.kind == "ai" or not participant.verified:
+                # The bandmate has no address; a bridged participant who has not answered this
+                # node's challenge has not proven theirs: neither is a contributor (both are
+                # still in the mix and have their stems).
                 continue
             slot = mixer.slots[participant.slot] if participant.slot >= 0 else None
             if slot is None:

@@ -355,8 +355,20 @@ function handleEvent(e) {
       break;
     case "closed": leave(true); break;
     case "error": showError(e.error); break;
+    case "prove": proveAddress(e); break;
     default: break;
   }
+}
+
+// A bridged session's hosting node asks us to prove our address: sign its challenge (only a
+// bridge-proof text) and give the signature to our node, which relays it.
+async function proveAddress(e) {
+  if (!state.participant || e.participant !== state.participant.id) return;
+  if (typeof e.message !== "string" || !e.message.startsWith("jamnet bridge proof\n")) return;
+  try {
+    const signature = await state.wallet.signMessage(e.message);
+    await api("POST", `/api/sessions/${state.session.id}/proof`, { signature }, true);
+  } catch (err) { console.warn("address proof not sent", err); }
 }
 
 function sendControl(msg) {
@@ -374,7 +386,8 @@ function renderParticipants() {
     li.dataset.id = p.id;
     const me = state.participant && p.id === state.participant.id;
     const name = document.createElement("span");
-    name.textContent = p.name + (me ? " (you)" : "") + (p.connected ? "" : " …");
+    name.textContent = p.name + (me ? " (you)" : "") + (p.connected ? "" : " …") + (p.verified === false ? " (unverified)" : "");
+    if (p.verified === false) name.title = "connected through another node and has not proven their address yet: no share of recordings";
     if (me) name.className = "me";
     const meter = document.createElement("div");
     meter.className = "meter";

@@ -375,6 +375,17 @@ async def leave(request: web.Request) -> web.Response:
     return web.json_response({"left": participant.id})
 
 
+async def proof(request: web.Request) -> web.Response:
+    """A bridged musician's signature over the hosting node's challenge, relayed to it."""
+    session_id, participant = _participant(request)
+    body = await _body(request)
+    federation = getattr(request.app[SERVICE], "federation", None)
+    if federation is None:
+        raise SessionError("this node bridges no sessions (p2p is off)")
+    sent = federation.relay_proof(session_id, participant, body.get("signature"))
+    return web.json_response({"relayed": sent})
+
+
 async def remove(request: web.Request) -> web.Response:
     """Owner removes a participant."""
     session_id, participant = _participant(request)
@@ -595,6 +606,7 @@ def build_app(
     app.router.add_post("/api/sessions/{session_id}/join", join)
     app.router.add_post("/api/sessions/{session_id}/rtc", rtc)
     app.router.add_post("/api/sessions/{session_id}/leave", leave)
+    app.router.add_post("/api/sessions/{session_id}/proof", proof)
     app.router.add_post("/api/sessions/{session_id}/control", control)
     app.router.add_delete("/api/sessions/{session_id}/participants/{participant_id}", remove)
     app.router.add_post("/api/sessions/{session_id}/recording", recording)

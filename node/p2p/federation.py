@@ -15,6 +15,13 @@ back). The connection has two parts:
 - a reliable ``control`` data channel: who joins and leaves (with their stage pose), pose
   changes, chat and the host's session settings.
 
+A bridged participant's address is the mirror's word until they prove it: the host sends a
+fresh challenge over the link (``prove``: host peer id, session, address, nonce), the mirror
+hands it to the musician's own client through its event socket, the client signs it
+(EIP-191) with their key and posts it to their node, and the mirror relays the signature
+(``proof``). Until it verifies, the host lists them unverified, and they are no contributor to
+a recording: a mirror that forges an address is heard but cannot put anyone into a split.
+
 A heartbeat (SSRC 0, every ``HEARTBEAT_S``) rides the audio path too: SCTP retransmits a
 lost reliable message only after its RTO (at least 1 s in aiortc), which would read as a
 dead link.
@@ -35,6 +42,7 @@ import collections
 import contextlib
 import json
 import logging
+import secrets
 import struct
 import time
 from collections import Counter
@@ -44,7 +52,7 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
 from node.errors import InputError, JamnetError, NotFoundError, SessionError
-from node.identity import parse_address
+from node.identity import parse_address, recover_signer
 from node.jam import JamService
 from node.media.inbound import tap_receiver_streams
 from node.media.peer import MAX_SDP_BYTES, ice_configuration, opus_payload_type
@@ -55,6 +63,7 @@ from node.session.events import (
     Joined,
     Left,
     Moved,
+    ProofRequested,
     Refused,
     SessionChanged,
     Turned,
@@ -77,6 +86,19 @@ OPEN_TIMEOUT_S = 10.0
 REDIAL_EVERY_S = 1.0
 MIRROR_IDLE_S = 5.0
 WATCH_EVERY_S = 0.1
+PROOF_RESEND_S = 2.0
+PROOF_TRIES = 30
+"""A challenge is sent again every PROOF_RESEND_S until answered, at most this many times."""
+PROOF_PREFIX = "jamnet bridge proof\n"
+
+
+def proof_message(host_peer: str, session_id: str, address: str, nonce: str) -> str:
+    """The text a bridged musician signs to prove ``address`` to the hosting node."""
+    return (
+        f"{PROOF_PREFIX}host: {host_peer}\nsession: {session_id}\naddress: {address}\n"
+        f"nonce: {nonce}"
+    )
+
 
 Requester = Callable[[str, list[str], dict[str, Any]], Awaitable[dict[str, Any]]]
 """Sends one bridge request to a peer (peer id, its addrs, request) and returns the answer."""
@@ -104,6 +126,8 @@ class Link:
         """Participant id → stream number, for everyone this node announces over the link."""
         self.inbound: dict[int, Participant] = {}
         """Stream number → the participant it carries (admitted here with ``via``)."""
+        self.proofs: dict[int, list[Any]] = {}
+        """Host side: stream number → [challenge, last sent, tries] until the proof arrives."""
         self._next_stream = 1
         self.created = time.monotonic()
         self.last_heard = self.created
@@ -433,6 +457,20 @@ class FederationService:
         for link in self._others(session_id, participant):
             self._send_join(link, participant)
 
+    def relay_proof(self, session_id: str, participant: Participant, signature: object) -> int:
+        """A musician of this node signed the host's challenge: pass it over their links."""
+        if not isinstance(signature, str) or len(signature) > 200:
+            raise InputError("signature must be 0x followed by 130 hex digits")
+        sent = 0
+        for link in self.links.get(session_id, {}).values():
+            number = link.out.get(participant.id)
+            if number is not None and not link.hosting:
+                link.send_control({"t": "proof", "s": number, "signature": signature})
+                sent += 1
+        if not sent:
+            raise SessionError("no hosting node is waiting for your proof")
+        return sent
+
     def on_leave(self, session_id: str, participant: Participant) -> None:
         """Someone left here: tell the links that carried them."""
         for link in self.links.get(session_id, {}).values():
@@ -538,24 +576,53 @@ class FederationService:
         if isinstance(number, bool) or not isinstance(number, int) or not 0 < number <= 0xFFFF:
             raise InputError("s must be a stream number")
         if kind == "join":
-            if number in link.inbound:
-                raise InputError(f"stream {number} is already announced")
-            address, name = body.get("address"), body.get("name")
-            address = parse_address(address)
-            if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
-                raise InputError("name must be 1-64 printable characters")
-            x, y = parse_position(body)
-            yaw, pitch = parse_orientation(body, 0.0, 0.0)
-            try:
-                participant = self.jam.add_remote(session_id, address, name, link.peer_id)
-            except JamnetError as exc:
-                link.send_control({"t": "refused", "s": number, "error": str(exc)})
-                self.stats["joins_refused"] += 1
-                return
-            link.inbound[number] = participant
-            self.jam.move(session_id, participant, x, y)
-            self.jam.turn(session_id, participant, yaw, pitch)
+            self._join(link, number, body)
+        elif kind == "prove" and not link.hosting:
+            self._relay_challenge(link, number, body)
+        else:
+            self._stream_message(link, kind, number, body)
+
+    def _join(self, link: Link, number: int, body: dict[str, Any]) -> None:
+        """Another node announces a participant: admit them, unverified, and challenge them."""
+        session_id = link.session_id
+        if number in link.inbound:
+            raise InputError(f"stream {number} is already announced")
+        address, name = body.get("address"), body.get("name")
+        address = parse_address(address)
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
+            raise InputError("name must be 1-64 printable characters")
+        x, y = parse_position(body)
+        yaw, pitch = parse_orientation(body, 0.0, 0.0)
+        try:
+            participant = self.jam.add_remote(session_id, address, name, link.peer_id)
+        except JamnetError as exc:
+            link.send_control({"t": "refused", "s": number, "error": str(exc)})
+            self.stats["joins_refused"] += 1
             return
+        link.inbound[number] = participant
+        self.jam.move(session_id, participant, x, y)
+        self.jam.turn(session_id, participant, yaw, pitch)
+        challenge = proof_message(self.self_id, session_id, address, secrets.token_hex(16))
+        link.proofs[number] = [challenge, time.monotonic(), 1]
+        link.send_control({"t": "prove", "s": number, "message": challenge})
+
+    def _relay_challenge(self, link: Link, number: int, body: dict[str, Any]) -> None:
+        """The host challenges one of our musicians: hand it to their client."""
+        session_id = link.session_id
+        message = body.get("message")
+        if (
+            not isinstance(message, str)
+            or not message.startswith(PROOF_PREFIX)
+            or len(message) > 512
+            or f"\nsession: {session_id}\n" not in message
+        ):
+            raise InputError("a proof challenge names this session")
+        pid = next((p for p, n in link.out.items() if n == number), None)
+        if pid is not None:
+            self.jam.publish(session_id, ProofRequested(pid, message))
+
+    def _stream_message(self, link: Link, kind: object, number: int, body: dict[str, Any]) -> None:
+        session_id = link.session_id
         if kind == "refused":
             # The host would not admit one of ours (removed by the owner, or full): they leave.
             pid = next((p for p, n in link.out.items() if n == number), None)
@@ -568,8 +635,24 @@ class FederationService:
         sender = link.inbound.get(number)
         if sender is None:
             raise InputError(f"stream {number} was never announced")
+        if kind == "proof" and link.hosting:
+            pending = link.proofs.get(number)
+            if pending is None:
+                return  # proven already
+            try:
+                signer = recover_signer(pending[0], body.get("signature"))
+            except JamnetError:
+                signer = ""
+            if signer != sender.address:
+                self.stats["bad_proof"] += 1
+                raise InputError(f"stream {number}'s proof is not signed by {sender.address}")
+            del link.proofs[number]
+            self.stats["proven"] += 1
+            self.jam.mark_verified(session_id, sender)
+            return
         if kind == "leave":
             del link.inbound[number]
+            link.proofs.pop(number, None)
             self.jam.drop(session_id, sender)
         elif kind == "pose":
             x, y = parse_position(body)
@@ -611,6 +694,15 @@ class FederationService:
             asyncio.get_running_loop().create_task(self._lost(link, reason="silent"))
         elif now - link.last_sent >= HEARTBEAT_S:
             link.heartbeat()
+        for number, pending in list(link.proofs.items()):
+            if now - pending[1] < PROOF_RESEND_S:
+                continue
+            if pending[2] >= PROOF_TRIES:
+                del link.proofs[number]  # they stay unverified
+                self.stats["unproven"] += 1
+                continue
+            pending[1], pending[2] = now, pending[2] + 1
+            link.send_control({"t": "prove", "s": number, "message": pending[0]})
 
     async def _lost(self, link: Link, reason: str) -> None:
         """A link died: its participants leave this node's mixes; a mirror redials."""

@@ -182,6 +182,17 @@ class Refused(Event):
         return {"type": "refused", "participant": self.participant_id, "error": self.error}
 
 
+@dataclass(frozen=True)
+class ProofRequested(Event):
+    """The hosting node asks one of this node's musicians to prove their address (bridged)."""
+
+    participant_id: str
+    message: str
+
+    def wire(self) -> dict[str, Any]:
+        return {"type": "prove", "participant": self.participant_id, "message": self.message}
+
+
 Listener = Callable[[str, Event], None]
 """A synchronous listener: ``(session_id, event)``, called on the event loop."""
 

@@ -157,6 +157,10 @@ class Participant:
     """"human", or "ai" for the node's bandmate."""
     via: str = ""
     """The peer id of the node this participant is connected to, when it is not this one."""
+    verified: bool = True
+    """Whether this node has seen the address proven: by the sign-in signature here, or (for
+    a bridged participant) by their answer to this node's challenge over the bridge. An
+    unverified participant plays in the mix but is no contributor to a recording."""
     transport: str = ""
     """How their audio travels: "rtp", "datachannel", or "" before they connect."""
 
@@ -174,6 +178,7 @@ class Participant:
             "joined_at": self.joined_at,
             "kind": self.kind,
             "via": self.via or None,
+            "verified": self.verified,
             "transport": self.transport or None,
         }
 

@@ -8,6 +8,7 @@ again. Bad control messages and unknown streams are counted and dropped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import aiohttp
 import numpy as np
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_defunct
 
 from client.session import ArraySink, ArraySource, JamClient
 from node.app import Node
@@ -100,6 +102,12 @@ async def test_musicians_on_two_nodes_hear_each_other(tmp_path: Path) -> None:
             assert sorted(p["name"] for p in shown_b["participants"]) == ["ada", "bea"]
             ada = next(p for p in shown_b["participants"] if p["name"] == "ada")
             assert ada["via"] == a.p2p.peer_id
+
+            async def ada_proven() -> bool:
+                shown = await get(http, b, f"/api/sessions/{sid}")
+                return next(p for p in shown["participants"] if p["name"] == "ada")["verified"]
+
+            await until(ada_proven)  # B's challenge, signed by ada's own client through A
             assert (ada["x"], ada["y"]) == (-3.0, 0.0)
             audio = sinks["b"].audio()[-48000:]
             left, right = band_rms(audio[:, 0], A_HZ), band_rms(audio[:, 1], A_HZ)
@@ -343,6 +351,53 @@ async def test_bad_bridge_input_is_counted_and_dropped(tmp_path: Path) -> None:
             assert link.opened.is_set()  # the link stays up
             shown = await get(http, b, f"/api/sessions/{session['id']}")
             assert sorted(p["name"] for p in shown["participants"]) == ["ada", "bea"]
+
+            # A mirror that forges an address: heard, listed unverified, its "proof" refused,
+            # and no contributor to a recording (ada, who proves hers, is one).
+            await on_a.connect(ArraySource(tone(A_HZ, 1.0), loop=True), ArraySink())
+            victim = Account.create()
+            peer_link.control.send(
+                json.dumps({"t": "join", "s": 40, "address": victim.address, "name": "forged",
+                            "x": 1.0, "y": 0.0})
+            )  # fmt: skip
+
+            async def forged_listed() -> dict[str, Any] | None:
+                shown = await get(http, b, f"/api/sessions/{session['id']}")
+                return next((p for p in shown["participants"] if p["name"] == "forged"), None)
+
+            async def forged_is_listed() -> bool:
+                return await forged_listed() is not None
+
+            await until(forged_is_listed)
+            forged = await forged_listed()
+            assert forged is not None
+            assert forged["verified"] is False and forged["address"] == victim.address
+            wrong = Account.create().sign_message(encode_defunct(text="jamnet bridge proof\n"))
+            peer_link.control.send(
+                json.dumps(
+                    {"t": "proof", "s": 40, "signature": "0x" + bytes(wrong.signature).hex()}
+                )
+            )
+
+            async def refused_proof() -> bool:
+                counters = (await get(http, b, "/api/network"))["bridges"]["counters"]
+                return counters.get("bad_proof", 0) >= 1
+
+            await until(refused_proof)
+
+            async def ada_proven() -> bool:
+                shown = await get(http, b, f"/api/sessions/{session['id']}")
+                return next(p for p in shown["participants"] if p["name"] == "ada")["verified"]
+
+            await until(ada_proven)
+            assert (await forged_listed() or {}).get("verified") is False
+            path = f"/api/sessions/{session['id']}/recording"
+            await on_b.request("POST", path, {"action": "start"}, auth=True)
+            await asyncio.sleep(1.5)
+            stopped = await on_b.request("POST", path, {"action": "stop"}, auth=True)
+            contributors = {c["address"] for c in stopped["contributions"]}
+            assert on_a.account.address in contributors
+            assert victim.address not in contributors
             async with http.get(b.url + "metrics") as response:
                 text = await response.text()
             assert 'jamnet_p2p_bridge_events_total{event="bad_control"}' in text
