@@ -8,7 +8,11 @@
 - ``settle_gas`` at 10, 100 and 1 000 works (one Merkle root each, on a fresh anvil), and
   ``settle_gas_1000_over_10`` (the target is ≤ 1.1: settling is O(1) in works);
 - ``claim_gas`` (median over the claims of the 1 000-work period; a claim's proof grows
-  with log₂ of the works) and ``claim_gas_by_works``.
+  with log₂ of the works) and ``claim_gas_by_works``;
+- ``take_to_registered_s``: a node on its devnet, two musicians (real aiortc clients) jam and
+  the owner records 2 s; from the stop's reply to the work's registration on chain, both
+  contributors consenting as soon as the draft is there (median of ``--runs`` takes; the
+  seal, the draft, two consents, the outbox and the receipt).
 
 Progress goes to stderr; one JSON object is the last line of stdout.
 """
@@ -151,6 +155,87 @@ def gas() -> dict[str, Any]:
     return result
 
 
+def take_to_registered(runs: int) -> dict[str, Any]:
+    import asyncio
+
+    import numpy as np
+    from eth_account.messages import encode_typed_data
+
+    from client.session import ArraySink, ArraySource, JamClient
+    from node.app import Node
+    from node.config import load_config
+
+    def sign(account: Any, typed: dict[str, Any]) -> str:
+        message = dict(typed["message"])
+        message["deadline"], message["nonce"] = int(message["deadline"]), int(message["nonce"])
+        signed = account.sign_message(encode_typed_data(full_message={**typed, "message": message}))
+        return "0x" + bytes(signed.signature).hex()
+
+    async def run() -> list[float]:
+        times = []
+        with tempfile.TemporaryDirectory() as tmp:
+            config = load_config(
+                None,
+                {
+                    "http": {"port": 0},
+                    "data_dir": tmp,
+                    "chain": {"mode": "devnet", "devnet_port": 0},
+                    "ai": {"enabled": False},
+                    "p2p": {"enabled": False},
+                },
+                environ={},
+            )
+            t = np.arange(48000 * 10) / 48000
+            a_tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            b_tone = (0.2 * np.sin(2 * np.pi * 660 * t)).astype(np.float32)
+            async with Node(config) as node:
+                owner, guest = Account.create(), Account.create()
+                async with (
+                    JamClient(node.url, owner, "a") as a,
+                    JamClient(node.url, guest, "b") as b,
+                ):
+                    sid = (await a.create_session("bench take"))["id"]
+                    await a.join(sid)
+                    await b.join(sid)
+                    await a.connect(ArraySource(a_tone, loop=True), ArraySink())
+                    await b.connect(ArraySource(b_tone, loop=True), ArraySink())
+                    await asyncio.sleep(2.0)
+                    path = f"/api/sessions/{sid}/recording"
+                    for take in range(runs):
+                        rid = (await a.request("POST", path, {"action": "start"}, auth=True))[
+                            "recording"
+                        ]
+                        await asyncio.sleep(2.0)
+                        await a.request("POST", path, {"action": "stop"}, auth=True)
+                        stopped = time.monotonic()
+                        draft = await a.request("GET", f"/api/recordings/{rid}/work")
+                        for key in (owner, guest):
+                            await a.request(
+                                "POST",
+                                f"/api/recordings/{rid}/work/consents",
+                                {
+                                    "address": key.address,
+                                    "signature": sign(key, draft["typed_data"]),
+                                },
+                            )
+                        for _ in range(1200):  # a minute at most
+                            work = await a.request("GET", f"/api/recordings/{rid}/work")
+                            if work["state"] in {"registered", "failed"}:
+                                break
+                            await asyncio.sleep(0.05)
+                        if work["state"] != "registered":
+                            raise RuntimeError(f"take {rid}: {work['state']} {work['error']}")
+                        times.append(time.monotonic() - stopped)
+                        print(f"[royalties] take {take + 1}: {times[-1]:.2f} s", file=sys.stderr)
+        return times
+
+    times = asyncio.run(run())
+    return {
+        "take_to_registered_s": round(statistics.median(times), 3),
+        "take_to_registered_runs_s": [round(x, 3) for x in times],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--receipts", type=int, default=1_000_000)
@@ -159,6 +244,7 @@ def main() -> None:
     args = parser.parse_args()
     steal = StealMeter()
     result = {"date": time.strftime("%Y-%m-%d"), "master": args.master}
+    result.update(take_to_registered(args.runs))
     result.update(gas())
     result.update(rollup(args.receipts, args.master, args.runs))
     result["steal_percent"] = steal.percent()
