@@ -1,0 +1,246 @@
+// jamnet works in the browser: a take's split and consents, registered works, a player that
+// counts a play after 30 s of actual playback (a signed listen receipt), earnings per work
+// and per period, and withdrawals (to yourself or another address). Everything is signed
+// here, with this page's key or the injected wallet.
+"use strict";
+
+const works = { info: null, list: [], periods: [], draft: null, play: null, playedMs: 0,
+                lastPos: null, counted: [], busy: false };
+window.jamnetWorks = works;   // for end-to-end tests (read-only use)
+
+const WITHDRAW_ABI = [
+  "function withdrawTo(uint256 workId, address to)",
+  "function withdrawTokenTo(uint256 workId, address to)",
+];
+const wei = (value) => ethers.formatUnits(BigInt(value), 18).replace(/\.0$/, "");
+const typesOf = (typed) => Object.fromEntries(
+  Object.entries(typed.types).filter(([name]) => name !== "EIP712Domain"));
+
+function el(tag, text, attrs) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = text;
+  Object.assign(node, attrs || {});
+  return node;
+}
+
+// ------------------------------------------------------------ take → work
+async function showTake(recordingId) {
+  try {
+    works.draft = await api("GET", `/api/recordings/${encodeURIComponent(recordingId)}/work`);
+    renderDraft();
+  } catch (e) { showError(e); }
+}
+
+function renderDraft() {
+  const d = works.draft;
+  const box = $("#take-draft");
+  box.replaceChildren();
+  if (!d) return;
+  box.append(el("h3", `Take ${d.recording_id}`));
+  const shown = d.state === "registered" ? `registered as work ${d.work_id}` : d.state;
+  box.append(el("p", `state: ${shown}` + (d.error ? ` (${d.error})` : ""), { className: "draft-state" }));
+  const owner = isOwner();
+  const table = el("table", null, { className: "split" });
+  table.append(el("tr", null, { innerHTML: "<th>contributor</th><th>share %</th><th>consent</th>" }));
+  for (const entry of d.split) {
+    const row = el("tr");
+    row.dataset.address = entry.address;
+    row.append(el("td", entry.address + (entry.address === state.address ? " (you)" : "")));
+    const share = el("td");
+    if (owner && d.state === "consenting") {
+      share.append(el("input", null, { type: "number", min: "0.01", max: "100", step: "0.01",
+        value: String(entry.bps / 100), className: "share", ariaLabel: `share of ${entry.address} in %` }));
+    } else {
+      share.textContent = (entry.bps / 100).toFixed(2);
+    }
+    row.append(share, el("td", entry.consented ? "given" : "waiting"));
+    table.append(row);
+  }
+  box.append(table);
+  if (owner && d.state === "consenting") {
+    box.append(el("button", "Save split", { id: "save-split", type: "button", onclick: saveSplit }));
+  }
+  const mine = d.split.find((e) => e.address === state.address);
+  if (mine && !mine.consented && d.state === "consenting") {
+    box.append(el("button", `Consent to ${(mine.bps / 100).toFixed(2)} %`,
+      { id: "consent", type: "button", onclick: consent }));
+  }
+  box.append(el("p", "The proposed split is each contributor's share of the take's level; " +
+    "the owner may change it; every contributor signs; the node registers the work.", { className: "hint" }));
+}
+
+function isOwner() {
+  return !!(state.session && state.session.owner === state.address);
+}
+
+async function saveSplit() {
+  const d = works.draft;
+  const rows = [...document.querySelectorAll("#take-draft tr[data-address]")];
+  const split = rows.map((r) => ({ address: r.dataset.address,
+    bps: Math.round(parseFloat(r.querySelector("input.share").value) * 100) }))
+    .filter((e) => e.bps > 0);
+  const total = split.reduce((sum, e) => sum + e.bps, 0);
+  if (total !== 10000) { showError(`shares add up to ${total / 100} %, not 100 %`); return; }
+  const signedAt = Math.floor(Date.now() / 1000);
+  const text = `jamnet split\nrecording: ${d.recording_id}\nsplit: ` +
+    split.map((e) => `${e.address}:${e.bps}`).join(",") + `\nsigned: ${signedAt}`;
+  try {
+    const signature = await state.wallet.signMessage(text);
+    works.draft = await api("PUT", `/api/recordings/${d.recording_id}/work/split`,
+      { split, signed_at: signedAt, signature });
+    showError("");
+    renderDraft();
+  } catch (e) { showError(e); }
+}
+
+async function consent() {
+  const d = works.draft;
+  const typed = d.typed_data;
+  try {
+    const signature = await state.wallet.signTypedData(typed.domain, typesOf(typed), typed.message);
+    works.draft = await api("POST", `/api/recordings/${d.recording_id}/work/consents`,
+      { address: state.address, signature });
+    showError("");
+    renderDraft();
+    await refreshWorks();
+  } catch (e) { showError(e); }
+}
+
+async function renderTakes() {
+  const list = $("#takes");
+  list.replaceChildren();
+  if (!state.session) { list.append(el("li", "join a session to see its takes", { className: "empty" })); return; }
+  const rows = (await api("GET", `/api/sessions/${state.session.id}/recordings`)).recordings;
+  if (!rows.length) list.append(el("li", "no takes yet", { className: "empty" }));
+  for (const r of rows) {
+    const li = el("li");
+    li.dataset.id = r.id;
+    const seconds = (r.frames * r.frame_samples / 48000).toFixed(1);
+    li.append(el("span", `${r.id} · ${r.state} · ${seconds} s`));
+    if (r.sealed) li.append(el("button", "Work…", { type: "button", className: "open-take", onclick: () => showTake(r.id) }));
+    list.append(li);
+  }
+}
+
+// ------------------------------------------------------------------ works
+async function refreshWorks() {
+  if (!works.info) return;
+  works.list = (await api("GET", "/api/works")).works;
+  const royalty = await api("GET", "/api/royalties");
+  works.periods = royalty.periods;
+  $("#pool").textContent = `pool: ${wei(royalty.pool.unallocated_eth)} ETH and ` +
+    `${wei(royalty.pool.unallocated_jam)} JAM to share; open period ${royalty.current}`;
+  const list = $("#work-list");
+  list.replaceChildren();
+  const registered = works.list.filter((w) => w.work_id !== null);
+  if (!registered.length) list.append(el("li", "no registered works on this node yet", { className: "empty" }));
+  for (const w of registered) {
+    const li = el("li");
+    li.dataset.work = String(w.work_id);
+    li.append(el("strong", `work ${w.work_id}`), el("span", ` · ${w.plays} plays · `));
+    li.append(el("button", "Play", { type: "button", className: "play", onclick: () => play(w) }));
+    const mine = w.split.find((e) => e.address === state.address);
+    if (mine) {
+      const detail = await api("GET", `/api/chain/works/${w.work_id}`);
+      const me = detail.contributors.find((c) => c.address === state.address);
+      const earned = el("div", null, { className: "earnings" });
+      earned.append(el("span", `your share ${(mine.bps / 100).toFixed(2)} %: ` +
+        `${wei(me.owed_eth)} ETH and ${wei(me.owed_jam)} JAM to withdraw`));
+      for (const p of works.periods) {
+        const payout = ((p.rollup || {}).payouts || []).find((x) => x.work_id === w.work_id);
+        if (payout) {
+          earned.append(el("span", ` · period ${p.id} (${p.state}): ` +
+            `${wei(BigInt(payout.eth) * BigInt(mine.bps) / 10000n)} ETH`, { className: "period" }));
+        }
+      }
+      if (BigInt(me.owed_eth) > 0n || BigInt(me.owed_jam) > 0n) {
+        const to = el("input", null, { placeholder: "to (default: you)", className: "withdraw-to", size: 20 });
+        earned.append(to, el("button", "Withdraw", { type: "button", className: "withdraw",
+          onclick: () => withdraw(w.work_id, to.value.trim(), me) }));
+      }
+      li.append(earned);
+    }
+    list.append(li);
+  }
+}
+
+async function withdraw(workId, to, owed) {
+  if (works.busy) return;
+  works.busy = true;
+  try {
+    const target = to || state.address;
+    if (!ethers.isAddress(target)) throw new Error(`${target} is not an address`);
+    const wallet = state.wallet.provider ? state.wallet
+      : state.wallet.connect(new ethers.JsonRpcProvider(works.info.rpc_url));
+    const registry = new ethers.Contract(works.info.addresses.WorkRegistry, WITHDRAW_ABI, wallet);
+    if (BigInt(owed.owed_eth) > 0n) await (await registry.withdrawTo(workId, target)).wait();
+    if (BigInt(owed.owed_jam) > 0n) await (await registry.withdrawTokenTo(workId, target)).wait();
+    showError("");
+    $("#works-status").textContent = `withdrawn from work ${workId} to ${target}`;
+    await refreshWorks();
+  } catch (e) { showError(e.shortMessage || e.message || e); }
+  finally { works.busy = false; }
+}
+
+// ------------------------------------------------------------------ player
+async function play(work) {
+  try {
+    const started = await api("POST", `/api/works/${work.work_id}/plays`, { listener: state.address });
+    works.play = started;
+    works.playedMs = 0;
+    works.lastPos = null;
+    const player = $("#player");
+    player.src = started.stream;   // the browser streams it with range requests
+    await player.play();
+    $("#works-status").textContent = `playing work ${work.work_id}: a play counts after 30 s`;
+  } catch (e) { showError(e); }
+}
+
+function onTime() {
+  const player = $("#player");
+  if (!works.play || player.paused) { works.lastPos = null; return; }
+  const pos = player.currentTime;
+  if (works.lastPos !== null && pos > works.lastPos && pos - works.lastPos < 1.5) {
+    works.playedMs += (pos - works.lastPos) * 1000;   // only playback that actually happened
+  }
+  works.lastPos = pos;
+  if (works.playedMs >= works.play.min_play_s * 1000 + 500) sendReceipt();
+}
+
+async function sendReceipt() {
+  const play = works.play;
+  if (!play || works.busy) return;
+  works.busy = true;
+  works.play = null;
+  try {
+    const typed = play.typed_data;
+    const message = { ...typed.message, playedMs: Math.floor(works.playedMs) };
+    const signature = await state.wallet.signTypedData(typed.domain, typesOf(typed), message);
+    const result = await api("POST", `/api/plays/${play.play_id}/receipt`,
+      { played_ms: message.playedMs, signature });
+    works.counted.push(result);
+    $("#works-status").textContent = `play of work ${play.work_id} counted in period ${result.period}`;
+    await refreshWorks();
+  } catch (e) { showError(e); }
+  finally { works.busy = false; }
+}
+
+// ------------------------------------------------------------------ start
+async function startWorks() {
+  try {
+    const info = await api("GET", "/api/chain");
+    if (!info.ready) { $("#works-chain").textContent = "this node runs without a chain: no works"; return; }
+    works.info = info;
+    $("#works-chain").hidden = true;
+    $("#player").addEventListener("timeupdate", onTime);
+    await refreshWorks();
+    setInterval(() => { refreshWorks().catch(() => {}); renderTakes().catch(() => {}); }, 5000);
+  } catch (e) { $("#works-chain").textContent = "works unavailable: " + (e.message || e); }
+}
+
+$("#refresh-takes").onclick = () => renderTakes().catch(showError);
+
+(async () => {
+  while (!state.address) await new Promise((r) => setTimeout(r, 50));   // identity first
+  await startWorks();
+})();
