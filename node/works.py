@@ -302,7 +302,15 @@ class Works:
         log.info("work from take %s queued for registration (%s)", draft.recording_id, key)
 
     async def refresh(self) -> None:
-        """Move queued drafts on: push the outbox, then read mined registrations' work ids."""
+        """Move queued drafts on: push the outbox, then read mined registrations' work ids.
+        A draft whose last consent arrived just before a crash (consents saved, not queued
+        yet) is queued here: the outbox key makes queuing it twice harmless."""
+        async with self._lock:
+            rows = self._db.execute("SELECT * FROM drafts WHERE state = 'consenting'").fetchall()
+            for row in rows:
+                draft, consents = Draft(**json.loads(row["draft"])), json.loads(row["consents"])
+                if all(a in consents for a in draft.contributors):
+                    self._queue(draft, consents)
         queued = self._db.execute("SELECT * FROM drafts WHERE state = 'queued'").fetchall()
         if not queued or self.chain.outbox is None or self.chain.w3 is None:
             return

@@ -105,3 +105,17 @@ def test_only_governance_appoints_settlers(chain: Chain) -> None:
     chain.send(pool.functions.setSettler(SETTLER.address, False), timelock)
     assert pool.functions.isSettler(stranger).call()
     assert not pool.functions.isSettler(SETTLER.address).call()
+
+
+def test_the_treasury_funds_the_pool_through_governance(chain: Chain) -> None:
+    # What an executed proposal does: the timelock (the treasury) approves and funds in JAM.
+    pool, token = chain.c["RoyaltyPool"], chain.c["JamToken"]
+    timelock = chain.deployment.addresses["JamTimelock"]
+    chain.w3.provider.make_request("anvil_impersonateAccount", [timelock])  # type: ignore[arg-type]
+    chain.w3.provider.make_request("anvil_setBalance", [timelock, hex(10**18)])  # type: ignore[arg-type]
+    before = token.functions.balanceOf(timelock).call()
+    chain.send(token.functions.approve(pool.address, 5_000 * JAM), timelock)
+    chain.send(pool.functions.fundToken(5_000 * JAM), timelock)
+    assert token.functions.balanceOf(timelock).call() == before - 5_000 * JAM
+    assert pool.functions.unallocated().call() == [0, 5_000 * JAM]
+    assert revert_reason(pool.functions.fund(), chain.accounts[1]) == "RoyaltyPoolZero()"
