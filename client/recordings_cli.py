@@ -1,4 +1,4 @@
-"""`jamnet recordings list|verify …`: a session's takes and their signed contribution records.
+"""`jamnet recordings start|stop|list|verify …`: takes and their signed contribution records.
 
 ``verify`` checks a record's EIP-712 signature here, on this machine (``node.records``): the
 node that served it is not trusted to say it is valid.
@@ -25,6 +25,13 @@ def add_commands(sub: Any) -> None:
     listing.add_argument("session", help="session id")
     listing.add_argument("--node", default=node, help="node URL (default: $JAMNET_NODE)")
     listing.set_defaults(func=_list)
+    home_key = str(Path(os.environ.get("HOME", ".")) / ".jamnet" / "key.json")
+    for name, text in (("start", "session owner: start recording"), ("stop", "stop recording")):
+        command = actions.add_parser(name, help=text)
+        command.add_argument("session", help="session id")
+        command.add_argument("--node", default=node, help="node URL (default: $JAMNET_NODE)")
+        command.add_argument("--keyfile", default=home_key, help="the owner's key")
+        command.set_defaults(func=_control, action_name=name)
     verify = actions.add_parser(
         "verify", help="check a take's signed contribution record (here, not on the node)"
     )
@@ -36,6 +43,35 @@ def add_commands(sub: Any) -> None:
 def _get(node: str, path: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(call(node, path))
     return data
+
+
+def _control(args: argparse.Namespace) -> int:
+    """Start or stop a session's recording as its owner (a signed challenge: no need to be
+    in the session from this terminal)."""
+    from eth_account.messages import encode_defunct
+
+    from node.keys import load_or_create_key
+
+    account = load_or_create_key(Path(args.keyfile))
+    body = json.dumps({"address": account.address}).encode()
+    issued = json.loads(call(args.node, "/api/challenges", body))
+    signature = account.sign_message(encode_defunct(text=issued["message"])).signature
+    request = {
+        "action": args.action_name,
+        "address": account.address,
+        "nonce": issued["nonce"],
+        "signature": "0x" + bytes(signature).hex(),
+    }
+    reply = json.loads(
+        call(args.node, f"/api/sessions/{args.session}/recording", json.dumps(request).encode())
+    )
+    if args.action_name == "start":
+        print(f"recording {reply['recording']}")
+    else:
+        seconds = reply["frames"] * reply["frame_samples"] / 48000
+        sealed = "sealed" if reply.get("record") else "not sealed yet"
+        print(f"stopped {reply['id']}: {seconds:.1f} s, {sealed}")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -451,11 +451,17 @@ async def control(request: web.Request) -> web.Response:
 
 
 async def recording(request: web.Request) -> web.Response:
-    """Owner starts or stops recording."""
-    session_id, participant = _participant(request)
-    service = request.app[SERVICE]
-    service.get(session_id).require_owner(participant)
+    """Owner starts or stops recording: as a participant (Bearer token), or, from outside
+    the session, with a signed sign-in challenge (``address``, ``nonce``, ``signature``)."""
     body = await _body(request)
+    service = request.app[SERVICE]
+    if "Authorization" in request.headers or "token" in request.query:
+        session_id, participant = _participant(request)
+        service.get(session_id).require_owner(participant)
+    else:
+        session_id = request.match_info["session_id"]
+        if _prove(request, body) != service.get(session_id).owner:
+            raise ForbiddenError("only the session's owner starts or stops recording")
     action = body.get("action")
     if action == "start":
         return web.json_response({"recording": service.start_recording(session_id)}, status=201)

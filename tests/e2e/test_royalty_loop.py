@@ -1,11 +1,10 @@
 """The royalty loop end to end, with real components: a `jamnet node` process on its embedded
-anvil devnet, two musicians jamming over real aiortc, the `jamnet` CLI for every signature,
+anvil devnet, two `jamnet jam` musicians (real aiortc), the `jamnet` CLI for every signature,
 listeners on three loopback addresses (two of them attacking the caps), Spark `local[2]` for
 the roll-up, a SIGKILL during settlement, withdrawals to the wei."""
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import os
@@ -18,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import soundfile
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from web3 import Web3
 
-from client.session import ArraySink, ArraySource, JamClient
 from node.chain.build import build
 from node.keys import load_or_create_key
 from node.listens import KEYS_PER_ADDRESS
@@ -104,26 +103,51 @@ def sign_receipt(account: Any, play: dict[str, Any], played_ms: int) -> dict[str
     return {"played_ms": played_ms, "signature": "0x" + bytes(signed.signature).hex()}
 
 
-async def jam_and_record(url: str, owner: Any, guest: Any) -> str:
-    async with JamClient(url, owner, "owner") as a, JamClient(url, guest, "guest") as b:
-        session = await a.create_session("royalty take")
-        sid = session["id"]
-        await a.join(sid)
-        await b.join(sid)
-        await a.connect(ArraySource(tone(440, 60), loop=True), ArraySink())
-        await b.connect(ArraySource(0.5 * tone(660, 60), loop=True), ArraySink())
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            info = await a.request("GET", f"/api/sessions/{sid}")
-            if len(info["participants"]) == 2 and all(p["connected"] for p in info["participants"]):
-                break
-            await asyncio.sleep(0.2)
-        path = f"/api/sessions/{sid}/recording"
-        take = (await a.request("POST", path, {"action": "start"}, auth=True))["recording"]
-        await asyncio.sleep(3.0)
-        stopped = await a.request("POST", path, {"action": "stop"}, auth=True)
-        assert stopped["record"] is not None
-        return str(take)
+def jam_and_record(url: str, tmp: Path, keys: dict[str, Path]) -> str:
+    """Two `jamnet jam` processes play tones; the owner records 3 s from a third terminal."""
+    wavs = {}
+    for name, hz, level in (("owner", 440, 0.3), ("guest", 660, 0.15)):
+        wavs[name] = tmp / f"{name}-in.wav"
+        soundfile.write(str(wavs[name]), tone(hz, 10, level), 48000)
+
+    def player(name: str, session: str, *extra: str) -> subprocess.Popen[str]:
+        args = [session, "--node", url, "--name", name, "--input", str(wavs[name]), "--loop"]
+        args += ["--output", str(tmp / f"{name}-out.wav"), "--keyfile", str(keys[name])]
+        return subprocess.Popen(
+            [*JAMNET, "jam", *args, "--duration", "90", "--quiet", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "JAMNET_KEY_PASSWORD": ""},
+        )
+
+    owner = player("owner", "royalty take", "--create")
+    guest = None
+    try:
+        session = read_line_matching(owner, r"created session (\w+)", timeout_s=60)
+        guest = player("guest", session)
+        wait(
+            lambda: (
+                len(get(url, f"/api/sessions/{session}")["participants"]) == 2
+                and all(
+                    p["connected"] for p in get(url, f"/api/sessions/{session}")["participants"]
+                )
+            ),
+            60,
+            "both musicians connected",
+        )
+        time.sleep(1.0)
+        owner_key = ["--node", url, "--keyfile", str(keys["owner"])]
+        started = cli("recordings", "start", session, *owner_key)
+        take = started.split()[-1]
+        time.sleep(3.0)
+        assert "sealed" in cli("recordings", "stop", session, *owner_key)
+        return take
+    finally:
+        for proc in (owner, guest):
+            if proc is not None:
+                proc.terminate()
+                proc.communicate(timeout=30)
 
 
 def test_a_take_becomes_a_paid_work(tmp_path: Path) -> None:
@@ -139,7 +163,7 @@ def test_a_take_becomes_a_paid_work(tmp_path: Path) -> None:
             cli("token", "faucet", *node, "--keyfile", str(keys[name]))
 
         # 1. Two musicians jam; the owner records and stops.
-        take = asyncio.run(jam_and_record(url, owner, guest))
+        take = jam_and_record(url, tmp_path, keys)
 
         # 2. The split proposed from the contribution record; the owner sets 70/30; both
         #    consent with the CLI; the node registers the work through its outbox.
