@@ -11,6 +11,7 @@ window.jamnetWorks = works;   // for end-to-end tests (read-only use)
 const WITHDRAW_ABI = [
   "function withdrawTo(uint256 workId, address to)",
   "function withdrawTokenTo(uint256 workId, address to)",
+  "function pay(uint256 workId) payable",
 ];
 const wei = (value) => ethers.formatUnits(BigInt(value), 18).replace(/\.0$/, "");
 const typesOf = (typed) => Object.fromEntries(
@@ -139,6 +140,10 @@ async function refreshWorks() {
     li.dataset.work = String(w.work_id);
     li.append(el("strong", `work ${w.work_id}`), el("span", ` · ${w.plays} plays · `));
     li.append(el("button", "Play", { type: "button", className: "play", onclick: () => play(w) }));
+    const amount = el("input", null, { type: "number", min: "0", step: "0.001", value: "0.01",
+      className: "pay-amount", ariaLabel: `ETH to pay work ${w.work_id}` });
+    li.append(amount, el("button", "Pay ETH", { type: "button", className: "pay",
+      onclick: () => pay(w.work_id, amount.value) }));
     const mine = w.split.find((e) => e.address === state.address);
     if (mine) {
       const detail = await api("GET", `/api/chain/works/${w.work_id}`);
@@ -164,15 +169,33 @@ async function refreshWorks() {
   }
 }
 
+function chainWallet() {
+  return state.wallet.provider ? state.wallet
+    : state.wallet.connect(new ethers.JsonRpcProvider(works.info.rpc_url));
+}
+
+async function pay(workId, amount) {
+  if (works.busy) return;
+  works.busy = true;
+  try {
+    const value = ethers.parseEther(String(amount || "0"));
+    if (value <= 0n) throw new Error("pay a positive amount of ETH");
+    const registry = new ethers.Contract(works.info.addresses.WorkRegistry, WITHDRAW_ABI, chainWallet());
+    await (await registry.pay(workId, { value })).wait();
+    $("#works-status").textContent = `paid work ${workId} ${amount} ETH: it goes to the split`;
+    showError("");
+    await refreshWorks();
+  } catch (e) { showError(e.shortMessage || e.message || e); }
+  finally { works.busy = false; }
+}
+
 async function withdraw(workId, to, owed) {
   if (works.busy) return;
   works.busy = true;
   try {
     const target = to || state.address;
     if (!ethers.isAddress(target)) throw new Error(`${target} is not an address`);
-    const wallet = state.wallet.provider ? state.wallet
-      : state.wallet.connect(new ethers.JsonRpcProvider(works.info.rpc_url));
-    const registry = new ethers.Contract(works.info.addresses.WorkRegistry, WITHDRAW_ABI, wallet);
+    const registry = new ethers.Contract(works.info.addresses.WorkRegistry, WITHDRAW_ABI, chainWallet());
     if (BigInt(owed.owed_eth) > 0n) await (await registry.withdrawTo(workId, target)).wait();
     if (BigInt(owed.owed_jam) > 0n) await (await registry.withdrawTokenTo(workId, target)).wait();
     showError("");

@@ -23,7 +23,7 @@ from node.chain.build import build
 from tests.conftest import node_config, tone
 from tests.e2e.test_browser import CHROMIUM, chromium_args, poll
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(600)]
 TAKE_S = 33.0
 """A play counts after 30 s: the take must be longer."""
 
@@ -141,8 +141,14 @@ async def test_take_to_withdrawal_in_the_page(tmp_path: Path) -> None:
                 return node.royalties.period(1)["state"] == "settled"  # type: ignore[union-attr]
 
             await poll(settled, timeout_s=180, every_s=0.5)
-            # 5. Earnings in the page, and a withdrawal to another address.
+            # 5. A fan's payment from the page, earnings, and a withdrawal to another address.
             await page.evaluate("refreshWorks()")
+            await page.fill(f"#work-list li[data-work='{work}'] input.pay-amount", "0.5")
+            await page.click(f"#work-list li[data-work='{work}'] button.pay")
+            await page.wait_for_function(
+                "document.querySelector('#works-status').textContent.startsWith('paid')",
+                timeout=30000,
+            )
             await page.wait_for_selector(f"#work-list li[data-work='{work}'] .earnings .period")
             text = await page.locator(f"#work-list li[data-work='{work}'] .earnings").inner_text()
             assert "60.00 %" in text and "period 1 (settled)" in text
@@ -156,7 +162,7 @@ async def test_take_to_withdrawal_in_the_page(tmp_path: Path) -> None:
                 address=addresses["WorkRegistry"], abi=build()["WorkRegistry"].abi
             )
             received = works.functions.work(work).call()[5]
-            assert received == Web3.to_wei(0.975, "ether")  # 1 ETH, one work, 2.5 % fee
+            assert received == Web3.to_wei(1.4625, "ether")  # 1 + 0.5 ETH, 2.5 % fee
             assert w3.eth.get_balance(cold) == received * 6000 // 10_000
             assert errors == []
         finally:

@@ -28,7 +28,7 @@ from node.listens import KEYS_PER_ADDRESS
 from tests.conftest import tone
 from tests.e2e.test_cli_jam import read_line_matching
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 JAMNET = [sys.executable, "-m", "node.cli"]
 NODE = [*JAMNET, "node"]
 
