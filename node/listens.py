@@ -10,11 +10,12 @@ least ``MIN_PLAY_S`` (30 s, Spotify's rule) of playback the listener's key signs
 - at least 30 s of wall time passed since the play started on this node, and the receipt
   says at least 30 s were played (a play cannot count before it could have been heard);
 - the key has no other counted play overlapping it: one key, one play at a time;
-- the key is under ``PER_KEY_PER_PERIOD`` (1,000) counted plays this period (Deezer's cap of
-  1,000 streams per listener per month);
+- the key is under ``PER_KEY_PER_MONTH`` (1,000) counted plays in the last 30 days (Deezer's
+  cap of 1,000 streams per listener per month), whatever the royalty periods' length;
 - the IP address is under ``PER_ADDRESS_PER_HOUR`` (120) counted plays in the last hour
   (Audius's limit for signed listens), and has brought at most ``KEYS_PER_ADDRESS`` (5)
-  different keys this period, so a farm of keys behind one address counts as one household.
+  different keys in the last 30 days, so a farm of keys behind one address counts as one
+  household.
 
 A refused receipt is answered with the reason (HTTP 409 or 429) and stored nowhere. Counted
 receipts go to an append-only SQLite table (triggers refuse UPDATE and DELETE), one
@@ -42,7 +43,8 @@ from node.identity import parse_address
 from node.store.db import open_sqlite
 
 MIN_PLAY_S = 30.0
-PER_KEY_PER_PERIOD = 1000
+PER_KEY_PER_MONTH = 1000
+MONTH_S = 30 * 24 * 3600.0
 PER_ADDRESS_PER_HOUR = 120
 KEYS_PER_ADDRESS = 5
 MAX_OPEN_PLAYS = 10_000
@@ -238,12 +240,13 @@ class ListenBook:
         if overlapping:
             raise RateLimitError("this key had another play counted while this one ran")
         per_key = db.execute(
-            "SELECT COUNT(*) FROM listens WHERE listener = ? AND period_id = ?",
-            (play.listener, period_id),
+            "SELECT COUNT(*) FROM listens WHERE listener = ? AND counted_at > ?",
+            (play.listener, now - MONTH_S),
         ).fetchone()[0]
-        if per_key >= PER_KEY_PER_PERIOD:
+        if per_key >= PER_KEY_PER_MONTH:
             raise RateLimitError(
-                f"this key has {PER_KEY_PER_PERIOD} counted plays this period, the most there are"
+                f"this key has {PER_KEY_PER_MONTH} counted plays in the last 30 days,"
+                " the most there are"
             )
         per_address = db.execute(
             "SELECT COUNT(*) FROM listens WHERE address = ? AND counted_at > ?",
@@ -256,13 +259,13 @@ class ListenBook:
         keys = {
             r[0]
             for r in db.execute(
-                "SELECT DISTINCT listener FROM listens WHERE address = ? AND period_id = ?",
-                (address, period_id),
+                "SELECT DISTINCT listener FROM listens WHERE address = ? AND counted_at > ?",
+                (address, now - MONTH_S),
             )
         }
         if play.listener not in keys and len(keys) >= KEYS_PER_ADDRESS:
             raise RateLimitError(
-                f"{KEYS_PER_ADDRESS} listener keys already count from this address this period"
+                f"{KEYS_PER_ADDRESS} listener keys already count from this address (30 days)"
             )
 
     def period_receipts(self, period_id: int) -> list[dict[str, Any]]:

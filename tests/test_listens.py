@@ -12,7 +12,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from node.errors import AuthError, InputError, SessionError
-from node.listens import KEYS_PER_ADDRESS, PER_KEY_PER_PERIOD, ListenBook, RateLimitError
+from node.listens import KEYS_PER_ADDRESS, PER_KEY_PER_MONTH, ListenBook, RateLimitError
 from node.works import parse_split, proposed_split
 from spark_jobs.royalties import allocate
 
@@ -65,7 +65,7 @@ def test_a_receipt_counts_after_30_s_signed_by_the_players_key(tmp_path: Path) -
     assert ListenBook(tmp_path / "l.sqlite3", 31337).counts() == {7: 1}
 
 
-def test_one_key_one_play_at_a_time_and_a_monthly_cap(tmp_path: Path) -> None:
+def test_one_key_one_play_at_a_time_and_a_30_day_cap(tmp_path: Path) -> None:
     book = ListenBook(tmp_path / "l.sqlite3", 31337)
     faker = Account.create()
     plays = [book.start(7, CONTENT, faker.address, "10.0.0.2", 1000.0 + i) for i in range(20)]
@@ -79,12 +79,12 @@ def test_one_key_one_play_at_a_time_and_a_monthly_cap(tmp_path: Path) -> None:
     assert results.count(True) == 1, "overlapping plays of one key count once"
     # Sequential plays from many addresses: the cap per key per period holds.
     t = 10_000.0
-    for i in range(PER_KEY_PER_PERIOD - 1):
+    for i in range(PER_KEY_PER_MONTH - 1):
         listen(book, faker, f"10.1.{i // 100}.{i % 100}", t)
         t += 32
-    with pytest.raises(RateLimitError, match=str(PER_KEY_PER_PERIOD)):
+    with pytest.raises(RateLimitError, match=str(PER_KEY_PER_MONTH)):
         listen(book, faker, "10.9.9.9", t)
-    listen(book, faker, "10.9.9.9", t + 40, period=2)  # a new period, a new allowance
+    listen(book, faker, "10.9.9.9", 10_000.0 + 30 * 24 * 3600 + 1)  # 30 days on: allowed again
 
 
 def test_an_address_counts_a_few_keys_and_120_plays_an_hour(tmp_path: Path) -> None:
