@@ -145,8 +145,12 @@ class Royalties:
             self._task = None
 
     async def _work(self) -> None:
-        """Advance every unfinished period, oldest first, until each is settled or waiting."""
-        for _ in range(10_000):
+        """Advance every unfinished period, oldest first, until each is settled or waiting.
+        Trouble (the chain down, the roll-up failing) is retried with a growing pause and
+        logged once per kind, never fatal: the step is saved, the next try resumes it."""
+        failures = 0
+        last_error = ""
+        while True:
             rows = self._db.execute(
                 "SELECT * FROM periods WHERE state IN ('closed', 'rolled', 'settling')"
                 " ORDER BY id LIMIT 1"
@@ -156,11 +160,16 @@ class Royalties:
             row = dict(rows[0])
             try:
                 moved = await asyncio.to_thread(self._advance, row)
-            except ChainError as exc:
-                log.warning("royalty period %d: %s (retrying)", row["id"], exc)
+                failures = 0
+            except Exception as exc:  # retried: every step is saved before the next one
+                failures += 1
+                if str(exc) != last_error:
+                    log.warning("royalty period %d: %s (retrying)", row["id"], exc)
+                    last_error = str(exc)
+                self._set(row["id"], row["state"], error=f"retrying: {exc}"[:500])
                 moved = False
             if not moved:
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(min(60.0, 2.0 ** min(failures, 6)) if failures else 1.0)
 
     def _advance(self, row: dict[str, Any]) -> bool:
         period, state = int(row["id"]), row["state"]
@@ -254,6 +263,7 @@ class Royalties:
         self._set(period, "rolled", rollup=json.dumps(rollup))
 
     def _set(self, period: int, state: str, **fields: Any) -> None:
+        fields.setdefault("error", None)  # a step that succeeds clears the last retry's error
         fields["state"] = state
         fields["updated_at"] = time.time()
         columns = ", ".join(f"{name} = ?" for name in fields)
