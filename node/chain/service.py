@@ -185,10 +185,11 @@ class ChainService:
         assert self.account is not None
         w3, c, me = self.w3, self._contracts(), self.account.address
         nodes, token = c["NodeRegistry"], c["JamToken"]
-        if nodes.functions.isRegistered(me).call():
+        have, _, _, registered, peer, current, _ = nodes.functions.operator(me).call()
+        if registered and (peer, current) == (peer_id, endpoint):
             return
         stake = int(nodes.functions.parameters().call()[0])
-        have = int(nodes.functions.operator(me).call()[0])
+        have = int(have)
         if have < stake:
             need = stake - have - int(token.functions.balanceOf(me).call())
             if need > 0:  # from an unlocked devnet account holding the devnet allocation
@@ -207,8 +208,10 @@ class ChainService:
                 nodes.functions.stake(stake - have)._encode_transaction_data(),
             )
         call = nodes.functions.register(peer_id, endpoint, '{"devnet":true}')
-        self.outbox.enqueue(
-            f"devnet-node:{me}:register:{peer_id}", nodes.address, call._encode_transaction_data()
+        self.outbox.enqueue(  # a new endpoint (another port) registers again: updates it
+            f"devnet-node:{me}:register:{peer_id}:{endpoint}"[:200],
+            nodes.address,
+            call._encode_transaction_data(),
         )
         self.outbox.process(w3)
         log.info("devnet: node %s registered in NodeRegistry as %s", me, peer_id)

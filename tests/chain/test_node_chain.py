@@ -36,6 +36,10 @@ async def test_devnet_deploys_once_and_is_reused_after_a_restart(tmp_path: Path)
     assert saved["addresses"] == addresses
     async with Node(config) as node:
         again = await get(node, "/api/chain")
+        # The devnet node is a registered node (it attests its takes), at its current URL.
+        operators = (await get(node, "/api/chain/operators"))["operators"]
+        mine = [o for o in operators if o["address"] == again["node_address"]]
+        assert [o["endpoint"] for o in mine] == [node.url]
     assert again["addresses"] == addresses, "the restarted devnet kept its contracts"
     # The node has its own key (made on first use, kept in the data dir) for its transactions.
     assert again["node_address"] == first["node_address"] and str(first["node_address"]).startswith(
