@@ -13,10 +13,25 @@ const state = {
   wallet: null, address: "", session: null, participant: null, token: "",
   pc: null, ws: null, stream: null, participants: new Map(), levels: {}, jitter: {},
   audioCtx: null, micAnalyser: null, mixAnalyser: null, recording: null, rtt: null,
-  yaw: 0, pitch: 0,
+  yaw: 0, pitch: 0, mix: new Map(), peaks: new Map(), drawing: false, recordingSince: null,
 };
 // Exposed for end-to-end tests (read-only use).
 window.jamnet = state;
+
+// Everything a joined room starts (intervals, timeouts, the animation loop) is owned by the
+// room and stopped when it is left: five joins and leaves leave nothing running.
+const roomTimers = new Set();
+function roomEvery(fn, ms) { const id = setInterval(fn, ms); roomTimers.add(id); return id; }
+function roomLater(fn, ms) {
+  const id = setTimeout(() => { roomTimers.delete(id); fn(); }, ms);
+  roomTimers.add(id);
+  return id;
+}
+function disposeRoomTimers() {
+  for (const id of roomTimers) { clearInterval(id); clearTimeout(id); }
+  roomTimers.clear();
+}
+window.jamnetRoomTimers = () => roomTimers.size + (state.drawing ? 1 : 0);
 
 // ------------------------------------------------------------------ identity
 async function loadIdentity() {
@@ -137,6 +152,8 @@ async function join(sessionId, invite, name) {
   $("#lobby").hidden = true;
   $("#room").hidden = false;
   openEvents();
+  startPings();
+  roomEvery(tickRecording, 1000);
   await startMedia();
   // Start somewhere on the stage that is not on top of everyone else.
   const angle = Math.random() * Math.PI * 2;
@@ -162,8 +179,8 @@ function setSession(session) {
   const owner = session.owner.toLowerCase() === state.address.toLowerCase();
   $("#owner-tools").hidden = !owner;
   $("#tempo").value = session.tempo_bpm;
-  state.recording = session.recording;
-  $("#record").textContent = session.recording ? "Stop recording" : "Start recording";
+  showRecording(session.recording);
+  renderBeats(session.time_signature);
   renderParticipants();
   if (window.jamnetAi) window.jamnetAi.onSession(session);
 }
@@ -249,8 +266,9 @@ async function startMedia() {
       await sender.setParameters(params).catch(() => {});
     }
   }
+  state.drawing = true;
   requestAnimationFrame(drawLoop);
-  setInterval(pollStats, 1000);
+  roomEvery(pollStats, 1000);
 }
 
 function waitForIce(pc) {
@@ -318,13 +336,45 @@ async function pollStats() {
 }
 
 // -------------------------------------------------------------------- events
-function openEvents() {
+function openEvents(attempt = 0) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/api/sessions/${state.session.id}/events?token=${encodeURIComponent(state.token)}`);
+  const session = state.session;
+  const ws = new WebSocket(`${scheme}://${location.host}/api/sessions/${session.id}/events?token=${encodeURIComponent(state.token)}`);
   state.ws = ws;
+  ws.onopen = () => {
+    state.wsAttempt = 0;
+    setStatus("connected");
+    if (attempt > 0) resync();   // whatever happened while the socket was down
+  };
   ws.onmessage = (ev) => handleEvent(JSON.parse(ev.data));
-  ws.onclose = () => setStatus("events closed");
-  setInterval(() => { if (ws.readyState === 1) ws.send(JSON.stringify({ type: "ping", t: performance.now() })); }, 2000);
+  ws.onclose = (ev) => {
+    if (state.ws !== ws || !state.session) return;   // left, or replaced
+    // The node ends our socket when we are out (left elsewhere, removed, the session closed);
+    // "too slow" or a dropped connection is worth a reconnect.
+    if (ev.code === 1001 && ev.reason && ev.reason !== "too slow") {
+      showError(`you are no longer in the session: ${ev.reason}`);
+      leave(true);
+      return;
+    }
+    const delay = Math.min(10000, 500 * 2 ** Math.min(attempt, 5));
+    setStatus(`events lost: reconnecting in ${(delay / 1000).toFixed(1)} s`);
+    roomLater(() => { if (state.session && state.ws === ws) openEvents(attempt + 1); }, delay);
+  };
+}
+
+async function resync() {
+  try {
+    setSession(await api("GET", `/api/sessions/${state.session.id}`));
+  } catch (e) {
+    showError(`the session is gone: ${e.message || e}`);
+    leave(true);
+  }
+}
+
+function startPings() {
+  roomEvery(() => {
+    if (state.ws && state.ws.readyState === 1) state.ws.send(JSON.stringify({ type: "ping", t: performance.now() }));
+  }, 2000);
 }
 
 function handleEvent(e) {
@@ -349,12 +399,10 @@ function handleEvent(e) {
     case "levels": state.levels = e.levels; state.jitter = e.jitter; updateLevels(); break;
     case "beat": showBeat(e.bar_beat); break;
     case "chat": addChat(e); break;
-    case "recording":
-      state.recording = e.recording;
-      $("#record").textContent = e.recording ? "Stop recording" : "Start recording";
-      break;
+    case "recording": showRecording(e.recording); break;
     case "closed": leave(true); break;
     case "error": showError(e.error); break;
+    case "pong": if (typeof e.t === "number") state.socketRttMs = performance.now() - e.t; break;
     case "prove": proveAddress(e); break;
     default: break;
   }
@@ -377,48 +425,129 @@ function sendControl(msg) {
 }
 
 // ---------------------------------------------------------------------- room
+// Channel strips are keyed by participant id: a strip keeps its element, its fader and its
+// mute/solo state through joins, leaves and setting changes; what it shows is refreshed.
+function mixOf(id) {
+  if (!state.mix.has(id)) state.mix.set(id, { gainDb: 0, muted: false, solo: false });
+  return state.mix.get(id);
+}
+
+function sendMix() {   // my mix: solo wins over everything not soloed
+  const soloing = [...state.mix.values()].some((m) => m.solo);
+  for (const [id, m] of state.mix) {
+    if (!state.participants.has(id) || (state.participant && id === state.participant.id)) continue;
+    const muted = m.muted || (soloing && !m.solo);
+    sendControl({ type: "gain", source: id, gain: Math.round(10 ** (m.gainDb / 20) * 1000) / 1000, muted });
+  }
+}
+
+function strip(p) {
+  const li = document.createElement("li");
+  li.dataset.id = p.id;
+  const name = document.createElement("span");
+  name.className = "name";
+  const meter = document.createElement("div");
+  meter.className = "meter";
+  meter.append(document.createElement("div"), Object.assign(document.createElement("b"), { className: "peak" }));
+  const quality = document.createElement("span");
+  quality.className = "quality";
+  li.append(name, meter, quality);
+  if (!(state.participant && p.id === state.participant.id)) {
+    const m = mixOf(p.id);
+    const fader = document.createElement("label");
+    fader.className = "fader";
+    const vol = Object.assign(document.createElement("input"),
+      { type: "range", min: -40, max: 6, step: 0.5, value: m.gainDb, className: "gain" });
+    vol.setAttribute("aria-label", `${p.name}: level in your mix, dB`);
+    const db = Object.assign(document.createElement("output"), { className: "db" });
+    const showDb = () => { db.textContent = `${m.gainDb > 0 ? "+" : ""}${m.gainDb.toFixed(1)} dB`; };
+    showDb();
+    vol.oninput = () => { m.gainDb = Number(vol.value); showDb(); sendMix(); };
+    fader.append(vol, db);
+    const toggle = (key, label) => {
+      const box = document.createElement("label");
+      box.className = key;
+      const input = Object.assign(document.createElement("input"), { type: "checkbox", checked: m[key] });
+      input.onchange = () => { m[key] = input.checked; sendMix(); };
+      box.append(input, label);
+      return box;
+    };
+    li.append(fader, toggle("muted", "mute"), toggle("solo", "solo"));
+  }
+  return li;
+}
+
 function renderParticipants() {
   const list = $("#participants");
-  list.replaceChildren();
   const owner = state.session && state.session.owner.toLowerCase() === state.address.toLowerCase();
+  const seen = new Set();
   for (const p of state.participants.values()) {
-    const li = document.createElement("li");
-    li.dataset.id = p.id;
+    seen.add(p.id);
+    let li = list.querySelector(`li[data-id="${CSS.escape(p.id)}"]`);
+    if (!li) { li = strip(p); list.append(li); }
     const me = state.participant && p.id === state.participant.id;
-    const name = document.createElement("span");
-    name.textContent = p.name + (me ? " (you)" : "") + (p.connected ? "" : " …") + (p.verified === false ? " (unverified)" : "");
-    if (p.verified === false) name.title = "connected through another node and has not proven their address yet: no share of recordings";
-    if (me) name.className = "me";
-    const meter = document.createElement("div");
-    meter.className = "meter";
-    meter.append(document.createElement("div"));
-    li.append(name, meter);
-    if (!me) {
-      const vol = document.createElement("input");
-      vol.type = "range"; vol.min = 0; vol.max = 2; vol.step = 0.05; vol.value = 1;
-      vol.title = "volume in your mix";
-      const mute = document.createElement("input");
-      mute.type = "checkbox"; mute.title = "mute in your mix";
-      const send = () => sendControl({ type: "gain", source: p.id, gain: Number(vol.value), muted: mute.checked });
-      vol.oninput = send; mute.onchange = send;
-      li.append(vol, mute);
-      if (owner) {
-        const kick = document.createElement("button");
-        kick.textContent = "remove";
-        kick.onclick = () => api("DELETE", `/api/sessions/${state.session.id}/participants/${p.id}`, null, true).catch(showError);
-        li.append(kick);
-      }
-    }
-    list.append(li);
+    const name = li.querySelector(".name");
+    name.textContent = p.name + (me ? " (you)" : "") + (p.connected ? "" : " …") +
+      (p.verified === false ? " (unverified)" : "") + (p.kind === "ai" ? " (AI)" : "");
+    name.title = p.verified === false
+      ? "connected through another node and has not proven their address yet: no share of recordings" : "";
+    name.classList.toggle("me", !!me);
+    let kick = li.querySelector("button.remove");
+    if (owner && !me && !kick) {
+      kick = Object.assign(document.createElement("button"), { textContent: "remove", className: "remove", type: "button" });
+      kick.setAttribute("aria-label", `remove ${p.name} from the session`);
+      kick.onclick = () => api("DELETE", `/api/sessions/${state.session.id}/participants/${p.id}`, null, true).catch(showError);
+      li.append(kick);
+    } else if (!owner && kick) kick.remove();
+  }
+  for (const li of [...list.children]) {
+    if (!seen.has(li.dataset.id)) { state.mix.delete(li.dataset.id); li.remove(); }
   }
 }
 
 function updateLevels() {
+  const now = performance.now();
   for (const li of $("#participants").children) {
-    const level = state.levels[li.dataset.id] || 0;
+    const id = li.dataset.id;
+    const level = Math.min(100, Math.sqrt(state.levels[id] || 0) * 140);
     const bar = li.querySelector(".meter > div");
-    if (bar) bar.style.width = Math.min(100, Math.sqrt(level) * 140) + "%";
+    if (bar) bar.style.width = level + "%";
+    const peak = state.peaks.get(id);   // peak hold: 1.5 s, then it falls
+    if (!peak || level >= peak.level || now - peak.at > 1500) state.peaks.set(id, { level, at: now });
+    const mark = li.querySelector(".meter > .peak");
+    if (mark) mark.style.left = `calc(${state.peaks.get(id).level}% - 2px)`;
+    const f = state.jitter[id];
+    const quality = li.querySelector(".quality");
+    if (quality) {
+      const total = (f && (f.played + f.concealed)) || 0;
+      quality.textContent = f ? `buffer ${Number(f.delay_ms).toFixed(0)} ms · ` +
+        `${total ? (100 * f.concealed / total).toFixed(1) : "0.0"} % concealed` : "";
+    }
   }
+}
+
+function showRecording(recording) {
+  if (recording && !state.recording) state.recordingSince = Date.now();
+  if (!recording) state.recordingSince = null;
+  state.recording = recording;
+  $("#record").textContent = recording ? "Stop recording" : "Start recording";
+  $("#rec").hidden = !recording;
+  tickRecording();
+}
+
+function tickRecording() {
+  if (!state.recordingSince) return;
+  const s = Math.floor((Date.now() - state.recordingSince) / 1000);
+  $("#rec-time").textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+// One dot per beat of the session's metre (3/4: three, 7/8: seven), the downbeat marked.
+function renderBeats(timeSignature) {
+  const beats = Math.max(1, Math.min(16, parseInt(String(timeSignature).split("/")[0], 10) || 4));
+  const box = $("#beat");
+  if (box.children.length === beats) return;
+  box.replaceChildren(...Array.from({ length: beats }, () => document.createElement("i")));
+  box.setAttribute("aria-label", `beat, ${timeSignature}`);
 }
 
 function showBeat(barBeat) {
@@ -458,14 +587,21 @@ $("#make-invite").onclick = async () => {
 };
 
 async function leave(kicked) {
-  if (state.token && !kicked) await api("POST", `/api/sessions/${state.session.id}/leave`, null, true).catch(() => {});
+  const session = state.session;
+  disposeRoomTimers();
+  state.drawing = false;
+  const ws = state.ws;
+  state.ws = null;   // its close is ours: no reconnect
+  if (session && state.token && !kicked) await api("POST", `/api/sessions/${session.id}/leave`, null, true).catch(() => {});
+  if (ws) ws.close();
   if (state.dc) state.dc.close();
   if (state.pc) state.pc.close();
-  if (state.ws) state.ws.close();
   if (state.audioCtx) state.audioCtx.close().catch(() => {});
   if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
   Object.assign(state, { pc: null, ws: null, stream: null, dc: null, audioCtx: null, mixSource: null,
-                         token: "", session: null, participant: null });
+                         micAnalyser: null, mixAnalyser: null, token: "", session: null, participant: null,
+                         recording: null, recordingSince: null });
+  $("#rec").hidden = true;
   $("#room").hidden = true;
   $("#lobby").hidden = false;
   refreshSessions();
@@ -605,11 +741,12 @@ function rms(analyser) {
 }
 
 function drawLoop() {
-  if (!state.session) return;
+  if (!state.session || !state.drawing) { state.drawing = false; return; }
   const mic = rms(state.micAnalyser);
   state.micLevel = mic;
   state.mixLevel = rms(state.mixAnalyser);
   $("#mic-meter").style.width = Math.min(100, Math.sqrt(mic) * 140) + "%";
+  $("#master-meter").style.width = Math.min(100, Math.sqrt(state.mixLevel) * 140) + "%";
   drawStage();
   requestAnimationFrame(drawLoop);
 }
@@ -626,6 +763,16 @@ async function loadConfig() {
     select.append(option);
   }
 }
+
+// Views: the room (lobby and session), works, governance; one shows at a time.
+function showView(name) {
+  $("main").dataset.view = name;
+  for (const b of document.querySelectorAll("#tabs button")) {
+    if (b.dataset.view === name) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
+  }
+  if (window.jamnetWorks && name === "works" && window.renderTakes) window.renderTakes().catch(() => {});
+}
+for (const b of document.querySelectorAll("#tabs button")) b.onclick = () => showView(b.dataset.view);
 
 loadConfig().then(loadIdentity).then(refreshSessions).catch(showError);
 setInterval(() => { if (!state.session) refreshSessions(); }, 5000);

@@ -8,7 +8,14 @@ window.jamnetGov = gov;   // for end-to-end tests (read-only use)
 
 const TOKEN_ABI = ["function delegate(address delegatee)"];
 const GOVERNOR_ABI = ["function castVote(uint256 proposalId, uint8 support) returns (uint256)"];
-const unit = (wei) => ethers.formatUnits(BigInt(wei), 18).replace(/\.0$/, "");
+// Amounts with sensible precision: at most 4 decimals (17-digit wei fractions helped nobody).
+function unit(wei) {
+  const [whole, fraction = ""] = ethers.formatUnits(BigInt(wei), 18).split(".");
+  const kept = fraction.slice(0, 4).replace(/0+$/, "");
+  const tiny = BigInt(wei) > 0n && whole === "0" && !kept;
+  return tiny ? "< 0.0001" : Number(whole).toLocaleString("en-US") + (kept ? "." + kept : "");
+}
+window.jamnetUnit = unit;
 
 async function signer() {
   if (!gov.info.rpc_url && !(state.wallet && state.wallet.provider)) {
@@ -51,8 +58,16 @@ async function refreshGov() {
         b.textContent = label;
         b.className = "vote";
         b.dataset.support = String(support);
-        b.onclick = () => sendTx((s) => new ethers.Contract(gov.info.addresses.JamGovernor, GOVERNOR_ABI, s)
-          .castVote(BigInt(p.id), support));
+        b.onclick = () => {
+          if (BigInt(gov.account.votes) === 0n) {
+            showError(gov.account.delegate === ethers.ZeroAddress
+              ? "your vote would weigh 0: delegate your votes first (they count for proposals made after that)"
+              : "your vote would weigh 0: you hold no JAM votes at this proposal's snapshot");
+            return;
+          }
+          sendTx((s) => new ethers.Contract(gov.info.addresses.JamGovernor, GOVERNOR_ABI, s)
+            .castVote(BigInt(p.id), support));
+        };
         li.appendChild(b);
       }
     }

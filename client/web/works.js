@@ -13,7 +13,7 @@ const WITHDRAW_ABI = [
   "function withdrawTokenTo(uint256 workId, address to)",
   "function pay(uint256 workId) payable",
 ];
-const wei = (value) => ethers.formatUnits(BigInt(value), 18).replace(/\.0$/, "");
+const wei = (value) => window.jamnetUnit(value);
 const typesOf = (typed) => Object.fromEntries(
   Object.entries(typed.types).filter(([name]) => name !== "EIP712Domain"));
 

@@ -32,6 +32,7 @@ async def test_the_page_gets_jam_delegates_and_votes(tmp_path: Path) -> None:
             await page.goto(node.url)
             await page.wait_for_function("window.jamnetGov && window.jamnetGov.account")
             address = await page.evaluate("window.jamnet.address")
+            await page.click("#tabs button[data-view=governance]")
             await page.click("#faucet")
             await page.wait_for_function(
                 "window.jamnetGov.account.jam === '1000000000000000000000'"

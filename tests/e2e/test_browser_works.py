@@ -75,6 +75,7 @@ async def test_take_to_withdrawal_in_the_page(tmp_path: Path) -> None:
                     "document.querySelector('#record').textContent.includes('Start')"
                 )
             # 2. The take, its proposed split, the owner's edit and consent, in the page.
+            await page.click("#tabs button[data-view=works]")
             await poll(lambda: _sealed(page), timeout_s=30)
             await page.click("#takes button.open-take")
             await page.wait_for_selector("#take-draft tr[data-address]")
