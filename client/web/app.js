@@ -160,6 +160,9 @@ async function join(sessionId, invite, name) {
   // ... facing the middle of the stage, with this page's mix settings.
   const x = round(4 * Math.cos(angle)), y = round(4 * Math.sin(angle));
   state.yaw = Math.round(Math.atan2(-x, -y) * 1800 / Math.PI) / 10; state.pitch = 0;
+  const me = state.participants.get(state.participant.id);
+  if (me) Object.assign(me, { x, y, yaw_deg: state.yaw, pitch_deg: 0 });
+  showFacing();
   sendControl({ type: "pose", x, y, yaw_deg: state.yaw, pitch_deg: 0 });
   sendRender();
 }
@@ -640,13 +643,14 @@ let lastTurnSent = 0, turnTimer = null;
 function turn(yaw, pitch) {
   state.yaw = Math.round(wrapDeg(yaw) * 10) / 10;
   state.pitch = Math.round(Math.max(-90, Math.min(90, pitch)) * 10) / 10;
-  $("#facing").textContent = `facing: ${state.yaw}° · pitch ${state.pitch}°`;
+  showFacing();
   const me = state.participant && state.participants.get(state.participant.id);
   if (me) { me.yaw_deg = state.yaw; me.pitch_deg = state.pitch; }
   const send = () => { lastTurnSent = performance.now(); sendControl({ type: "pose", yaw_deg: state.yaw, pitch_deg: state.pitch }); };
   clearTimeout(turnTimer);
   if (performance.now() - lastTurnSent > 50) send(); else turnTimer = setTimeout(send, 60);
 }
+function showFacing() { $("#facing").textContent = `facing: ${state.yaw}° · pitch ${state.pitch}°`; }
 function faceTowards(ev) {
   const me = state.participant && state.participants.get(state.participant.id);
   if (!me) return;
@@ -659,6 +663,18 @@ document.addEventListener("keydown", (ev) => {
   const typing = focus && (focus.tagName === "TEXTAREA" || (focus.tagName === "INPUT" && !["checkbox", "button"].includes(focus.type)));
   if (!state.participant || typing) return;
   const step = ev.shiftKey ? 45 : 15;
+  // Move with W A S D (Shift: 2 m steps), turn and look with the arrows.
+  const move = { w: [0, 1], s: [0, -1], a: [-1, 0], d: [1, 0] }[ev.key.toLowerCase()];
+  if (move && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
+    const me = state.participants.get(state.participant.id);
+    if (!me) return;
+    const metres = ev.shiftKey ? 2 : 0.5;
+    const clamp = (v) => round(Math.max(-STAGE_M, Math.min(STAGE_M, v)));
+    me.x = clamp(me.x + move[0] * metres); me.y = clamp(me.y + move[1] * metres);
+    sendControl({ type: "pose", x: me.x, y: me.y });
+    ev.preventDefault();
+    return;
+  }
   if (ev.key === "ArrowLeft") turn(state.yaw - step, state.pitch);
   else if (ev.key === "ArrowRight") turn(state.yaw + step, state.pitch);
   else if (ev.key === "ArrowUp") turn(state.yaw, state.pitch + 10);
@@ -714,6 +730,7 @@ function drawStage() {
       toPx(room.depth_m / 2) - toPx(-room.depth_m / 2));
     ctx2d.lineWidth = 1;
   }
+  const labels = [];
   for (const p of state.participants.values()) {
     const me = state.participant && p.id === state.participant.id;
     const level = state.levels[p.id] || 0;
@@ -727,7 +744,17 @@ function drawStage() {
     const yaw = ((p.yaw_deg || 0) * Math.PI) / 180;   // facing arrow (screen y grows downwards)
     ctx2d.beginPath(); ctx2d.moveTo(x, y); ctx2d.lineTo(x + 20 * Math.sin(yaw), y - 20 * Math.cos(yaw));
     ctx2d.strokeStyle = me ? "#5ad1a4" : "#a0aaff"; ctx2d.lineWidth = 2; ctx2d.stroke(); ctx2d.lineWidth = 1;
-    ctx2d.fillStyle = "#e8e8ec"; ctx2d.fillText(p.name, x + 10, y - 8);
+    labels.push({ name: p.name, x: x + 10, y: y - 8 });
+  }
+  // Names never overlap: a label that would cover one already drawn moves down a line.
+  const placed = [];
+  ctx2d.fillStyle = "#e8e8ec";
+  for (const label of labels) {
+    const w = ctx2d.measureText(label.name).width;
+    let y = label.y;
+    while (placed.some((r) => label.x < r.x + r.w && r.x < label.x + w && Math.abs(r.y - y) < 13)) y += 13;
+    placed.push({ x: label.x, y, w });
+    ctx2d.fillText(label.name, label.x, y);
   }
 }
 

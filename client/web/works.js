@@ -117,8 +117,18 @@ async function renderTakes() {
     const li = el("li");
     li.dataset.id = r.id;
     const seconds = (r.frames * r.frame_samples / 48000).toFixed(1);
-    li.append(el("span", `${r.id} · ${r.state} · ${seconds} s`));
+    const when = new Date(r.started_at * 1000).toLocaleString();
+    li.append(el("span", `${when} · ${seconds} s · ${r.state} `));
     if (r.sealed) li.append(el("button", "Work…", { type: "button", className: "open-take", onclick: () => showTake(r.id) }));
+    const files = el("div", null, { className: "files" });
+    const link = (name, label) => el("a", label, {
+      href: `/api/recordings/${encodeURIComponent(r.id)}/files/${name}?token=${encodeURIComponent(state.token)}`,
+      download: `${r.id}-${name}`, className: name === "mix.wav" ? "mix" : "stem" });
+    files.append(link("mix.wav", "mix"));
+    for (const c of r.contributions) {
+      files.append(" · ", link(c.stem, `${c.name} (${c.active_s.toFixed(1)} s active)`));
+    }
+    li.append(files);
     list.append(li);
   }
 }

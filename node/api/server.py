@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -72,6 +73,7 @@ STATUS = {
     RateLimitError: 429,
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STEM_RE = re.compile(r"^stem-[A-Za-z0-9_-]{1,64}\.wav$")
 
 SERVICE = web.AppKey("service", JamService)
 CHALLENGES = web.AppKey("challenges", ChallengeBook)
@@ -498,6 +500,33 @@ async def show_recording(request: web.Request) -> web.Response:
     return web.json_response(_public_recording(row))
 
 
+async def recording_file(request: web.Request) -> web.StreamResponse:
+    """A take's mix or one stem (WAV), for the session's participants (their token) and its
+    owner; with HTTP range requests."""
+    service = request.app[SERVICE]
+    row = service.store.recording(request.match_info["recording_id"])
+    if row is None:
+        raise NotFoundError("no such recording")
+    session = service.find(row["session_id"])
+    if session is None:
+        raise NotFoundError("the session has ended: its recordings are served to nobody here")
+    session.by_token(_bearer(request))  # a participant of that session (the owner included)
+    name = request.match_info["name"]
+    if name != "mix.wav" and not STEM_RE.match(name):
+        raise NotFoundError(f"no file {name!r}: a take has mix.wav and stem-<participant>.wav")
+    path = Path(row["path"]) / name
+    if not path.is_file():
+        raise NotFoundError(f"{name} is missing on this node")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "audio/wav",
+            "Content-Disposition": f'attachment; filename="{row["id"]}-{name}"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
 async def verify_record(request: web.Request) -> web.Response:
     """Check a signed contribution record: who signed it (400 if the signature is wrong)."""
     body = await _body(request)
@@ -618,6 +647,7 @@ def build_app(
     app.router.add_post("/api/sessions/{session_id}/recording", recording)
     app.router.add_get("/api/sessions/{session_id}/recordings", list_recordings)
     app.router.add_get("/api/recordings/{recording_id}", show_recording)
+    app.router.add_get("/api/recordings/{recording_id}/files/{name}", recording_file)
     app.router.add_post("/api/records/verify", verify_record)
     app.router.add_get("/api/sessions/{session_id}/events", events)
     if ai is not None:

@@ -5,7 +5,11 @@ running, no console errors. Screenshots of each view go to the test's folder."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +86,16 @@ async def _views(node: Node, tmp_path: Path, account_factory: Any, size: str) ->
             await page.wait_for_function("window.jamnet.participant !== null", timeout=20000)
             sid = await page.evaluate("window.jamnet.session.id")
             assert await page.locator("#beat i").count() == 3
+            # The facing readout is right from the start; the keyboard moves as well as turns.
+            yaw = await page.evaluate("window.jamnet.yaw")
+            assert await page.inner_text("#facing") == f"facing: {yaw:g}° · pitch 0°"
+            me = "window.jamnet.participants.get(window.jamnet.participant.id)"
+            x0 = await page.evaluate(f"{me}.x")
+            await page.focus("#stage")
+            await page.keyboard.press("d")
+            await page.wait_for_function(
+                f"Math.abs({me}.x - ({x0} + 0.5)) < 0.011 || {me}.x === 10"
+            )
             async with (
                 JamClient(node.url, account_factory(), "ana") as ana,
                 JamClient(node.url, account_factory(), "ben") as ben,
@@ -116,7 +130,25 @@ async def _views(node: Node, tmp_path: Path, account_factory: Any, size: str) ->
                 await ana.leave()
                 await page.wait_for_selector(strip, state="detached", timeout=20000)
             await page.click("#tabs button[data-view=works]")
-            await page.wait_for_selector("#takes li[data-id]")  # the session's take, listed
+            await page.wait_for_selector("#takes li[data-id] a.mix")  # the session's take, listed
+            # The mix and a stem download (for this session's participants only).
+            for selector in ("#takes a.mix", "#takes a.stem"):
+                head = await page.evaluate(
+                    """async (sel) => {
+                      const a = document.querySelector(sel);
+                      const r = await fetch(a.href);
+                      const b = new Uint8Array(await r.arrayBuffer());
+                      return [r.status, String.fromCharCode(...b.slice(0, 4)),
+                              String.fromCharCode(...b.slice(8, 12)), b.length];
+                    }""",
+                    selector,
+                )
+                assert head[:3] == [200, "RIFF", "WAVE"] and head[3] > 44, head
+            href = await page.evaluate("document.querySelector('#takes a.mix').href")
+            stranger = re.sub(r"token=[^&]*", "token=nope", href)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                await asyncio.to_thread(urllib.request.urlopen, stranger)
+            assert refused.value.code == 403
             await page.click("#takes button.open-take")
             await page.wait_for_selector("#take-draft tr[data-address]")
             await check_view(page, shots, f"{size}-works")
