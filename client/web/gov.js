@@ -7,7 +7,27 @@ const gov = { info: null, account: null, proposals: [], lastTx: null, busy: fals
 window.jamnetGov = gov;   // for end-to-end tests (read-only use)
 
 const TOKEN_ABI = ["function delegate(address delegatee)"];
-const GOVERNOR_ABI = ["function castVote(uint256 proposalId, uint8 support) returns (uint256)"];
+const GOVERNOR_ABI = [
+  "function castVote(uint256 proposalId, uint8 support) returns (uint256)",
+  "function propose(address[] targets, uint256[] values, bytes[] calldatas, string description) returns (uint256)",
+  "function queue(address[] targets, uint256[] values, bytes[] calldatas, bytes32 descriptionHash) returns (uint256)",
+  "function execute(address[] targets, uint256[] values, bytes[] calldatas, bytes32 descriptionHash) payable returns (uint256)",
+];
+const FEE_ABI = ["function setProtocolFee(uint16 feeBps)"];
+
+function inSeconds(seconds) {
+  const s = Math.abs(Math.round(seconds));
+  const text = s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+  return seconds >= 0 ? `in ${text}` : `${text} ago`;
+}
+
+function timing(p) {
+  const now = p.chain_time;
+  if (p.state === "pending") return `voting opens ${inSeconds(p.vote_start - now)}`;
+  if (p.state === "active") return `voting ends ${inSeconds(p.vote_end - now)}`;
+  if (p.state === "queued") return p.eta > now ? `executable ${inSeconds(p.eta - now)}` : "executable now";
+  return "";
+}
 // Amounts with sensible precision: at most 4 decimals (17-digit wei fractions helped nobody).
 function unit(wei) {
   const [whole, fraction = ""] = ethers.formatUnits(BigInt(wei), 18).split(".");
@@ -50,8 +70,18 @@ async function refreshGov() {
   for (const p of gov.proposals) {
     const li = document.createElement("li");
     li.dataset.id = p.id;
+    const forVotes = BigInt(p.votes_for) + BigInt(p.votes_abstain);
+    const reached = forVotes >= BigInt(p.quorum) ? "quorum reached" : `quorum ${unit(p.quorum)} JAM`;
     li.textContent = `${p.description} — ${p.state} · for ${unit(p.votes_for)} · against ${unit(p.votes_against)}` +
-      ` · abstain ${unit(p.votes_abstain)} `;
+      ` · abstain ${unit(p.votes_abstain)} · ${reached}` + (timing(p) ? ` · ${timing(p)} (chain time) ` : " ");
+    const call = (name) => sendTx((s) => new ethers.Contract(gov.info.addresses.JamGovernor, GOVERNOR_ABI, s)[name](
+      p.targets, p.values.map(BigInt), p.calldatas, ethers.id(p.description)));
+    if (p.state === "succeeded") {
+      li.appendChild(Object.assign(document.createElement("button"), { textContent: "queue", className: "queue", type: "button", onclick: () => call("queue") }));
+    }
+    if (p.state === "queued" && p.eta <= p.chain_time) {
+      li.appendChild(Object.assign(document.createElement("button"), { textContent: "execute", className: "execute", type: "button", onclick: () => call("execute") }));
+    }
     if (p.state === "active") {
       for (const [label, support] of [["for", 1], ["against", 0], ["abstain", 2]]) {
         const b = document.createElement("button");
@@ -92,6 +122,19 @@ async function startGov() {
 
 $("#faucet").onclick = () => api("POST", "/api/faucet", { address: state.address })
   .then(refreshGov).catch(showError);
+$("#propose-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const bps = Number(ev.target.fee_bps.value);
+  if (!Number.isInteger(bps) || bps < 0 || bps > 1000) { showError("the fee is 0-1000 basis points (at most 10 %)"); return; }
+  if (BigInt(gov.account.votes) < BigInt((gov.info.params || {}).proposal_threshold || 0)) {
+    showError(`proposing needs ${unit(gov.info.params.proposal_threshold)} votes; you have ${unit(gov.account.votes)} (delegate first)`);
+    return;
+  }
+  const works = gov.info.addresses.WorkRegistry;
+  const data = new ethers.Interface(FEE_ABI).encodeFunctionData("setProtocolFee", [bps]);
+  sendTx((s) => new ethers.Contract(gov.info.addresses.JamGovernor, GOVERNOR_ABI, s)
+    .propose([works], [0n], [data], `Set the protocol fee to ${bps / 100} %`));
+});
 $("#delegate").onclick = () => sendTx((s) =>
   new ethers.Contract(gov.info.addresses.JamToken, TOKEN_ABI, s).delegate(state.address));
 

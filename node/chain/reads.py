@@ -67,11 +67,14 @@ def work(c: dict[str, Contract], work_id: int) -> dict[str, Any]:
 def proposals(c: dict[str, Contract], created: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Proposals (from the indexed ProposalCreated events) with live state and tallies."""
     governor = c["JamGovernor"]
+    now = int(governor.w3.eth.get_block("latest")["timestamp"])
     result = []
     for event in created:
         args = event["args"]
         pid = int(args["proposalId"])
         against, for_, abstain = governor.functions.proposalVotes(pid).call()
+        start = int(args["voteStart"])
+        quorum = governor.functions.quorum(min(start, now - 1)).call()
         result.append(
             {
                 "id": str(pid),
@@ -81,8 +84,12 @@ def proposals(c: dict[str, Contract], created: list[dict[str, Any]]) -> list[dic
                 "votes_for": str(for_),
                 "votes_against": str(against),
                 "votes_abstain": str(abstain),
-                "vote_start": int(args["voteStart"]),
+                "vote_start": start,
                 "vote_end": int(args["voteEnd"]),
+                "quorum": str(quorum),
+                "eta": int(governor.functions.proposalEta(pid).call()),
+                "chain_time": now,
+                "values": [str(v) for v in args["values"]],
                 "targets": list(args["targets"]),
                 "calldatas": list(args["calldatas"]),
                 "block": event["block"],

@@ -297,4 +297,5 @@ class ChainService:
             "block": self.deployment.block,
             "addresses": self.deployment.addresses,
             "node_address": self.account.address if self.account is not None else None,
+            "params": {k: str(v) for k, v in self.deployment.params.items()},
         }
