@@ -44,12 +44,24 @@ UNLABELLED = """() => [...document.querySelectorAll("input, select, button")].fi
 }).map((el) => el.outerHTML.slice(0, 80))"""
 
 
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+AXE_RUN = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id}: ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+}"""
+
+
 async def check_view(page: Page, shots: Path, name: str) -> None:
     width = (page.viewport_size or {"width": 0})["width"]
     overflow = await page.evaluate("document.documentElement.scrollWidth")
     assert overflow <= width + 1, f"{name}: the page is {overflow} px wide in a {width} px window"
     assert await page.evaluate(UNREACHABLE) == [], f"{name}: controls off-screen"
     assert await page.evaluate(UNLABELLED) == [], f"{name}: unlabelled controls"
+    assert AXE.is_file(), "axe-core is missing: run `make install-test` (npm ci)"
+    if not await page.evaluate("typeof axe !== 'undefined'"):
+        await page.add_script_tag(path=str(AXE))
+    assert await page.evaluate(AXE_RUN) == [], f"{name}: serious accessibility violations"
     await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
