@@ -8,12 +8,12 @@ STAMPS := .make
 APT_RUN_PKGS  := libportaudio2 libsndfile1 libopus0 libmysofa1
 APT_TEST_PKGS := chromium chromium-driver iproute2 ethtool docker.io docker-compose debootstrap
 
-.PHONY: run test install install-test lint typecheck pytest slither clean
+.PHONY: run test install install-test lint typecheck pytest jstest slither clean
 
 run: install
 	$(BIN)/jamnet up
 
-test: install-test lint typecheck slither pytest
+test: install-test lint typecheck slither jstest pytest
 
 install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/apt-run $(STAMPS)/contracts
 
@@ -70,6 +70,10 @@ lint:
 
 typecheck:
 	$(BIN)/mypy
+
+# The page's pure helpers, with Node's built-in test runner.
+jstest:
+	node --test client/web/test/
 
 pytest:
 	$(BIN)/pytest

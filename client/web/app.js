@@ -440,7 +440,7 @@ function sendMix() {   // my mix: solo wins over everything not soloed
   for (const [id, m] of state.mix) {
     if (!state.participants.has(id) || (state.participant && id === state.participant.id)) continue;
     const muted = m.muted || (soloing && !m.solo);
-    sendControl({ type: "gain", source: id, gain: Math.round(10 ** (m.gainDb / 20) * 1000) / 1000, muted });
+    sendControl({ type: "gain", source: id, gain: jamnetFormat.dbToGain(m.gainDb), muted });
   }
 }
 
@@ -546,7 +546,7 @@ function tickRecording() {
 
 // One dot per beat of the session's metre (3/4: three, 7/8: seven), the downbeat marked.
 function renderBeats(timeSignature) {
-  const beats = Math.max(1, Math.min(16, parseInt(String(timeSignature).split("/")[0], 10) || 4));
+  const beats = jamnetFormat.beatsOf(timeSignature);
   const box = $("#beat");
   if (box.children.length === beats) return;
   box.replaceChildren(...Array.from({ length: beats }, () => document.createElement("i")));

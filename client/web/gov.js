@@ -15,11 +15,7 @@ const GOVERNOR_ABI = [
 ];
 const FEE_ABI = ["function setProtocolFee(uint16 feeBps)"];
 
-function inSeconds(seconds) {
-  const s = Math.abs(Math.round(seconds));
-  const text = s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
-  return seconds >= 0 ? `in ${text}` : `${text} ago`;
-}
+const inSeconds = (seconds) => jamnetFormat.inSeconds(seconds);
 
 function timing(p) {
   const now = p.chain_time;
@@ -29,12 +25,7 @@ function timing(p) {
   return "";
 }
 // Amounts with sensible precision: at most 4 decimals (17-digit wei fractions helped nobody).
-function unit(wei) {
-  const [whole, fraction = ""] = ethers.formatUnits(BigInt(wei), 18).split(".");
-  const kept = fraction.slice(0, 4).replace(/0+$/, "");
-  const tiny = BigInt(wei) > 0n && whole === "0" && !kept;
-  return tiny ? "< 0.0001" : Number(whole).toLocaleString("en-US") + (kept ? "." + kept : "");
-}
+const unit = (wei) => jamnetFormat.formatUnits(wei);
 window.jamnetUnit = unit;
 
 async function signer() {
