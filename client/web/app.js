@@ -1,13 +1,14 @@
 // jamnet browser client: plain JS, no build step. ethers (UMD, served by the node) signs.
 "use strict";
 
-const STAGE_M = 10;                 // stage spans -10..10 m on both axes; +y is the front
-const UP_BITRATE = 96000;           // mono music uplink
-const DOWN_BITRATE = 128000;        // stereo personal mix downlink
 const $ = (sel) => document.querySelector(sel);
 
+// The node's settings (GET /api/config replaces these defaults before anything starts): the
+// stage's half-size (+y is the front), bitrates, frame sizes, limits.
 const config = { frame_ms: 20, frame_sizes_ms: [], opus_lookahead_ms: 2.5, p2p: true,
-                 transports: ["rtp"], browser_transport: "rtp" };
+                 transports: ["rtp"], browser_transport: "rtp", stage_half_m: 10,
+                 uplink_bitrate_bps: 96000, downlink_bitrate_bps: 128000 };
+const stageM = () => config.stage_half_m;
 const BROWSER_LOOKAHEAD_MS = 6.5;   // the browser's own Opus encoder (not restricted-low-delay)
 const state = {
   wallet: null, address: "", session: null, participant: null, token: "",
@@ -17,6 +18,20 @@ const state = {
 };
 // Exposed for end-to-end tests (read-only use).
 window.jamnet = state;
+
+// The session as the node's events describe it: one store, changed only by the reducer
+// (client/web/store.js). `state` mirrors it for the rest of the page and the tests.
+let store = jamnetStore.initial();
+function dispatch(event) {
+  store = jamnetStore.reduce(store, event);
+  state.session = store.session;
+  state.participants = store.participants;
+  state.levels = store.levels;
+  state.jitter = store.jitter;
+  state.lastBeat = store.lastBeat;
+}
+window.jamnetDispatch = dispatch;
+const mine = () => state.participant && state.participants.get(state.participant.id);
 
 // Everything a joined room starts (intervals, timeouts, the animation loop) is owned by the
 // room and stopped when it is left: five joins and leaves leave nothing running.
@@ -160,8 +175,8 @@ async function join(sessionId, invite, name) {
   // ... facing the middle of the stage, with this page's mix settings.
   const x = round(4 * Math.cos(angle)), y = round(4 * Math.sin(angle));
   state.yaw = Math.round(Math.atan2(-x, -y) * 1800 / Math.PI) / 10; state.pitch = 0;
-  const me = state.participants.get(state.participant.id);
-  if (me) Object.assign(me, { x, y, yaw_deg: state.yaw, pitch_deg: 0 });
+  dispatch({ type: "moved", participant: state.participant.id, x, y });
+  dispatch({ type: "turned", participant: state.participant.id, yaw_deg: state.yaw, pitch_deg: 0 });
   showFacing();
   sendControl({ type: "pose", x, y, yaw_deg: state.yaw, pitch_deg: 0 });
   sendRender();
@@ -170,8 +185,7 @@ async function join(sessionId, invite, name) {
 function round(v) { return Math.round(v * 100) / 100; }
 
 function setSession(session) {
-  state.session = session;
-  state.participants = new Map(session.participants.map((p) => [p.id, p]));
+  dispatch({ type: "session", session });
   $("#room-name").textContent = session.name;
   const room = session.room
     ? ` · room ${session.room.width_m}×${session.room.depth_m}×${session.room.height_m} m, RT60 ${session.room.rt60_s} s`
@@ -239,7 +253,7 @@ async function startMedia() {
   let sender = null;
   if (state.transport === "datachannel") {
     state.dc = new window.jamnetLowLatency.DataChannelAudio(
-      state.audioCtx, state.stream, state.session.frame_ms, UP_BITRATE);
+      state.audioCtx, state.stream, state.session.frame_ms, config.uplink_bitrate_bps);
     connectMix(await state.dc.prepare(pc));
   } else {
     const [track] = state.stream.getAudioTracks();
@@ -256,7 +270,7 @@ async function startMedia() {
   pc.onconnectionstatechange = () => setStatus(`audio (${state.transport}): ${pc.connectionState}`);
   const offer = await pc.createOffer();
   // stereo=1: we want the node's stereo mix; maxaveragebitrate: room for music.
-  offer.sdp = withOpusParams(offer.sdp, { stereo: 1, "sprop-stereo": 0, maxaveragebitrate: DOWN_BITRATE, useinbandfec: 1 });
+  offer.sdp = withOpusParams(offer.sdp, { stereo: 1, "sprop-stereo": 0, maxaveragebitrate: config.downlink_bitrate_bps, useinbandfec: 1 });
   await pc.setLocalDescription(offer);
   await waitForIce(pc);
   const answer = await api("POST", `/api/sessions/${state.session.id}/rtc`,
@@ -265,7 +279,7 @@ async function startMedia() {
   if (sender) {
     const params = sender.getParameters();
     if (params.encodings && params.encodings.length) {
-      params.encodings[0].maxBitrate = UP_BITRATE;
+      params.encodings[0].maxBitrate = config.uplink_bitrate_bps;
       await sender.setParameters(params).catch(() => {});
     }
   }
@@ -381,25 +395,14 @@ function startPings() {
 }
 
 function handleEvent(e) {
+  if (e.type === "session") { setSession(e.session); return; }
+  dispatch(e);
   switch (e.type) {
-    case "session": setSession(e.session); break;
-    case "joined": case "participant":
-      state.participants.set(e.participant.id, e.participant); renderParticipants(); break;
+    case "joined": case "participant": renderParticipants(); break;
     case "left":
-      state.participants.delete(e.participant);
       if (state.participant && e.participant === state.participant.id) leave(true);
       renderParticipants(); break;
-    case "moved": {
-      const p = state.participants.get(e.participant);
-      if (p) { p.x = e.x; p.y = e.y; }
-      break;
-    }
-    case "turned": {
-      const p = state.participants.get(e.participant);
-      if (p) { p.yaw_deg = e.yaw_deg; p.pitch_deg = e.pitch_deg; }
-      break;
-    }
-    case "levels": state.levels = e.levels; state.jitter = e.jitter; updateLevels(); break;
+    case "levels": updateLevels(); break;
     case "beat": showBeat(e.bar_beat); break;
     case "chat": addChat(e); break;
     case "recording": showRecording(e.recording); break;
@@ -601,6 +604,8 @@ async function leave(kicked) {
   if (state.pc) state.pc.close();
   if (state.audioCtx) state.audioCtx.close().catch(() => {});
   if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
+  store = jamnetStore.initial();
+  dispatch({ type: "reset" });
   Object.assign(state, { pc: null, ws: null, stream: null, dc: null, audioCtx: null, mixSource: null,
                          micAnalyser: null, mixAnalyser: null, token: "", session: null, participant: null,
                          recording: null, recordingSince: null });
@@ -613,22 +618,21 @@ async function leave(kicked) {
 // --------------------------------------------------------------------- stage
 const stage = $("#stage");
 const ctx2d = stage.getContext("2d");
-const toPx = (m) => ((m + STAGE_M) / (2 * STAGE_M)) * stage.width;
-const toM = (px) => (px / stage.width) * 2 * STAGE_M - STAGE_M;
+const toPx = (m) => ((m + stageM()) / (2 * stageM())) * stage.width;
+const toM = (px) => (px / stage.width) * 2 * stageM() - stageM();
 let dragging = false;
 
 function stagePoint(ev) {
   const r = stage.getBoundingClientRect();
   const x = toM(((ev.clientX - r.left) / r.width) * stage.width);
   const y = -toM(((ev.clientY - r.top) / r.height) * stage.height);   // screen y grows downwards
-  return { x: round(Math.max(-STAGE_M, Math.min(STAGE_M, x))), y: round(Math.max(-STAGE_M, Math.min(STAGE_M, y))) };
+  return { x: round(Math.max(-stageM(), Math.min(stageM(), x))), y: round(Math.max(-stageM(), Math.min(stageM(), y))) };
 }
 let lastPoseSent = 0;
 function moveMe(ev) {
   if (!state.participant) return;
   const p = stagePoint(ev);
-  const me = state.participants.get(state.participant.id);
-  if (me) { me.x = p.x; me.y = p.y; }
+  dispatch({ type: "moved", participant: state.participant.id, x: p.x, y: p.y });
   const now = performance.now();
   if (now - lastPoseSent > 40) { lastPoseSent = now; sendControl({ type: "pose", ...p }); }
 }
@@ -644,15 +648,16 @@ function turn(yaw, pitch) {
   state.yaw = Math.round(wrapDeg(yaw) * 10) / 10;
   state.pitch = Math.round(Math.max(-90, Math.min(90, pitch)) * 10) / 10;
   showFacing();
-  const me = state.participant && state.participants.get(state.participant.id);
-  if (me) { me.yaw_deg = state.yaw; me.pitch_deg = state.pitch; }
+  if (state.participant) {
+    dispatch({ type: "turned", participant: state.participant.id, yaw_deg: state.yaw, pitch_deg: state.pitch });
+  }
   const send = () => { lastTurnSent = performance.now(); sendControl({ type: "pose", yaw_deg: state.yaw, pitch_deg: state.pitch }); };
   clearTimeout(turnTimer);
   if (performance.now() - lastTurnSent > 50) send(); else turnTimer = setTimeout(send, 60);
 }
 function showFacing() { $("#facing").textContent = `facing: ${state.yaw}° · pitch ${state.pitch}°`; }
 function faceTowards(ev) {
-  const me = state.participant && state.participants.get(state.participant.id);
+  const me = mine();
   if (!me) return;
   const p = stagePoint(ev);
   if (Math.hypot(p.x - me.x, p.y - me.y) < 0.2) return;
@@ -666,12 +671,13 @@ document.addEventListener("keydown", (ev) => {
   // Move with W A S D (Shift: 2 m steps), turn and look with the arrows.
   const move = { w: [0, 1], s: [0, -1], a: [-1, 0], d: [1, 0] }[ev.key.toLowerCase()];
   if (move && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
-    const me = state.participants.get(state.participant.id);
+    const me = mine();
     if (!me) return;
     const metres = ev.shiftKey ? 2 : 0.5;
-    const clamp = (v) => round(Math.max(-STAGE_M, Math.min(STAGE_M, v)));
-    me.x = clamp(me.x + move[0] * metres); me.y = clamp(me.y + move[1] * metres);
-    sendControl({ type: "pose", x: me.x, y: me.y });
+    const clamp = (v) => round(Math.max(-stageM(), Math.min(stageM(), v)));
+    const x = clamp(me.x + move[0] * metres), y = clamp(me.y + move[1] * metres);
+    dispatch({ type: "moved", participant: me.id, x, y });
+    sendControl({ type: "pose", x, y });
     ev.preventDefault();
     return;
   }
@@ -718,7 +724,7 @@ function drawStage() {
   const w = stage.width;
   ctx2d.clearRect(0, 0, w, w);
   ctx2d.strokeStyle = "#262a36";
-  for (let m = -STAGE_M; m <= STAGE_M; m += 2.5) {
+  for (let m = -stageM(); m <= stageM(); m += stageM() / 4) {
     ctx2d.beginPath(); ctx2d.moveTo(toPx(m), 0); ctx2d.lineTo(toPx(m), w); ctx2d.stroke();
     ctx2d.beginPath(); ctx2d.moveTo(0, toPx(m)); ctx2d.lineTo(w, toPx(m)); ctx2d.stroke();
   }

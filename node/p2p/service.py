@@ -211,7 +211,11 @@ class P2PService:
             await asyncio.sleep(STAKE_EVERY_S)
 
     def _advert(self, seq: int) -> Advert:
-        sessions = [s for s in self.jam.sessions() if not s.settings.private][:MAX_SESSIONS]
+        # A mirror is not advertised: only the hosting node's entry leads to the session (a
+        # third node that picked a mirror from the directory was refused by it).
+        sessions = [
+            s for s in self.jam.sessions() if not s.settings.private and s.hosted_by is None
+        ][:MAX_SESSIONS]
         return Advert(
             peer_id=self.peer_id,
             http_url=self.http_url,
