@@ -1,6 +1,7 @@
 // The AI bandmate panel (owner only): the session's chords, instrument, density, add/remove.
-(() => {
-  const $ = (q) => document.querySelector(q);
+import { $, api, setSession, showError, state } from "./app.js";
+
+{
   const path = () => `/api/sessions/${state.session.id}/bandmate`;
   let bandmate = null;
 
@@ -46,4 +47,4 @@
   $("#ai-density").onchange = update;
 
   window.jamnetAi = { onSession };
-})();
+}

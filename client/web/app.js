@@ -1,5 +1,6 @@
-// jamnet browser client: plain JS, no build step. ethers (UMD, served by the node) signs.
-"use strict";
+// jamnet browser client: ES modules, no build step. ethers (UMD, served by the node) signs.
+import { beatsOf, dbToGain } from "./format.js";
+import { initial as initialStore, reduce } from "./store.js";
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -21,9 +22,9 @@ window.jamnet = state;
 
 // The session as the node's events describe it: one store, changed only by the reducer
 // (client/web/store.js). `state` mirrors it for the rest of the page and the tests.
-let store = jamnetStore.initial();
+let store = initialStore();
 function dispatch(event) {
-  store = jamnetStore.reduce(store, event);
+  store = reduce(store, event);
   state.session = store.session;
   state.participants = store.participants;
   state.levels = store.levels;
@@ -443,7 +444,7 @@ function sendMix() {   // my mix: solo wins over everything not soloed
   for (const [id, m] of state.mix) {
     if (!state.participants.has(id) || (state.participant && id === state.participant.id)) continue;
     const muted = m.muted || (soloing && !m.solo);
-    sendControl({ type: "gain", source: id, gain: jamnetFormat.dbToGain(m.gainDb), muted });
+    sendControl({ type: "gain", source: id, gain: dbToGain(m.gainDb), muted });
   }
 }
 
@@ -549,7 +550,7 @@ function tickRecording() {
 
 // One dot per beat of the session's metre (3/4: three, 7/8: seven), the downbeat marked.
 function renderBeats(timeSignature) {
-  const beats = jamnetFormat.beatsOf(timeSignature);
+  const beats = beatsOf(timeSignature);
   const box = $("#beat");
   if (box.children.length === beats) return;
   box.replaceChildren(...Array.from({ length: beats }, () => document.createElement("i")));
@@ -604,7 +605,7 @@ async function leave(kicked) {
   if (state.pc) state.pc.close();
   if (state.audioCtx) state.audioCtx.close().catch(() => {});
   if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
-  store = jamnetStore.initial();
+  store = initialStore();
   dispatch({ type: "reset" });
   Object.assign(state, { pc: null, ws: null, stream: null, dc: null, audioCtx: null, mixSource: null,
                          micAnalyser: null, mixAnalyser: null, token: "", session: null, participant: null,
@@ -803,9 +804,11 @@ function showView(name) {
   for (const b of document.querySelectorAll("#tabs button")) {
     if (b.dataset.view === name) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
   }
-  if (window.jamnetWorks && name === "works" && window.renderTakes) window.renderTakes().catch(() => {});
+  if (name === "works" && window.renderTakes) window.renderTakes().catch(() => {});
 }
 for (const b of document.querySelectorAll("#tabs button")) b.onclick = () => showView(b.dataset.view);
 
 loadConfig().then(loadIdentity).then(refreshSessions).catch(showError);
 setInterval(() => { if (!state.session) refreshSessions(); }, 5000);
+
+export { $, api, config, setSession, showError, state };

@@ -1,7 +1,8 @@
 // jamnet governance in the browser: balances, devnet faucet, delegate, proposals and votes.
 // Reads come from the node's JSON API; transactions are signed here, with this page's key
 // (or the injected wallet), and sent to the chain's RPC.
-"use strict";
+import { $, api, showError, state } from "./app.js";
+import { formatUnits, inSeconds } from "./format.js";
 
 const gov = { info: null, account: null, proposals: [], lastTx: null, busy: false };
 window.jamnetGov = gov;   // for end-to-end tests (read-only use)
@@ -15,7 +16,6 @@ const GOVERNOR_ABI = [
 ];
 const FEE_ABI = ["function setProtocolFee(uint16 feeBps)"];
 
-const inSeconds = (seconds) => jamnetFormat.inSeconds(seconds);
 
 function timing(p) {
   const now = p.chain_time;
@@ -25,8 +25,7 @@ function timing(p) {
   return "";
 }
 // Amounts with sensible precision: at most 4 decimals (17-digit wei fractions helped nobody).
-const unit = (wei) => jamnetFormat.formatUnits(wei);
-window.jamnetUnit = unit;
+export const unit = (wei) => formatUnits(wei);
 
 async function signer() {
   if (!gov.info.rpc_url && !(state.wallet && state.wallet.provider)) {
@@ -111,6 +110,7 @@ async function startGov() {
   }
 }
 
+window.refreshGov = refreshGov;   // tests refresh without waiting for the timer
 $("#faucet").onclick = () => api("POST", "/api/faucet", { address: state.address })
   .then(refreshGov).catch(showError);
 $("#propose-form").addEventListener("submit", (ev) => {

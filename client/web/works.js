@@ -2,7 +2,8 @@
 // counts a play after 30 s of actual playback (a signed listen receipt), earnings per work
 // and per period, and withdrawals (to yourself or another address). Everything is signed
 // here, with this page's key or the injected wallet.
-"use strict";
+import { $, api, showError, state } from "./app.js";
+import { unit as wei } from "./gov.js";
 
 const works = { info: null, list: [], periods: [], draft: null, play: null, playedMs: 0,
                 lastPos: null, counted: [], busy: false };
@@ -13,7 +14,6 @@ const WITHDRAW_ABI = [
   "function withdrawTokenTo(uint256 workId, address to)",
   "function pay(uint256 workId) payable",
 ];
-const wei = (value) => window.jamnetUnit(value);
 const typesOf = (typed) => Object.fromEntries(
   Object.entries(typed.types).filter(([name]) => name !== "EIP712Domain"));
 
@@ -271,6 +271,7 @@ async function startWorks() {
   } catch (e) { $("#works-chain").textContent = "works unavailable: " + (e.message || e); }
 }
 
+Object.assign(window, { renderTakes, refreshWorks });   // tests and the view switcher call them
 $("#refresh-takes").onclick = () => renderTakes().catch(showError);
 
 (async () => {

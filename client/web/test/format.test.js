@@ -1,8 +1,7 @@
 // node --test client/web/test: the page's pure helpers.
-"use strict";
-const test = require("node:test");
-const assert = require("node:assert/strict");
-const { formatUnits, inSeconds, beatsOf, dbToGain } = require("../format.js");
+import test from "node:test";
+import assert from "node:assert/strict";
+import { formatUnits, inSeconds, beatsOf, dbToGain } from "../format.js";
 
 test("amounts show at most four decimals, grouped, and tiny ones say so", () => {
   assert.equal(formatUnits(0n), "0");

@@ -1,8 +1,7 @@
 // node --test client/web/test: the reducer of the node's session events.
-"use strict";
-const test = require("node:test");
-const assert = require("node:assert/strict");
-const { initial, reduce, CHAT_KEPT } = require("../store.js");
+import test from "node:test";
+import assert from "node:assert/strict";
+import { initial, reduce, CHAT_KEPT } from "../store.js";
 
 const session = {
   id: "s1", name: "Jam", recording: null, time_signature: "3/4",
