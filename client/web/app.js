@@ -34,20 +34,44 @@ function dispatch(event) {
 window.jamnetDispatch = dispatch;
 const mine = () => state.participant && state.participants.get(state.participant.id);
 
-// Everything a joined room starts (intervals, timeouts, the animation loop) is owned by the
-// room and stopped when it is left: five joins and leaves leave nothing running.
-const roomTimers = new Set();
-function roomEvery(fn, ms) { const id = setInterval(fn, ms); roomTimers.add(id); return id; }
-function roomLater(fn, ms) {
-  const id = setTimeout(() => { roomTimers.delete(id); fn(); }, ms);
-  roomTimers.add(id);
-  return id;
-}
-function disposeRoomTimers() {
-  for (const id of roomTimers) { clearInterval(id); clearTimeout(id); }
-  roomTimers.clear();
-}
-window.jamnetRoomTimers = () => roomTimers.size + (state.drawing ? 1 : 0);
+// The room: everything a joined session starts (intervals, timeouts, the animation loop,
+// window listeners, the peer connection, the event socket, the AudioContext and the
+// microphone) is registered here and disposed of in one place when it is left: five joins
+// and leaves leave nothing running.
+const room = {
+  timers: new Set(),
+  listeners: [],
+  every(fn, ms) { const id = setInterval(fn, ms); this.timers.add(id); return id; },
+  later(fn, ms) {
+    const id = setTimeout(() => { this.timers.delete(id); fn(); }, ms);
+    this.timers.add(id);
+    return id;
+  },
+  listen(target, type, fn) { target.addEventListener(type, fn); this.listeners.push([target, type, fn]); },
+  unlisten(target, type, fn) {
+    target.removeEventListener(type, fn);
+    this.listeners = this.listeners.filter(([t, k, f]) => !(t === target && k === type && f === fn));
+  },
+  dispose() {
+    for (const id of this.timers) { clearInterval(id); clearTimeout(id); }
+    this.timers.clear();
+    for (const [target, type, fn] of this.listeners) target.removeEventListener(type, fn);
+    this.listeners = [];
+    state.drawing = false;
+    const ws = state.ws;
+    state.ws = null;   // its close is ours: no reconnect
+    if (ws) ws.close();
+    if (state.dc) state.dc.close();
+    if (state.pc) state.pc.close();
+    if (state.audioCtx) state.audioCtx.close().catch(() => {});
+    if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
+    $("#mix").srcObject = null;
+  },
+  live() { return this.timers.size + this.listeners.length + (state.drawing ? 1 : 0); },
+};
+const roomEvery = (fn, ms) => room.every(fn, ms);
+const roomLater = (fn, ms) => room.later(fn, ms);
+window.jamnetRoomTimers = () => room.live();
 
 // ------------------------------------------------------------------ identity
 async function loadIdentity() {
@@ -595,16 +619,10 @@ $("#make-invite").onclick = async () => {
 
 async function leave(kicked) {
   const session = state.session;
-  disposeRoomTimers();
-  state.drawing = false;
-  const ws = state.ws;
-  state.ws = null;   // its close is ours: no reconnect
-  if (session && state.token && !kicked) await api("POST", `/api/sessions/${session.id}/leave`, null, true).catch(() => {});
-  if (ws) ws.close();
-  if (state.dc) state.dc.close();
-  if (state.pc) state.pc.close();
-  if (state.audioCtx) state.audioCtx.close().catch(() => {});
-  if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
+  const token = state.token;
+  room.dispose();
+  $("#device-orientation").checked = false;
+  if (session && token && !kicked) await api("POST", `/api/sessions/${session.id}/leave`, null, true).catch(() => {});
   store = initialStore();
   dispatch({ type: "reset" });
   Object.assign(state, { pc: null, ws: null, stream: null, dc: null, audioCtx: null, mixSource: null,
@@ -699,13 +717,13 @@ function onDeviceOrientation(ev) {
 }
 $("#device-orientation").onchange = async (ev) => {
   headingZero = null;
-  if (!ev.target.checked) { window.removeEventListener("deviceorientation", onDeviceOrientation); return; }
+  if (!ev.target.checked) { room.unlisten(window, "deviceorientation", onDeviceOrientation); return; }
   try {
     if (typeof DeviceOrientationEvent !== "undefined" && DeviceOrientationEvent.requestPermission) {
       if (await DeviceOrientationEvent.requestPermission() !== "granted") throw new Error("orientation permission denied");
     }
     if (typeof DeviceOrientationEvent === "undefined") throw new Error("this browser has no device orientation");
-    window.addEventListener("deviceorientation", onDeviceOrientation);
+    room.listen(window, "deviceorientation", onDeviceOrientation);
   } catch (e) { ev.target.checked = false; showError(e); }
 };
 function sendRender() {
