@@ -660,6 +660,10 @@ class JamService:
         source = live.session.get(source_id)
         live.media.mixer.set_gain(listener.slot, source.slot, gain)
 
+    def set_input_gain(self, session_id: str, participant: Participant, gain: float) -> None:
+        """A musician's own input gain: how loud they are in every mix."""
+        self._get(session_id).media.mixer.set_input_gain(participant.slot, gain)
+
     def set_monitor(self, session_id: str, participant: Participant, on: bool) -> None:
         """Self-monitoring on or off."""
         self._get(session_id).media.mixer.set_self_monitor(participant.slot, on)

@@ -603,6 +603,11 @@ $("#chat-form").addEventListener("submit", (ev) => {
   ev.target.text.value = "";
 });
 $("#click").onchange = (ev) => sendControl({ type: "click", on: ev.target.checked });
+$("#input-gain").oninput = (ev) => {
+  const db = Number(ev.target.value);
+  $("#input-gain-db").textContent = `${db > 0 ? "+" : ""}${db.toFixed(1)} dB`;
+  sendControl({ type: "input_gain", gain: dbToGain(db) });
+};
 $("#monitor").onchange = (ev) => sendControl({ type: "monitor", on: ev.target.checked });
 $("#leave").onclick = () => leave(false);
 $("#record").onclick = () => api("POST", `/api/sessions/${state.session.id}/recording`,

@@ -124,7 +124,10 @@ async function renderTakes() {
     const link = (name, label) => el("a", label, {
       href: `/api/recordings/${encodeURIComponent(r.id)}/files/${name}?token=${encodeURIComponent(state.token)}`,
       download: `${r.id}-${name}`, className: name === "mix.wav" ? "mix" : "stem" });
-    files.append(link("mix.wav", "mix"));
+    files.append(el("button", "▶ mix", { type: "button", className: "play-take",
+      ariaLabel: `play the mix of take ${r.id}`,
+      onclick: () => { works.play = null; const p = $("#player"); p.src = link("mix.wav", "").href; p.play().catch(showError); } }));
+    files.append(" ", link("mix.wav", "mix"));
     for (const c of r.contributions) {
       files.append(" · ", link(c.stem, `${c.name} (${c.active_s.toFixed(1)} s active)`));
     }

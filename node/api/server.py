@@ -428,6 +428,8 @@ def _apply_control(
             raise InputError("muted must be true or false")
         gain = 0.0 if muted else _number(body, "gain", 0.0, 4.0, 1.0)
         service.set_mix(session_id, participant, source, gain)
+    elif kind == "input_gain":
+        service.set_input_gain(session_id, participant, _number(body, "gain", 0.0, 4.0, 1.0))
     elif kind == "monitor":
         on = body.get("on")
         if not isinstance(on, bool):
@@ -441,7 +443,9 @@ def _apply_control(
     elif kind == "chat":
         service.chat(session_id, participant, parse_chat(body))
     else:
-        raise InputError('type must be one of "pose", "render", "gain", "monitor", "click", "chat"')
+        raise InputError(
+            'type must be one of "pose", "render", "gain", "input_gain", "monitor", "click", "chat"'
+        )
 
 
 async def control(request: web.Request) -> web.Response:

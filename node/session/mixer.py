@@ -166,6 +166,8 @@ class SessionMixer:
         self._distance[capacity] = False  # ... and hears everyone at full level
         self._modes_dirty = True
         self.user_gain = np.ones((rows, rows), dtype=np.float32)
+        self.input_gain = np.ones(rows, dtype=np.float32)
+        """Each source's own input gain (its musician's gain knob), in every mix."""
         self.self_monitor = np.zeros(capacity, dtype=bool)
         self.click_on = np.zeros(rows, dtype=bool)
         self.weights = np.zeros((rows, rows), dtype=np.float32)
@@ -296,6 +298,15 @@ class SessionMixer:
 
         self.post(command)
 
+    def set_input_gain(self, source: int, gain: float) -> None:
+        """Set a musician's input gain: how loud they are in every mix (and recorded mix)."""
+
+        def command() -> None:
+            self.input_gain[source] = gain
+            self._weights_dirty = True
+
+        self.post(command)
+
     def set_self_monitor(self, index: int, on: bool) -> None:
         """Whether a participant hears themself."""
 
@@ -322,6 +333,7 @@ class SessionMixer:
     def _reset_slot(self, index: int) -> None:
         self.user_gain[index, :] = 1.0
         self.user_gain[:, index] = 1.0
+        self.input_gain[index] = 1.0
         self.self_monitor[index] = False
         self.click_on[index] = False
         self.positions[index] = (0.0, 0.0)
@@ -341,6 +353,7 @@ class SessionMixer:
     def _update_weights(self) -> None:
         cap = self.capacity
         present = np.array([s is not None for s in self.slots] + [False], dtype=np.float32)
+        present *= self.input_gain
         np.multiply(self.user_gain, present[None, :], out=self.weights)
         self.weights[np.arange(cap), np.arange(cap)] *= self.self_monitor
         self.weights[:, cap] = self.click_on * CLICK_GAIN

@@ -98,6 +98,15 @@ async def _views(node: Node, tmp_path: Path, account_factory: Any, size: str) ->
             await page.wait_for_function("window.jamnet.participant !== null", timeout=20000)
             sid = await page.evaluate("window.jamnet.session.id")
             assert await page.locator("#beat i").count() == 3
+            # My input gain reaches the node's mixer (in everyone's mix).
+            await page.fill("#input-gain", "-6")
+            await page.dispatch_event("#input-gain", "input")
+            assert node.service is not None
+            pid = await page.evaluate("window.jamnet.participant.id")
+            slot = node.service.get(sid).participants[pid].slot
+            mixer = node.service.mixers()[sid]
+            await poll(lambda: _close(float(mixer.input_gain[slot]), 0.501), timeout_s=10)
+            assert await page.inner_text("#input-gain-db") == "-6.0 dB"
             # The facing readout is right from the start; the keyboard moves as well as turns.
             yaw = await page.evaluate("window.jamnet.yaw")
             assert await page.inner_text("#facing") == f"facing: {yaw:g}° · pitch 0°"
@@ -156,6 +165,10 @@ async def _views(node: Node, tmp_path: Path, account_factory: Any, size: str) ->
                     selector,
                 )
                 assert head[:3] == [200, "RIFF", "WAVE"] and head[3] > 44, head
+            await page.click("#takes button.play-take")  # the take plays in the page's player
+            await page.wait_for_function(
+                "document.querySelector('#player').currentTime > 0.2", timeout=15000
+            )
             href = await page.evaluate("document.querySelector('#takes a.mix').href")
             stranger = re.sub(r"token=[^&]*", "token=nope", href)
             with pytest.raises(urllib.error.HTTPError) as refused:
@@ -189,3 +202,7 @@ async def _views(node: Node, tmp_path: Path, account_factory: Any, size: str) ->
 
 async def _text_is_not(page: Page, selector: str, text: str) -> bool:
     return (await page.inner_text(selector)) != text
+
+
+async def _close(value: float, expected: float) -> bool:
+    return abs(value - expected) < 1e-3

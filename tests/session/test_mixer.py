@@ -74,6 +74,23 @@ def test_gain_mute_and_self_monitor() -> None:
     assert mixer.out_left[a][0] == pytest.approx((0.2 + 0.1) * centre, rel=1e-5)
 
 
+def test_a_musicians_input_gain_applies_in_every_mix_on_top_of_each_listeners_own() -> None:
+    mixer = SessionMixer(4)
+    a = mixer.allocate("a", PcmDecoder())
+    b = mixer.allocate("b", PcmDecoder())
+    c = mixer.allocate("c", PcmDecoder())
+    mixer.set_input_gain(a, 0.5)  # a turns their own input down
+    mixer.set_gain(c, a, 2.0)  # c still wants a louder, in c's mix
+    run(mixer, {a: 0.2, b: 0.0, c: 0.0}, 3)
+    centre = math.sqrt(0.5)
+    assert mixer.out_left[b][0] == pytest.approx(0.2 * 0.5 * centre, rel=1e-5)
+    assert mixer.out_left[c][0] == pytest.approx(0.2 * 0.5 * 2.0 * centre, rel=1e-5)
+    mixer.release(a)
+    a2 = mixer.allocate("a2", PcmDecoder())
+    run(mixer, {a2: 0.2, b: 0.0, c: 0.0}, 3)
+    assert mixer.out_left[b][0] == pytest.approx(0.2 * centre, rel=1e-5), "a new slot starts at 1"
+
+
 def test_missing_frames_are_concealed_without_a_jump() -> None:
     mixer = SessionMixer(2)
     a = mixer.allocate("a", PcmDecoder())
