@@ -1,5 +1,6 @@
 // jamnet browser client: ES modules, no build step. ethers (UMD, served by the node) signs.
 import { beatsOf, dbToGain } from "./format.js";
+import { DataChannelAudio, lowLatencySupported } from "./lowlatency.js";
 import { initial as initialStore, reduce } from "./store.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -247,7 +248,7 @@ const OUTPUT_LATENCY_HINT = 0.001;
 
 function chooseTransport() {
   const wanted = new URLSearchParams(location.search).get("transport") || config.browser_transport;
-  const lowLatency = window.jamnetLowLatency && window.jamnetLowLatency.supported();
+  const lowLatency = lowLatencySupported();
   return wanted === "datachannel" && lowLatency && (config.transports || []).includes("datachannel")
     ? "datachannel" : "rtp";
 }
@@ -277,7 +278,7 @@ async function startMedia() {
   state.transport = chooseTransport();
   let sender = null;
   if (state.transport === "datachannel") {
-    state.dc = new window.jamnetLowLatency.DataChannelAudio(
+    state.dc = new DataChannelAudio(
       state.audioCtx, state.stream, state.session.frame_ms, config.uplink_bitrate_bps);
     connectMix(await state.dc.prepare(pc));
   } else {
@@ -551,8 +552,10 @@ function updateLevels() {
     const quality = li.querySelector(".quality");
     if (quality) {
       const total = (f && (f.played + f.concealed)) || 0;
-      quality.textContent = f ? `buffer ${Number(f.delay_ms).toFixed(0)} ms · ` +
-        `${total ? (100 * f.concealed / total).toFixed(1) : "0.0"} % concealed` : "";
+      const p = state.participants.get(id);
+      const where = p ? `at ${Number(p.x).toFixed(1)}, ${Number(p.y).toFixed(1)} m` : "";
+      quality.textContent = (f ? `buffer ${Number(f.delay_ms).toFixed(0)} ms · ` +
+        `${total ? (100 * f.concealed / total).toFixed(1) : "0.0"} % concealed · ` : "") + where;
     }
   }
 }
@@ -810,6 +813,8 @@ function drawLoop() {
 
 async function loadConfig() {
   try { Object.assign(config, await api("GET", "/api/config")); } catch (e) { return; }
+  for (const input of document.querySelectorAll("input[name=display]")) input.maxLength = config.name_max;
+  $("#chat-form").text.maxLength = config.chat_max;
   const select = $("#frame-ms");
   select.replaceChildren();
   for (const { frame_ms, max_participants } of config.frame_sizes_ms) {

@@ -3,7 +3,6 @@
 // message per packet; the node's mix comes back the same way, is decoded by WebCodecs and is
 // played by an AudioWorklet with a small jitter buffer of its own (playout-worklet.js).
 // The wire format is node/media/datachannel.py's: kind (1), seq (u16), timestamp (u32), Opus.
-"use strict";
 
 const DC_LABEL = "jamnet-audio";
 // More than this many packets' worth waiting in SCTP (held back by its congestion window) is
@@ -126,4 +125,5 @@ class DataChannelAudio {
   }
 }
 
-window.jamnetLowLatency = { supported: lowLatencySupported, DataChannelAudio };
+export { DataChannelAudio, lowLatencySupported };
+window.jamnetLowLatency = { supported: lowLatencySupported, DataChannelAudio };   // for the benches

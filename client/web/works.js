@@ -144,8 +144,7 @@ async function refreshWorks() {
   works.periods = royalty.periods;
   $("#pool").textContent = `pool: ${wei(royalty.pool.unallocated_eth)} ETH and ` +
     `${wei(royalty.pool.unallocated_jam)} JAM to share; open period ${royalty.current}`;
-  const list = $("#work-list");
-  list.replaceChildren();
+  const list = document.createDocumentFragment();   // built off the page, swapped in at once
   const registered = works.list.filter((w) => w.work_id !== null);
   if (!registered.length) list.append(el("li", "no registered works on this node yet", { className: "empty" }));
   for (const w of registered) {
@@ -180,6 +179,15 @@ async function refreshWorks() {
     }
     list.append(li);
   }
+  // The swap keeps what you typed (and where you are typing): nothing awaits in between.
+  const shown = $("#work-list");
+  const typed = new Map([...shown.querySelectorAll("input")].map((i) => [
+    `${i.closest("li").dataset.work}:${i.className}`, { value: i.value, focused: i === document.activeElement }]));
+  shown.replaceChildren(list);
+  for (const input of shown.querySelectorAll("input")) {
+    const kept = typed.get(`${input.closest("li").dataset.work}:${input.className}`);
+    if (kept) { input.value = kept.value; if (kept.focused) input.focus(); }
+  }
 }
 
 function chainWallet() {
@@ -187,14 +195,20 @@ function chainWallet() {
     : state.wallet.connect(new ethers.JsonRpcProvider(works.info.rpc_url));
 }
 
+function busy() {
+  if (works.busy) showError("a transaction is already on its way: wait for it to finish");
+  return works.busy;
+}
+
 async function pay(workId, amount) {
-  if (works.busy) return;
+  if (busy()) return;
   works.busy = true;
   try {
     const value = ethers.parseEther(String(amount || "0"));
     if (value <= 0n) throw new Error("pay a positive amount of ETH");
     const registry = new ethers.Contract(works.info.addresses.WorkRegistry, WITHDRAW_ABI, chainWallet());
     await (await registry.pay(workId, { value })).wait();
+    works.busy = false;
     $("#works-status").textContent = `paid work ${workId} ${amount} ETH: it goes to the split`;
     showError("");
     await refreshWorks();
@@ -203,7 +217,7 @@ async function pay(workId, amount) {
 }
 
 async function withdraw(workId, to, owed) {
-  if (works.busy) return;
+  if (busy()) return;
   works.busy = true;
   try {
     const target = to || state.address;
@@ -211,6 +225,7 @@ async function withdraw(workId, to, owed) {
     const registry = new ethers.Contract(works.info.addresses.WorkRegistry, WITHDRAW_ABI, chainWallet());
     if (BigInt(owed.owed_eth) > 0n) await (await registry.withdrawTo(workId, target)).wait();
     if (BigInt(owed.owed_jam) > 0n) await (await registry.withdrawTokenTo(workId, target)).wait();
+    works.busy = false;
     showError("");
     $("#works-status").textContent = `withdrawn from work ${workId} to ${target}`;
     await refreshWorks();
@@ -245,9 +260,8 @@ function onTime() {
 
 async function sendReceipt() {
   const play = works.play;
-  if (!play || works.busy) return;
-  works.busy = true;
-  works.play = null;
+  if (!play) return;
+  works.play = null;   // one receipt per play
   try {
     const typed = play.typed_data;
     const message = { ...typed.message, playedMs: Math.floor(works.playedMs) };
@@ -258,7 +272,6 @@ async function sendReceipt() {
     $("#works-status").textContent = `play of work ${play.work_id} counted in period ${result.period}`;
     await refreshWorks();
   } catch (e) { showError(e); }
-  finally { works.busy = false; }
 }
 
 // ------------------------------------------------------------------ start

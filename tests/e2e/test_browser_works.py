@@ -146,19 +146,13 @@ async def test_take_to_withdrawal_in_the_page(tmp_path: Path) -> None:
             await page.evaluate("refreshWorks()")
             await page.fill(f"#work-list li[data-work='{work}'] input.pay-amount", "0.5")
             await page.click(f"#work-list li[data-work='{work}'] button.pay")
-            await page.wait_for_function(
-                "document.querySelector('#works-status').textContent.startsWith('paid')",
-                timeout=30000,
-            )
+            await status(page, "paid")
             await page.wait_for_selector(f"#work-list li[data-work='{work}'] .earnings .period")
             text = await page.locator(f"#work-list li[data-work='{work}'] .earnings").inner_text()
             assert "60.00 %" in text and "period 1 (settled)" in text
             await page.fill(f"#work-list li[data-work='{work}'] input.withdraw-to", cold)
             await page.click(f"#work-list li[data-work='{work}'] button.withdraw")
-            await page.wait_for_function(
-                "document.querySelector('#works-status').textContent.startsWith('withdrawn')",
-                timeout=30000,
-            )
+            await status(page, "withdrawn")
             works = w3.eth.contract(
                 address=addresses["WorkRegistry"], abi=build()["WorkRegistry"].abi
             )
@@ -173,3 +167,15 @@ async def test_take_to_withdrawal_in_the_page(tmp_path: Path) -> None:
 async def _sealed(page) -> bool:  # type: ignore[no-untyped-def]
     await page.evaluate("renderTakes()")
     return await page.locator("#takes button.open-take").count() == 1
+
+
+async def status(page, prefix: str, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait for the works view's status line to start with ``prefix`` (or say what went wrong)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (await page.inner_text("#works-status")).startswith(prefix):
+            return
+        await asyncio.sleep(0.2)
+    error = await page.inner_text("#error")
+    shown = await page.inner_text("#works-status")
+    raise AssertionError(f"works status is {shown!r}, not {prefix}…; error: {error!r}")
