@@ -75,7 +75,7 @@ def _split(items: list[str], me: str) -> tuple[list[str], list[int]]:
     who, shares = [], []
     for item in items:
         address, _, bps = item.rpartition(":")
-        if not address or not bps.isdigit():
+        if not address or not bps.isascii() or not bps.isdecimal():
             raise InputError(f"--split wants ADDRESS:BASIS_POINTS, got {item!r}")
         who.append(_address(address))
         shares.append(int(bps))
@@ -277,7 +277,7 @@ def _proposals(client: ChainClient) -> list[dict[str, Any]]:
 def _find(client: ChainClient, proposal_id: str) -> dict[str, Any]:
     """A proposal by its id, or a unique prefix of it (at least 6 digits, as `gov list` shows)."""
     text = proposal_id.rstrip("…")
-    if len(text) < 6 or not text.isdigit():
+    if len(text) < 6 or not text.isascii() or not text.isdecimal():
         raise InputError(
             f"proposal id {proposal_id!r} must be at least 6 digits (see `jamnet gov list`)"
         )

@@ -132,8 +132,10 @@ def check_invite(
         padded = token + "=" * (-len(token) % 4)
         body = json.loads(base64.urlsafe_b64decode(padded.encode()))
         sid, invitee, expires, signature = body["s"], body["i"], int(body["e"]), body["sig"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
         raise AuthError("invite token is malformed") from None
+    if not isinstance(sid, str) or not isinstance(invitee, str) or not isinstance(signature, str):
+        raise AuthError("invite token is malformed")
     if sid != session_id:
         raise AuthError("invite is for a different session")
     if expires < now:

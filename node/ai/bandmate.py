@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from node.ai import synth
 from node.errors import InputError
+from node.inputs import number
 from training.tokenize import BAR_STEPS, bar_notes
 
 if TYPE_CHECKING:
@@ -143,13 +144,7 @@ class BandmateSettings:
             self.instrument = synth.check_instrument(value)
         for name, lo, hi in (("density", 0.0, 1.0), ("gain", 0.0, 2.0)):
             if name in body:
-                value = body[name]
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise InputError(f"{name} must be a number")
-                number = float(value)
-                if not lo <= number <= hi:  # NaN fails this too
-                    raise InputError(f"{name} must be between {lo:g} and {hi:g}")
-                setattr(self, name, number)
+                setattr(self, name, number(body[name], name, lo, hi))
 
 
 @dataclass

@@ -34,6 +34,7 @@ from node.errors import (
     SpatialError,
 )
 from node.identity import ChallengeBook, parse_address
+from node.inputs import decimal_text
 from node.jam import JamService
 from node.listens import RateLimitError
 from node.media.engine import MixClocks
@@ -126,6 +127,16 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _finite(value: object) -> bool:
+    """A JSON number a float can hold (huge integers and NaN are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _reject_constant(name: str) -> float:
     raise InputError(f"{name} is not allowed in JSON numbers")
 
@@ -204,8 +215,7 @@ async def chain_account(request: web.Request) -> web.Response:
 async def chain_work(request: web.Request) -> web.Response:
     """A registered work, its split and what each contributor is owed."""
     text = request.match_info["work_id"]
-    if not text.isdigit() or len(text) > 18:
-        raise InputError("work id must be a non-negative integer")
+    decimal_text(text, "work id")
     return web.json_response(await _chain(request).read("work", int(text)))
 
 
@@ -222,7 +232,7 @@ async def chain_events(request: web.Request) -> web.Response:
         if value is not None and (not value.isidentifier() or len(value) > 64):
             raise InputError("contract and name must be identifiers")
     limit_text = query.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+    if not 1 <= decimal_text(limit_text, "limit", 4) <= 1000:
         raise InputError("limit must be 1-1000")
     events = await _chain(request).read("events", contract, name, int(limit_text))
     return web.json_response({"events": events})
@@ -570,13 +580,13 @@ async def events(request: web.Request) -> web.WebSocketResponse:
                     await ws.send_json(
                         {
                             "type": "pong",
-                            "t": t if isinstance(t, int | float) and math.isfinite(t) else None,
+                            "t": t if _finite(t) else None,
                             "server_time": time.time(),
                         }
                     )
                     continue
                 _apply_control(service, session_id, participant, body)
-            except (ValueError, JamnetError) as exc:
+            except (ValueError, TypeError, ArithmeticError, JamnetError) as exc:
                 await ws.send_json({"type": "error", "error": str(exc)})
             session = service.find(session_id)
             if session is None or participant.id not in session.participants:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 import time
@@ -11,6 +10,7 @@ from typing import Any
 
 from node.config import FRAME_SIZES_MS
 from node.errors import ForbiddenError, InputError, NotFoundError, SessionError
+from node.inputs import number
 from node.session.render import STAGE_HALF_M
 from node.spatial.room import Room
 
@@ -26,13 +26,7 @@ CHAT_MAX = 500
 def _number(
     body: dict[str, Any], key: str, lo: float, hi: float, default: float | None = None
 ) -> float:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"{key} must be a number")
-    number = float(value)
-    if not math.isfinite(number) or not lo <= number <= hi:
-        raise InputError(f"{key} must be between {lo:g} and {hi:g}")
-    return number
+    return number(body.get(key, default), key, lo, hi)
 
 
 def _text(body: dict[str, Any], key: str, max_len: int, default: str | None = None) -> str:
@@ -225,8 +219,9 @@ class Session:
 
     def by_token(self, token: str) -> Participant:
         """The participant holding ``token``."""
+        given = token.encode("utf-8", "replace")  # compare_digest refuses non-ASCII str
         for participant in self.participants.values():
-            if secrets.compare_digest(participant.token, token):
+            if secrets.compare_digest(participant.token.encode(), given):
                 return participant
         raise ForbiddenError("participant token is not valid for this session; join again")
 

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from node.errors import SpatialError
+from node.inputs import number
 
 SPEED_OF_SOUND_M_S = 343.0
 HEAD_HEIGHT_M = 1.5
@@ -57,12 +58,7 @@ class Room:
             ("height_m", MIN_SIDE_M, 20.0, 3.0),
             ("absorption", 0.05, 1.0, 0.3),
         ):
-            value = body.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise SpatialError(f"room.{key} must be a number between {lo:g} and {hi:g}")
-            if not (math.isfinite(value) and lo <= value <= hi):
-                raise SpatialError(f"room.{key} must be between {lo:g} and {hi:g}")
-            values[key] = float(value)
+            values[key] = number(body.get(key, default), f"room.{key}", lo, hi, SpatialError)
         return cls(**values)
 
     def settings(self) -> dict[str, float]:
