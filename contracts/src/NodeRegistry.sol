@@ -93,10 +93,13 @@ contract NodeRegistry is ReentrancyGuard, INodeDirectory {
         _;
     }
 
-    /// @notice Add `amount` JAM to the caller's stake (approve this contract first).
+    /// @notice Add `amount` JAM to the caller's stake (approve this contract first). The stake
+    /// it makes must reach the minimum: a smaller one could register nothing and would only sit
+    /// locked until unbonded.
     function stake(uint256 amount) external nonReentrant {
         if (amount == 0) revert NodeRegistryZeroAmount();
         Operator storage op = _operators[msg.sender];
+        if (op.stake + amount < _minStake) revert NodeRegistryStakeTooLow(op.stake + amount, _minStake);
         op.stake += amount;
         emit Staked(msg.sender, amount, op.stake);
         _token.safeTransferFrom(msg.sender, address(this), amount);
@@ -115,7 +118,7 @@ contract NodeRegistry is ReentrancyGuard, INodeDirectory {
         bytes32 key = keccak256(bytes(peerId));
         address owner = _peerOwner[key];
         if (owner != address(0) && owner != msg.sender) revert NodeRegistryPeerTaken(peerId, owner);
-        if (bytes(op.peerId).length > 0) delete _peerOwner[keccak256(bytes(op.peerId))];
+        _releasePeer(msg.sender, op);
         _peerOwner[key] = msg.sender;
         op.peerId = peerId;
         op.endpoint = endpoint;
@@ -207,10 +210,19 @@ contract NodeRegistry is ReentrancyGuard, INodeDirectory {
         return (_minStake, _unbondDelay);
     }
 
+    /// @dev Drop the operator's claim on their current peer id, if it is still theirs (after
+    /// leaving, someone else may have registered it), and forget the id.
+    function _releasePeer(address account, Operator storage op) private {
+        if (bytes(op.peerId).length == 0) return;
+        bytes32 key = keccak256(bytes(op.peerId));
+        if (_peerOwner[key] == account) delete _peerOwner[key];
+        op.peerId = "";
+    }
+
     function _deregister(address account, Operator storage op) private {
         if (!op.registered) return;
         op.registered = false;
-        delete _peerOwner[keccak256(bytes(op.peerId))];
+        _releasePeer(account, op);
         uint256 index = _listIndex[account] - 1;
         address last = _registeredList[_registeredList.length - 1];
         _registeredList[index] = last;

@@ -13,11 +13,11 @@ def test_stake_register_unbond_withdraw(chain: Chain) -> None:
         nodes.functions.register("12D3KooW", "https://n", "{}"), operator
     ).startswith("NodeRegistryStakeTooLow")
     chain.send(token.functions.approve(nodes.address, 20_000 * JAM), operator)
-    chain.send(nodes.functions.stake(5_000 * JAM), operator)
-    assert revert_reason(nodes.functions.register("12D3KooW", "https://n", "{}"), operator) == (
+    # A stake below the minimum could register nothing: it is refused, not locked away.
+    assert revert_reason(nodes.functions.stake(5_000 * JAM), operator) == (
         f"NodeRegistryStakeTooLow(stake={5_000 * JAM}, minimum={10_000 * JAM})"
     )
-    chain.send(nodes.functions.stake(5_000 * JAM), operator)
+    chain.send(nodes.functions.stake(10_000 * JAM), operator)
     chain.send(
         nodes.functions.register("12D3KooWAbc", "https://node.example:8443", '{"region":"eu"}'),
         operator,
@@ -66,3 +66,28 @@ def test_only_governance_slashes_and_slashed_stake_goes_to_the_treasury(chain: C
     )
     chain.send(nodes.functions.setParameters(5_000 * JAM, 60), timelock)
     assert nodes.functions.parameters().call() == [5_000 * JAM, 60]
+
+
+def test_a_peer_id_belongs_to_one_registered_operator(chain: Chain) -> None:
+    # The sequence that let two operators hold one peer id.
+    token, nodes = chain.c["JamToken"], chain.c["NodeRegistry"]
+    a, b = chain.accounts[1], chain.accounts[2]
+    for who in (a, b):
+        chain.send(token.functions.approve(nodes.address, 30_000 * JAM), who)
+    chain.send(nodes.functions.stake(10_000 * JAM), a)
+    chain.send(nodes.functions.register("12D3KooWP1", "https://a", "{}"), a)
+    chain.send(nodes.functions.unbond(), a)
+    assert nodes.functions.operator(a).call()[4] == "", "leaving forgets the id"
+    chain.send(nodes.functions.stake(10_000 * JAM), b)
+    chain.send(nodes.functions.register("12D3KooWP1", "https://b", "{}"), b)
+    chain.send(nodes.functions.stake(10_000 * JAM), a)
+    chain.send(nodes.functions.register("12D3KooWP2", "https://a", "{}"), a)
+    assert revert_reason(nodes.functions.register("12D3KooWP1", "https://a", "{}"), a) == (
+        f"NodeRegistryPeerTaken(peerId=12D3KooWP1, owner={b})"
+    )
+    # Moving to another id releases the old one (only one's own claim).
+    chain.send(nodes.functions.register("12D3KooWP3", "https://a", "{}"), a)
+    chain.send(token.functions.approve(nodes.address, 10_000 * JAM), chain.accounts[3])
+    chain.send(nodes.functions.stake(10_000 * JAM), chain.accounts[3])
+    chain.send(nodes.functions.register("12D3KooWP2", "https://c", "{}"), chain.accounts[3])
+    assert nodes.functions.operator(b).call()[4] == "12D3KooWP1"
