@@ -92,8 +92,8 @@ class Devnet:
             "--accounts", str(DEVNET_ACCOUNTS),
             "--hardfork", "cancun",
         ]  # fmt: skip
-        if self.block_time_s:
-            args += ["--block-time", str(self.block_time_s)]
+        if self.block_time_s:  # a block every so often while idle, and at once for each tx
+            args += ["--block-time", str(self.block_time_s), "--mixed-mining"]
         if self.state_file is not None:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             args += ["--state", str(self.state_file), "--state-interval", str(STATE_INTERVAL_S)]

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 
 INDEX_EVERY_S = 1.0
+DEVNET_BLOCK_TIME_S = 5
 """If set, the node's chain key (instead of a keyfile); never logged."""
 FAUCET_ETH = 10**18
 FAUCET_JAM = 1_000 * 10**18
@@ -116,7 +117,13 @@ class ChainService:
         chain = self.config.chain
         if chain.mode == "devnet":
             directory = self.config.data_path / "chain"
-            self.devnet = Devnet(directory / "anvil-state.json", port=chain.devnet_port)
+            # Blocks keep coming while idle (the chain's clock follows the wall clock, so
+            # "voting opens in 60 s" happens), and every transaction is still mined at once.
+            self.devnet = Devnet(
+                directory / "anvil-state.json",
+                port=chain.devnet_port,
+                block_time_s=DEVNET_BLOCK_TIME_S,
+            )
             self.devnet.start()
             self.rpc_url = self.devnet.url
             self.w3 = Web3(Web3.HTTPProvider(self.rpc_url))
@@ -213,7 +220,11 @@ class ChainService:
             nodes.address,
             call._encode_transaction_data(),
         )
-        self.outbox.process(w3)
+        deadline = time.monotonic() + 30.0  # three transactions, each mined as it is sent
+        while self.outbox.process(w3) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not nodes.functions.isRegistered(me).call():
+            raise ChainError("the devnet node's stake and registration did not go through")
         log.info("devnet: node %s registered in NodeRegistry as %s", me, peer_id)
 
     async def faucet(self, address: str) -> dict[str, str]:

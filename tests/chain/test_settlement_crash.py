@@ -53,6 +53,7 @@ async def test_a_kill_between_settling_and_claiming_pays_nothing_twice(tmp_path:
         royalties._set(1, "rolled", rollup=json.dumps(rollup))
         # The settlement goes out, but is not mined before the "kill".
         w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_setIntervalMining", [0])  # type: ignore[arg-type]
         row = dict(royalties._db.execute("SELECT * FROM periods WHERE id=1").fetchone())
         assert royalties._advance(row) is False
         assert royalties.period(1)["state"] == "settling"
