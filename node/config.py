@@ -102,6 +102,8 @@ class SessionConfig:
     run, 8 concealed 0.17 % in one of three)."""
     challenge_ttl_s: float = 120.0
     """How long a sign-in challenge stays valid."""
+    challenges_per_minute: int = 30
+    """Sign-in challenges one client address may ask for per minute (more get HTTP 429)."""
     token_ttl_s: float = 12 * 3600.0
     """How long a participant token stays valid."""
     media_timeout_s: float = 1.5
@@ -303,6 +305,7 @@ class NodeConfig:
             ),
             (1 <= self.session.max_sessions <= 10000, "session.max_sessions must be 1-10000"),
             (self.session.challenge_ttl_s > 0, "session.challenge_ttl_s must be > 0"),
+            (self.session.challenges_per_minute >= 1, "session.challenges_per_minute must be >= 1"),
             (
                 0.2 <= self.session.media_timeout_s <= 60,
                 "session.media_timeout_s must be 0.2-60",

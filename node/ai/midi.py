@@ -18,6 +18,8 @@ from training.tokenize import Note
 TICKS_PER_STEP = 120  # 480 per quarter note
 MAX_MIDI_BYTES = 256 * 1024
 MAX_SEED_NOTES = 512
+MAX_SEED_STEPS = 16 * 128
+"""A seed spans at most 128 bars of sixteenths (a huge gap would tie up the model thread)."""
 _NOTE_RE = re.compile(r"^([A-Ga-g])([#b]?)(-?\d)(?::(\d{1,2}))?$|^[rR](?::(\d{1,2}))?$")
 _PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
@@ -84,6 +86,11 @@ def from_midi(data: bytes) -> list[Note]:
         midi = mido.MidiFile(file=io.BytesIO(data))
     except Exception as exc:  # mido raises OSError, ValueError, EOFError, KeyError…
         raise InputError(f"not a readable MIDI file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(midi.ticks_per_beat, int) or midi.ticks_per_beat <= 0:
+        raise InputError(
+            f"the MIDI file's time division is {midi.ticks_per_beat}: it needs ticks per beat"
+            " (1-32767; SMPTE time is not supported)"
+        )
     per_step = midi.ticks_per_beat / 4
     started: dict[int, int] = {}
     spans: list[tuple[int, int, int]] = []
@@ -104,7 +111,17 @@ def from_midi(data: bytes) -> list[Note]:
         length = max(1, round(end / per_step) - onset)
         if onset not in top or pitch > top[onset][1]:
             top[onset] = (length, pitch)
-    notes = [Note(onset, length, pitch) for onset, (length, pitch) in sorted(top.items())]
+    # A silent lead-in of whole bars is dropped (the bar position is kept).
+    first_bar = min(top) // 16 * 16
+    notes = [
+        Note(onset - first_bar, length, pitch) for onset, (length, pitch) in sorted(top.items())
+    ]
     if len(notes) > MAX_SEED_NOTES:
         raise InputError(f"the MIDI file has more than {MAX_SEED_NOTES} notes")
+    span = notes[-1].onset + notes[-1].duration
+    if span > MAX_SEED_STEPS:
+        raise InputError(
+            f"the MIDI file's notes span {span} sixteenths; a seed spans at most"
+            f" {MAX_SEED_STEPS} ({MAX_SEED_STEPS // 16} bars of 4/4)"
+        )
     return notes

@@ -85,6 +85,30 @@ CHAIN = web.AppKey("chain", object)
 P2P_ON = web.AppKey("p2p_on", bool)
 
 
+class PerMinute:
+    """At most ``limit`` events per key in any minute; at most ``keys`` keys remembered."""
+
+    def __init__(self, limit: int, keys: int = 10_000) -> None:
+        self.limit = limit
+        self.keys = keys
+        self._seen: dict[str, list[float]] = {}
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        """Count one event for ``key``; False when it is over the limit."""
+        now = time.monotonic() if now is None else now
+        recent = [t for t in self._seen.pop(key, []) if now - t < 60.0]
+        allowed = len(recent) < self.limit
+        if allowed:
+            recent.append(now)
+        self._seen[key] = recent  # most recent last: the oldest key is dropped first
+        while len(self._seen) > self.keys:
+            self._seen.pop(next(iter(self._seen)))
+        return allowed
+
+
+CHALLENGE_LIMIT = web.AppKey("challenge_limit", PerMinute)
+
+
 def _status_for(exc: JamnetError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
@@ -197,7 +221,7 @@ async def faucet(request: web.Request) -> web.Response:
     address = body.get("address")
     if not isinstance(address, str):
         raise InputError("address must be an Ethereum address")
-    return web.json_response(await chain.faucet(address))
+    return web.json_response(await chain.faucet(address, request.remote or "?"))
 
 
 def _chain(request: web.Request) -> ChainService:
@@ -255,9 +279,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def challenge(request: web.Request) -> web.Response:
-    """Issue a single-use sign-in challenge for an address."""
+    """Issue a single-use sign-in challenge for an address (a few a minute per client address,
+    so a flood from one place cannot push everyone else's challenges out)."""
     body = await _body(request)
     address = parse_address(body.get("address"))
+    if not request.app[CHALLENGE_LIMIT].allow(request.remote or "?"):
+        raise RateLimitError("too many sign-in challenges from your address: wait a minute")
     issued = request.app[CHALLENGES].issue(address)
     return web.json_response(
         {
@@ -636,6 +663,7 @@ def build_app(
     app[METRICS] = metrics_
     app[ROOT] = root
     app[P2P_ON] = p2p is not None
+    app[CHALLENGE_LIMIT] = PerMinute(service.config.session.challenges_per_minute)
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/config", client_config)
     app.router.add_get("/metrics", metrics)

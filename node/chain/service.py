@@ -38,6 +38,7 @@ FAUCET_ETH = 10**18
 FAUCET_JAM = 1_000 * 10**18
 FAUCET_PER_ADDRESS_S = 3600.0
 FAUCET_PER_MINUTE = 20
+FAUCET_PER_CLIENT_PER_HOUR = 10
 
 
 class ChainService:
@@ -57,6 +58,7 @@ class ChainService:
         self._index_task: asyncio.Task[None] | None = None
         self._faucet_last: dict[str, float] = {}
         self._faucet_recent: list[float] = []
+        self._faucet_clients: dict[str, list[float]] = {}
 
     async def start(self) -> None:
         """Connect (and on the devnet: start anvil and deploy if needed), then index."""
@@ -227,8 +229,9 @@ class ChainService:
             raise ChainError("the devnet node's stake and registration did not go through")
         log.info("devnet: node %s registered in NodeRegistry as %s", me, peer_id)
 
-    async def faucet(self, address: str) -> dict[str, str]:
-        """Devnet only: 1 ETH and 1000 JAM to a new key, at most once an hour per address."""
+    async def faucet(self, address: str, client: str = "?") -> dict[str, str]:
+        """Devnet only: 1 ETH and 1000 JAM to a new key, at most once an hour per address and
+        a few times an hour per client address; never to a contract."""
         if self.config.chain.mode != "devnet" or self.w3 is None or self.deployment is None:
             raise SessionError("the faucet exists only on the embedded devnet")
         if not Web3.is_address(address):
@@ -241,9 +244,25 @@ class ChainService:
             raise SessionError(
                 "this address already got its faucet allowance; try again in an hour"
             )
+        drips = [t for t in self._faucet_clients.get(client, []) if now - t < 3600]
+        if len(drips) >= FAUCET_PER_CLIENT_PER_HOUR:
+            raise SessionError(
+                f"{FAUCET_PER_CLIENT_PER_HOUR} keys were funded from your address this hour;"
+                " try again later"
+            )
+        w3 = self.w3
+        if len(await asyncio.to_thread(w3.eth.get_code, address)) > 0:
+            raise InputError("the faucet funds keys, not contracts: give it your key's address")
+        self._faucet_clients[client] = [*drips, now]
+        if len(self._faucet_clients) > 10_000:
+            self._faucet_clients.pop(next(iter(self._faucet_clients)))
         if len(self._faucet_recent) >= FAUCET_PER_MINUTE:
             raise SessionError("the faucet is busy; try again in a minute")
         self._faucet_last[address] = now
+        if len(self._faucet_last) > 10_000:  # forget allowances older than the hour
+            self._faucet_last = {
+                a: t for a, t in self._faucet_last.items() if now - t < FAUCET_PER_ADDRESS_S
+            }
         self._faucet_recent.append(now)
         await asyncio.to_thread(self._drip, address)
         return {"address": address, "eth": "1", "jam": "1000"}

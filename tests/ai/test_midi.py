@@ -60,3 +60,34 @@ def test_bad_midi_files(data: bytes) -> None:
 def test_a_midi_file_without_notes() -> None:
     with pytest.raises(InputError, match="no notes"):
         from_midi(to_midi([Note(0, 4, None)], 120))
+
+
+def _track_file(division: int, events: list[tuple[int, int, int]]) -> bytes:
+    """A format-0 MIDI file with ``division`` and (delta ticks, status, note) events."""
+    body = b""
+    for delta, status, note in events:
+        rest = delta
+        vlq = [rest & 0x7F]
+        rest >>= 7
+        while rest:
+            vlq.insert(0, 0x80 | (rest & 0x7F))
+            rest >>= 7
+        body += bytes(vlq) + bytes([status, note, 90 if status == 0x90 else 0])
+    body += b"\x00\xff\x2f\x00"
+    header = b"MThd" + (6).to_bytes(4, "big") + b"\x00\x00\x00\x01" + division.to_bytes(2, "big")
+    return header + b"MTrk" + len(body).to_bytes(4, "big") + body
+
+
+def test_a_midi_file_with_time_division_0_is_refused() -> None:
+    data = _track_file(0, [(0, 0x90, 60), (100, 0x80, 60)])
+    with pytest.raises(InputError, match="time division"):
+        from_midi(data)
+
+
+def test_a_huge_gap_is_refused_and_a_silent_lead_in_dropped() -> None:
+    per_step = 120  # 480 ticks per quarter note
+    gap = [(0, 0x90, 60), (per_step, 0x80, 60), (10**7, 0x90, 62), (per_step, 0x80, 62)]
+    with pytest.raises(InputError, match="span"):
+        from_midi(_track_file(480, gap))
+    late = [(1000 * 16 * per_step + 3 * per_step, 0x90, 64), (2 * per_step, 0x80, 64)]
+    assert from_midi(_track_file(480, late)) == [Note(3, 2, 64)]

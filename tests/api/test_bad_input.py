@@ -117,3 +117,30 @@ async def test_huge_numbers_bad_tokens_and_invites_get_4xx(
                     break
         status, _ = await call(http, node, "GET", "/api/health")
         assert status == 200
+
+
+async def test_a_flood_of_challenges_from_one_address_does_not_evict_others(
+    node: Node, http: aiohttp.ClientSession
+) -> None:
+    async with JamClient(node.url, Account.create(), "victim") as victim:
+        mine = await victim.request("POST", "/api/challenges", {"address": victim.account.address})
+        statuses = []
+        for _ in range(40):
+            status, _ = await call(
+                http, node, "POST", "/api/challenges", json={"address": Account.create().address}
+            )
+            statuses.append(status)
+        assert statuses.count(429) >= 10 and set(statuses) == {200, 429}
+        # The flood came from this test's own address; the victim's challenge still works.
+        signature = victim.account.sign_message(encode_defunct(text=mine["message"]))
+        session = await victim.request(
+            "POST",
+            "/api/sessions",
+            {
+                "name": "still here",
+                "address": victim.account.address,
+                "nonce": mine["nonce"],
+                "signature": "0x" + bytes(signature.signature).hex(),
+            },
+        )
+        assert session["owner"] == victim.account.address

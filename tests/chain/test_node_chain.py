@@ -7,9 +7,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from eth_account import Account
 
 from node.app import Node
-from node.errors import ChainError, ConfigError
+from node.errors import ChainError, ConfigError, InputError, SessionError
 from tests.conftest import node_config
 
 
@@ -80,3 +81,17 @@ async def test_the_node_key_can_come_from_the_environment(
     with pytest.raises(ChainError, match="JAMNET_NODE_PRIVATE_KEY is not a private key"):
         async with Node(config):
             pass
+
+
+async def test_the_faucet_funds_keys_not_contracts_and_a_few_per_client(tmp_path: Path) -> None:
+    config = node_config(tmp_path / "data", chain={"mode": "devnet", "devnet_port": 0})
+    async with Node(config) as node:
+        assert node.chain is not None and node.chain.deployment is not None
+        contract = node.chain.deployment.addresses["WorkRegistry"]
+        with pytest.raises(InputError, match="not contracts"):
+            await node.chain.faucet(contract, "10.0.0.1")
+        for _ in range(10):
+            await node.chain.faucet(Account.create().address, "10.0.0.1")
+        with pytest.raises(SessionError, match="from your address"):
+            await node.chain.faucet(Account.create().address, "10.0.0.1")
+        await node.chain.faucet(Account.create().address, "10.0.0.2")  # someone else
