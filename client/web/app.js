@@ -384,14 +384,14 @@ function openEvents(attempt = 0) {
   const session = state.session;
   const ws = new WebSocket(`${scheme}://${location.host}/api/sessions/${session.id}/events?token=${encodeURIComponent(state.token)}`);
   state.ws = ws;
-  ws.onopen = () => {
-    state.wsAttempt = 0;
-    setStatus("connected");
-    if (attempt > 0) resync();   // whatever happened while the socket was down
-  };
+  let opened = false;
+  // A new socket's first message is the session as it is now, and the events follow it in
+  // order: that is the resynchronisation (a separate GET could answer after newer events).
+  ws.onopen = () => { opened = true; setStatus("connected"); };
   ws.onmessage = (ev) => handleEvent(JSON.parse(ev.data));
   ws.onclose = (ev) => {
     if (state.ws !== ws || !state.session) return;   // left, or replaced
+    if (!opened && attempt >= 2) { checkStillThere(); }
     // The node ends our socket when we are out (left elsewhere, removed, the session closed);
     // "too slow" or a dropped connection is worth a reconnect.
     if (ev.code === 1001 && ev.reason && ev.reason !== "too slow") {
@@ -405,12 +405,15 @@ function openEvents(attempt = 0) {
   };
 }
 
-async function resync() {
+// The socket keeps failing to open: is the session (and our place in it) still there?
+async function checkStillThere() {
   try {
-    setSession(await api("GET", `/api/sessions/${state.session.id}`));
+    await api("GET", `/api/sessions/${state.session.id}`);
   } catch (e) {
-    showError(`the session is gone: ${e.message || e}`);
-    leave(true);
+    if (/no session/i.test(String(e.message || e))) {
+      showError(`the session is gone: ${e.message || e}`);
+      leave(true);
+    }
   }
 }
 
