@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from client.http import call
+from client.http import add_node_flag, call
 
 
 def _post(node: str, path: str, data: bytes, content_type: str, insecure: bool) -> bytes:
@@ -58,7 +58,7 @@ def add_commands(sub: Any) -> None:
         ("improvise", improvise, "bars over a chord progression from the node's GAN (MIDI out)"),
     ):
         parser = sub.add_parser(name, help=help_text)
-        parser.add_argument("--node", default="http://127.0.0.1:8080", help="node URL")
+        add_node_flag(parser)
         parser.add_argument("--key", default="C", help='key, e.g. "C", "F#m" (default C)')
         parser.add_argument("--tempo", type=float, default=120.0, help="tempo of the MIDI file")
         parser.add_argument("--random-seed", type=int, help="repeatable sampling")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from client.http import add_node_flag
+
 SUPPORT_CHOICES = ["abstain", "against", "for"]
 
 
@@ -39,9 +41,7 @@ def add_commands(sub: Any) -> None:
     home_key = str(Path(os.environ.get("HOME", ".")) / ".jamnet" / "key.json")
 
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--node", default="http://127.0.0.1:8080", help="node whose chain to use"
-        )
+        add_node_flag(parser, "node whose chain to use")
         parser.add_argument("--keyfile", default=home_key, help="your key (made on first use)")
         parser.add_argument("--rpc-url", help="an external chain instead of the node's")
         parser.add_argument("--deployment", help="deployment file for --rpc-url")

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 TIMEOUT_S = 60.0
+DEFAULT_NODE = "http://127.0.0.1:8080"
+
+
+def add_node_flag(parser: Any, help_text: str = "node URL") -> None:
+    """``--node``, defaulting to ``$JAMNET_NODE`` (then the local node): every command."""
+    parser.add_argument(
+        "--node",
+        default=os.environ.get("JAMNET_NODE") or DEFAULT_NODE,
+        help=f"{help_text} (default: $JAMNET_NODE, else {DEFAULT_NODE})",
+    )
 
 
 def call(

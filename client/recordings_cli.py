@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from client.http import call
+from client.http import add_node_flag, call
 from node.errors import InputError
 
 
@@ -20,23 +20,22 @@ def add_commands(sub: Any) -> None:
     """Register ``recordings`` under the top-level parser."""
     group = sub.add_parser("recordings", help="takes and their contribution records")
     actions = group.add_subparsers(dest="action", required=True)
-    node = os.environ.get("JAMNET_NODE", "http://127.0.0.1:8080")
     listing = actions.add_parser("list", help="a session's recordings and who contributed")
     listing.add_argument("session", help="session id")
-    listing.add_argument("--node", default=node, help="node URL (default: $JAMNET_NODE)")
+    add_node_flag(listing)
     listing.set_defaults(func=_list)
     home_key = str(Path(os.environ.get("HOME", ".")) / ".jamnet" / "key.json")
     for name, text in (("start", "session owner: start recording"), ("stop", "stop recording")):
         command = actions.add_parser(name, help=text)
         command.add_argument("session", help="session id")
-        command.add_argument("--node", default=node, help="node URL (default: $JAMNET_NODE)")
+        add_node_flag(command)
         command.add_argument("--keyfile", default=home_key, help="the owner's key")
         command.set_defaults(func=_control, action_name=name)
     verify = actions.add_parser(
         "verify", help="check a take's signed contribution record (here, not on the node)"
     )
     verify.add_argument("what", help="a recording id (fetched from --node) or a record's JSON file")
-    verify.add_argument("--node", default=node, help="node URL (default: $JAMNET_NODE)")
+    add_node_flag(verify)
     verify.set_defaults(func=_verify)
 
 

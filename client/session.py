@@ -433,7 +433,15 @@ class JamClient:
                     elif kind == "prove" and event.get("participant") == self.participant.get("id"):
                         await self._prove(str(event.get("message", "")))
                     elif kind == "left" and event.get("participant") == self.participant.get("id"):
-                        self._end(f"the node took you out of the session: {event.get('reason')}")
+                        reason = str(event.get("reason"))
+                        if reason.startswith("replaced"):
+                            self._end(
+                                "another client joined this session with your key, so this one "
+                                "was replaced (give a second musician on this machine their "
+                                "own --keyfile)"
+                            )
+                        else:
+                            self._end(f"the node took you out of the session: {reason}")
                     elif kind == "closed":
                         self._end("the session was closed")
                 if not self.ended.is_set() and self.token:

@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from node.ai.service import AiService
+from node.api.protocol import JsonErrorsRunner
 from node.api.server import build_app
 from node.chain.service import ChainService
 from node.config import NodeConfig
@@ -181,12 +182,19 @@ class Node:
             ai=self.ai,
             p2p=self.p2p,
             loop=loop_parts,
+            body_timeout_s=config.http.body_timeout_s,
         )
         await self.service.start()
         await self.ai.start()
         self.clock.start()
         self.service.heap.start()  # one full collector pass, before anyone can connect
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        # The keep-alive timer also bounds unfinished headers (node.api.body).
+        self._runner = JsonErrorsRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_GRACE_S,
+            keepalive_timeout=config.http.header_timeout_s,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.http.host, config.http.port, ssl_context=context)
         await site.start()

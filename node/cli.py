@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from client.http import add_node_flag
 from node.config import NodeConfig, load_config
 from node.errors import JamnetError
 from node.logs import setup_logging
@@ -156,11 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     jam = sub.add_parser("jam", help="join a session from the terminal (aiortc client)")
     jam.add_argument("session", help="session id to join (or a name, with --create)")
-    jam.add_argument(
-        "--node",
-        default=os.environ.get("JAMNET_NODE", "http://127.0.0.1:8080"),
-        help="node URL (default: $JAMNET_NODE, else http://127.0.0.1:8080)",
-    )
+    add_node_flag(jam)
     jam.add_argument("--create", action="store_true", help="create a session named SESSION")
     jam.add_argument(
         "--frame-ms",

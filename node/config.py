@@ -42,6 +42,11 @@ class HttpConfig:
     """PEM private key when tls = "files"."""
     max_body_bytes: int = 64 * 1024
     """Largest accepted request body (SDP offers are ~5 KiB)."""
+    body_timeout_s: float = 10.0
+    """A request body must arrive within this long (HTTP 408 after it)."""
+    header_timeout_s: float = 15.0
+    """A connection must finish a request's headers within this long, and is closed after
+    idling this long between requests."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,15 @@ class SessionConfig:
 
     max_sessions: int = 64
     """Most concurrent sessions."""
+    sessions_per_owner: int = 3
+    """Most live sessions one key may own on this node (more get HTTP 429)."""
+    sessions_per_client: int = 8
+    """Most live sessions created from one client address (keys are free, addresses less so)."""
+    empty_expiry_s: float = 600.0
+    """A session nobody human is in closes after this long (the bandmate does not count)."""
+    ownerless_expiry_s: float = 300.0
+    """When the owner has been gone this long, the bandmate (which only they control) stops;
+    musicians still playing keep the session."""
     max_participants: int = 32
     """Most participants in one session, whatever its frame size."""
     max_participants_20ms: int = 32
@@ -228,6 +242,8 @@ class NodeConfig:
         """Check cross-field ranges; returns self so calls chain."""
         checks: list[tuple[bool, str]] = [
             (0 <= self.http.port <= 65535, "http.port must be 0-65535"),
+            (0.5 <= self.http.body_timeout_s <= 600, "http.body_timeout_s must be 0.5-600"),
+            (0.5 <= self.http.header_timeout_s <= 600, "http.header_timeout_s must be 0.5-600"),
             (
                 self.http.tls in {"off", "self-signed", "files"},
                 'http.tls must be "off", "self-signed" or "files"',
@@ -296,6 +312,19 @@ class NodeConfig:
                 "need 0.1 <= spatial.near_m < spatial.far_m <= 1000",
             ),
             (1 <= self.session.max_participants <= 256, "session.max_participants must be 1-256"),
+            (
+                1 <= self.session.sessions_per_owner <= self.session.max_sessions,
+                "session.sessions_per_owner must be 1-session.max_sessions",
+            ),
+            (
+                1 <= self.session.sessions_per_client <= self.session.max_sessions,
+                "session.sessions_per_client must be 1-session.max_sessions",
+            ),
+            (1 <= self.session.empty_expiry_s <= 7 * 86400, "session.empty_expiry_s 1-604800"),
+            (
+                1 <= self.session.ownerless_expiry_s <= 7 * 86400,
+                "session.ownerless_expiry_s 1-604800",
+            ),
             *(
                 (
                     1 <= getattr(self.session, f"max_participants_{ms}ms") <= 256,

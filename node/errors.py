@@ -31,6 +31,10 @@ class SessionError(JamnetError):
     """A session cannot do what was asked (full, already recording, ...) (HTTP 409)."""
 
 
+class RateLimitError(JamnetError):
+    """Too many of something from one key or one client address (HTTP 429)."""
+
+
 class MediaError(JamnetError):
     """WebRTC negotiation or media handling failed."""
 

@@ -1,4 +1,5 @@
-"""Checks for numbers that arrive in requests, messages and files.
+"""Checks for the values that arrive in requests, messages and files: one home per kind,
+shared by HTTP, the event WebSocket and the p2p bridge (numbers, text, names).
 
 JSON gives Python integers of any size: ``float(10**400)`` raises OverflowError and
 ``math.isfinite(10**400)`` too, which used to escape handlers as HTTP 500. Every numeric
@@ -10,8 +11,14 @@ reads oddly).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from node.errors import InputError
+
+PARTICIPANT_NAME_MAX = 32
+"""A musician's display name, wherever it arrives (a join, a bridged join)."""
+SESSION_NAME_MAX = 64
+"""A session's (or a node's advertised) name."""
 
 
 def number(
@@ -35,3 +42,23 @@ def decimal_text(text: str, name: str, max_digits: int = 18) -> int:
     if not text.isascii() or not text.isdecimal() or not 0 < len(text) <= max_digits:
         raise InputError(f"{name} must be a whole number of at most {max_digits} digits")
     return int(text)
+
+
+def text(value: object, name: str, max_len: int) -> str:
+    """``value`` as 1-``max_len`` printable characters once stripped."""
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string")
+    value = value.strip()
+    if not 0 < len(value) <= max_len or not value.isprintable():
+        raise InputError(f"{name} must be 1-{max_len} printable characters")
+    return value
+
+
+def field_text(body: dict[str, Any], key: str, max_len: int, default: str | None = None) -> str:
+    """``body[key]`` (or ``default`` when absent) checked by ``text``."""
+    return text(body.get(key, default), key, max_len)
+
+
+def participant_name(value: object) -> str:
+    """A musician's display name: 1-32 printable characters."""
+    return text(value, "name", PARTICIPANT_NAME_MAX)

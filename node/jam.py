@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from node.config import NodeConfig
-from node.errors import NotFoundError, SessionError
+from node.errors import NotFoundError, RateLimitError, SessionError
 from node.heap import HeapKeeper
 from node.identity import check_invite
 from node.media.codec import OpusEncoder, OpusFrameDecoder, PcmFrameDecoder
@@ -49,6 +49,7 @@ from node.session.events import (
     Subscription,
     Turned,
 )
+from node.session.lifetime import Expiry, Lifetime
 from node.session.mixer import FrameDecoder, LocalSource, SessionMixer, TickReport
 from node.session.presence import Liveness, Presence, Transition
 from node.session.render import Renderer, StereoPanner
@@ -60,6 +61,10 @@ from node.store.db import Store
 
 log = logging.getLogger(__name__)
 
+REPLACED = "replaced: the same key joined this session again from another client"
+"""Why a participant's first connection ends when their key joins again. The newer join wins
+(a reloaded page, a restarted CLI must get back in at once, not wait out a timeout); the
+older client is told this and stops (the CLI exits with it)."""
 LOCAL_ADDRESS = "node:bandmate"
 """The address a node-made participant shows (it signs nothing and is owed nothing)."""
 LEVELS_EVERY_S = 0.1
@@ -90,8 +95,11 @@ class _Live:
     media: SessionMedia
     peers: SessionPeers
     presence: Presence
+    lifetime: Lifetime
     rtt_ms: dict[str, float] = field(default_factory=dict)
     """Each local participant's network round trip, from RTCP (refreshed every second)."""
+    client: str = ""
+    """The client address that created the session (its per-address limit)."""
 
 
 class JamService:
@@ -193,6 +201,7 @@ class JamService:
             SessionMedia(mixer),
             SessionPeers(session_id, media_cfg.ice_servers, self._peer_state(session_id)),
             Presence(cfg.media_timeout_s, cfg.reconnect_grace_s, cfg.connect_timeout_s),
+            Lifetime(cfg.empty_expiry_s, cfg.ownerless_expiry_s),
         )
         live.media.on_tick = lambda report, live=live: self._on_tick(live, report)
         self._live[session_id] = live
@@ -281,13 +290,28 @@ class JamService:
         live.session.room = room
         live.media.mixer.set_room(room)
 
-    def create(self, owner: str, settings: SessionSettings) -> Session:
-        """A new session owned by ``owner`` (already authenticated)."""
-        if len(self._live) >= self.config.session.max_sessions:
+    def create(self, owner: str, settings: SessionSettings, client: str = "") -> Session:
+        """A new session owned by ``owner`` (already authenticated), asked for from ``client``
+        (its network address): limits per node, per owner and per client address."""
+        cfg = self.config.session
+        if len(self._live) >= cfg.max_sessions:
             raise SessionError(
-                f"this node hosts its maximum of {self.config.session.max_sessions} sessions"
+                f"this node hosts its maximum of {cfg.max_sessions} sessions; empty ones "
+                f"close after {cfg.empty_expiry_s:g} s"
+            )
+        hosted = [live for live in self._live.values() if live.session.hosted_by is None]
+        if sum(live.session.owner == owner for live in hosted) >= cfg.sessions_per_owner:
+            raise RateLimitError(
+                f"you own {cfg.sessions_per_owner} sessions on this node already: close one "
+                "(empty ones close by themselves)"
+            )
+        if client and sum(live.client == client for live in hosted) >= cfg.sessions_per_client:
+            raise RateLimitError(
+                f"{cfg.sessions_per_client} sessions were opened from your address already: "
+                "close one first"
             )
         live = self._open(secrets.token_hex(6), owner, settings, time.time())
+        live.client = client
         self._persist(live.session)
         log.info(
             "session created",
@@ -339,13 +363,13 @@ class JamService:
         """A local participant's current peer connection (benchmarks, diagnostics)."""
         return self._get(session_id).peers.get(participant_id)
 
-    async def close(self, session_id: str) -> None:
+    async def close(self, session_id: str, reason: str = "the session was closed") -> None:
         """End a session: everyone is disconnected, recordings stop."""
         live = self._get(session_id)
         self._hosted_here(live)
         self.recordings.stop_if_recording(live.session, live.media.mixer)
         for participant in list(live.session.participants.values()):
-            await self.leave(session_id, participant, "the session was closed")
+            await self.leave(session_id, participant, reason)
         self.clocks.remove(session_id)
         self.store.close_session(session_id)
         self._publish(live, Closed())
@@ -414,8 +438,8 @@ class JamService:
             check_invite(invite, session.id, session.owner, address)
         existing = session.by_address(address)
         if existing is not None:
-            # Joining again (a reload) replaces the old connection.
-            self._drop(live, existing, "joined again")
+            # Joining again (a reload) replaces the old connection; the old one is told.
+            self._drop(live, existing, REPLACED)
         mixer = live.media.mixer
         decoder: PcmFrameDecoder | OpusFrameDecoder = (
             PcmFrameDecoder()
@@ -590,6 +614,27 @@ class JamService:
                 }
                 for change in live.presence.check(now, heard):
                     self._apply(live, change)
+                await self._check_lifetime(live, now)
+
+    async def _check_lifetime(self, live: _Live, now: float) -> None:
+        """Close sessions nobody uses; stop the bandmate of one whose owner is gone."""
+        session = live.session
+        if session.hosted_by is not None or session.id not in self._live:
+            return  # a mirror follows its host; the host decides
+        humans = [p for p in session.participants.values() if p.kind != "ai"]
+        owner_present = any(p.address == session.owner for p in humans)
+        bandmates = [p for p in session.participants.values() if p.kind == "ai"]
+        expiry = live.lifetime.check(now, len(humans), owner_present, bool(bandmates))
+        if expiry is Expiry.CLOSE:
+            idle = self.config.session.empty_expiry_s
+            log.info("session expired", extra={"session": session.id, "empty_s": idle})
+            await self.close(session.id, f"nobody was in it for {idle:g} s")
+        elif expiry is Expiry.STOP_BANDMATE:
+            log.info("bandmate stopped: owner gone", extra={"session": session.id})
+            for participant in bandmates:
+                self._drop(live, participant, "the owner left the session")
+            session.bandmate = None
+            self._publish(live, SessionChanged(session.public()))
 
     def _drop(self, live: _Live, participant: Participant, reason: str) -> None:
         if participant.id not in live.session.participants:

@@ -38,7 +38,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 
-from node.errors import AuthError, InputError, JamnetError, NotFoundError, SessionError
+from node.errors import AuthError, InputError, NotFoundError, RateLimitError, SessionError
 from node.identity import parse_address
 from node.store.db import open_sqlite
 
@@ -87,10 +87,6 @@ LISTEN_TYPES = {
     ],
 }
 PLAY_ID_RE = re.compile(r"^0x[0-9a-f]{64}$")
-
-
-class RateLimitError(JamnetError):
-    """Too many plays from one key or one address (HTTP 429)."""
 
 
 @dataclass(frozen=True)

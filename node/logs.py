@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections import OrderedDict
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -31,10 +32,43 @@ class _Formatter(logging.Formatter):
         return " ".join(f"{k}={v!r}" if " " in str(v) else f"{k}={v}" for k, v in fields.items())
 
 
+class RepeatFilter(logging.Filter):
+    """At most ``burst`` records of one kind (logger, level and message template) per
+    ``window_s``; the rest are counted and reported by the first record of that kind after
+    the window (``repeats_suppressed=N``). Keeps the log readable when a client (or an
+    attacker) makes the same thing happen thousands of times."""
+
+    def __init__(self, burst: int = 20, window_s: float = 60.0, kinds: int = 1024) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window_s = window_s
+        self.kinds = kinds
+        self._seen: OrderedDict[tuple[str, int, str], list[float]] = OrderedDict()
+        """Kind → [window start, records in it, suppressed in it]."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        now = record.created
+        state = self._seen.pop(key, None)
+        if state is None or now - state[0] >= self.window_s:
+            if state is not None and state[2]:
+                record.repeats_suppressed = int(state[2])
+            state = [now, 0.0, 0.0]
+        self._seen[key] = state
+        while len(self._seen) > self.kinds:
+            self._seen.popitem(last=False)
+        if state[1] >= self.burst:
+            state[2] += 1
+            return False
+        state[1] += 1
+        return True
+
+
 def setup_logging(level: str = "info", as_json: bool = False) -> None:
     """Configure the root logger once for the process."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(as_json))
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

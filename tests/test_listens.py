@@ -11,8 +11,8 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from node.errors import AuthError, InputError, SessionError
-from node.listens import KEYS_PER_ADDRESS, PER_KEY_PER_MONTH, ListenBook, RateLimitError
+from node.errors import AuthError, InputError, RateLimitError, SessionError
+from node.listens import KEYS_PER_ADDRESS, PER_KEY_PER_MONTH, ListenBook
 from node.works import parse_split, proposed_split
 from spark_jobs.royalties import allocate
 

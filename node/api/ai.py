@@ -22,6 +22,7 @@ from aiohttp import web
 from node.ai.midi import from_midi, parse_seed, to_midi
 from node.ai.music import parse_chords
 from node.ai.service import AiService
+from node.api.body import read_body
 from node.errors import InputError
 from node.session.session import _number, parse_position
 from training.tokenize import Note
@@ -71,7 +72,7 @@ def _reply(
 
 async def _json_or_query(request: web.Request) -> tuple[dict[str, Any], bytes | None]:
     if request.content_type in MIDI_TYPES:
-        return dict(request.query), await request.read()
+        return dict(request.query), await read_body(request)
     from node.api.server import _body
 
     return await _body(request), None

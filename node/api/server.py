@@ -19,6 +19,7 @@ import node
 from node import records
 from node.ai.service import AiService, AiUnavailableError
 from node.api.ai import add_routes
+from node.api.body import BODY_TIMEOUT, RequestTimeoutError, json_body, reject_constant
 from node.api.p2p import add_routes as add_p2p_routes
 from node.api.works import add_routes as add_works_routes
 from node.chain.service import ChainService
@@ -30,13 +31,13 @@ from node.errors import (
     JamnetError,
     MediaError,
     NotFoundError,
+    RateLimitError,
     SessionError,
     SpatialError,
 )
 from node.identity import ChallengeBook, parse_address
-from node.inputs import decimal_text
+from node.inputs import decimal_text, participant_name
 from node.jam import JamService
-from node.listens import RateLimitError
 from node.media.engine import MixClocks
 from node.media.opus import LOOKAHEAD_MS
 from node.media.peer import TRANSPORTS, validate_offer
@@ -49,7 +50,6 @@ from node.session.session import (
     NAME_MAX,
     SessionSettings,
     _number,
-    _text,
     parse_chat,
     parse_chords,
     parse_orientation,
@@ -72,6 +72,7 @@ STATUS = {
     SpatialError: 400,
     AiUnavailableError: 503,
     RateLimitError: 429,
+    RequestTimeoutError: 408,
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STEM_RE = re.compile(r"^stem-[A-Za-z0-9_-]{1,64}\.wav$")
@@ -135,20 +136,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InputError("request body must be a JSON object")
-    return body
+_body = json_body  # the one body parser for every route (node.api.body)
 
 
 def _finite(value: object) -> bool:
@@ -159,10 +147,6 @@ def _finite(value: object) -> bool:
         return math.isfinite(value)
     except OverflowError:
         return False
-
-
-def _reject_constant(name: str) -> float:
-    raise InputError(f"{name} is not allowed in JSON numbers")
 
 
 def _bearer(request: web.Request) -> str:
@@ -332,7 +316,7 @@ async def create_session(request: web.Request) -> web.Response:
     body = await _body(request)
     settings = SessionSettings.parse(body, request.app[SERVICE].config.media.frame_ms)
     owner = _prove(request, body)
-    session = request.app[SERVICE].create(owner, settings)
+    session = request.app[SERVICE].create(owner, settings, request.remote or "")
     return web.json_response(session.public(), status=201)
 
 
@@ -380,7 +364,7 @@ async def join(request: web.Request) -> web.Response:
     await service.ensure(session_id)
     service.get(session_id)
     body = await _body(request)
-    name = _text(body, "name", 32, default="musician")
+    name = participant_name(body.get("name", "musician"))
     address = _prove(request, body)
     participant = service.join(session_id, address, name, body.get("invite"))
     return web.json_response(
@@ -591,7 +575,10 @@ async def events(request: web.Request) -> web.WebSocketResponse:
                 # Closed by the node: they left, were removed, or the session ended.
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=sub.reason.encode()[:120])
                 return
-            await ws.send_json(event.wire())
+            try:
+                await ws.send_json(event.wire())
+            except ConnectionError:
+                return  # the client went away; the reader below ends too
 
     sender = asyncio.create_task(pump())
     try:
@@ -599,7 +586,7 @@ async def events(request: web.Request) -> web.WebSocketResponse:
             if message.type != WSMsgType.TEXT:
                 continue
             try:
-                body = json.loads(message.data, parse_constant=_reject_constant)
+                body = json.loads(message.data, parse_constant=reject_constant)
                 if not isinstance(body, dict):
                     raise InputError("messages must be JSON objects")
                 if body.get("type") == "ping":
@@ -653,6 +640,7 @@ def build_app(
     ai: AiService | None = None,
     p2p: P2PService | None = None,
     loop: tuple[Any, Any, Any] | None = None,
+    body_timeout_s: float = 10.0,
 ) -> web.Application:
     """The aiohttp application with every route."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
@@ -662,6 +650,7 @@ def build_app(
     app[CHAIN] = chain
     app[METRICS] = metrics_
     app[ROOT] = root
+    app[BODY_TIMEOUT] = body_timeout_s
     app[P2P_ON] = p2p is not None
     app[CHALLENGE_LIMIT] = PerMinute(service.config.session.challenges_per_minute)
     app.router.add_get("/api/health", health)

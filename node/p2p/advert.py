@@ -21,6 +21,8 @@ from libp2p.crypto.keys import PrivateKey
 from libp2p.crypto.serialization import deserialize_public_key
 from libp2p.peer.id import ID
 
+from node.inputs import SESSION_NAME_MAX
+
 ADVERT_VERSION = 1
 MAX_ADVERT_BYTES = 32 * 1024
 MAX_SESSIONS = 64
@@ -95,7 +97,7 @@ def _session(value: object) -> dict[str, Any]:
     name, sid = value.get("name"), value.get("id")
     if not isinstance(sid, str) or not 0 < len(sid) <= 32 or not sid.isalnum():
         raise AdvertError("malformed", "a session needs an alphanumeric id")
-    if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
+    if not isinstance(name, str) or not 0 < len(name) <= SESSION_NAME_MAX or not name.isprintable():
         raise AdvertError("malformed", "a session needs a printable name")
     out: dict[str, Any] = {"id": sid, "name": name}
     for key, lo, hi in (("tempo_bpm", 20, 300), ("participants", 0, 1024)):

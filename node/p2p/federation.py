@@ -46,13 +46,14 @@ import secrets
 import struct
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
 from node.errors import InputError, JamnetError, NotFoundError, SessionError
 from node.identity import parse_address, recover_signer
+from node.inputs import participant_name
 from node.jam import JamService
 from node.media.inbound import tap_receiver_streams
 from node.media.peer import MAX_SDP_BYTES, ice_configuration, opus_payload_type
@@ -199,7 +200,8 @@ class FederationService:
         self.stats: Counter[str] = Counter()
         self.lost: collections.deque[dict[str, Any]] = collections.deque(maxlen=32)
         """The latest dead links: peer, session, why, and how long it had been silent."""
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        """Session id → (lock, callers holding or awaiting it); gone when nobody is."""
         self._redials: dict[str, asyncio.Task[None]] = {}
         self._idle_since: dict[str, float] = {}
         self._watch: asyncio.Task[None] | None = None
@@ -252,8 +254,7 @@ class FederationService:
     # ------------------------------------------------------------ mirror side
     async def mirror(self, session_id: str) -> None:
         """Bridge a session another node hosts, so local musicians can join it here."""
-        lock = self._locks.setdefault(session_id, asyncio.Lock())
-        async with lock:
+        async with self._mirror_lock(session_id):
             if self.jam.find(session_id) is not None:
                 return
             entry = next((e for e in self._directory() if e["id"] == session_id), None)
@@ -270,6 +271,22 @@ class FederationService:
                 raise
             self._idle_since[session_id] = time.monotonic()
             log.info("session %s bridged from %s (%s)", session_id, host["node"], host["peer_id"])
+
+    @contextlib.asynccontextmanager
+    async def _mirror_lock(self, session_id: str) -> AsyncIterator[None]:
+        """One bridging attempt per session at a time. The entry goes when its last caller
+        does: ids nobody hosts (joins to made-up ids) leave nothing behind."""
+        lock, users = self._locks.get(session_id, (asyncio.Lock(), 0))
+        self._locks[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[session_id]
+            if users <= 1:
+                del self._locks[session_id]
+            else:
+                self._locks[session_id] = (lock, users - 1)
 
     async def _dial(self, session_id: str, peer_id: str) -> tuple[Link, dict[str, Any]]:
         """Offer a link to the host; returns it (answer not yet applied) and the session."""
@@ -587,10 +604,8 @@ class FederationService:
         session_id = link.session_id
         if number in link.inbound:
             raise InputError(f"stream {number} is already announced")
-        address, name = body.get("address"), body.get("name")
-        address = parse_address(address)
-        if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
-            raise InputError("name must be 1-64 printable characters")
+        address = parse_address(body.get("address"))
+        name = participant_name(body.get("name"))
         x, y = parse_position(body)
         yaw, pitch = parse_orientation(body, 0.0, 0.0)
         try:

@@ -10,7 +10,7 @@ from typing import Any
 
 from node.config import FRAME_SIZES_MS
 from node.errors import ForbiddenError, InputError, NotFoundError, SessionError
-from node.inputs import number
+from node.inputs import SESSION_NAME_MAX, field_text, number
 from node.session.render import STAGE_HALF_M
 from node.spatial.room import Room
 
@@ -19,7 +19,7 @@ CHORD_RE = re.compile(
 )
 MAX_CHORDS = 64
 KEY_RE = re.compile(r"^[A-G][#b]?(m| major| minor|maj|min)?$")
-NAME_MAX = 64
+NAME_MAX = SESSION_NAME_MAX
 CHAT_MAX = 500
 
 
@@ -27,16 +27,6 @@ def _number(
     body: dict[str, Any], key: str, lo: float, hi: float, default: float | None = None
 ) -> float:
     return number(body.get(key, default), key, lo, hi)
-
-
-def _text(body: dict[str, Any], key: str, max_len: int, default: str | None = None) -> str:
-    value = body.get(key, default)
-    if not isinstance(value, str):
-        raise InputError(f"{key} must be a string")
-    value = value.strip()
-    if not 0 < len(value) <= max_len or not value.isprintable():
-        raise InputError(f"{key} must be 1-{max_len} printable characters")
-    return value
 
 
 def parse_time_signature(value: object) -> tuple[int, int]:
@@ -74,7 +64,7 @@ class SessionSettings:
         if not isinstance(private, bool):
             raise InputError("private must be true or false")
         return cls(
-            name=_text(body, "name", NAME_MAX),
+            name=field_text(body, "name", NAME_MAX),
             tempo_bpm=_number(body, "tempo_bpm", 20, 300, 120.0),
             key=key,
             time_signature=parse_time_signature(body.get("time_signature", "4/4")),
@@ -126,7 +116,7 @@ def parse_orientation(body: dict[str, Any], yaw: float, pitch: float) -> tuple[f
 
 def parse_chat(body: dict[str, Any]) -> str:
     """A chat line: 1-500 printable characters."""
-    return _text(body, "text", CHAT_MAX)
+    return field_text(body, "text", CHAT_MAX)
 
 
 @dataclass

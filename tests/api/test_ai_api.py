@@ -244,3 +244,33 @@ async def test_the_cli_writes_midi_files(ai_node: Node, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     done = await asyncio.to_thread(cli, "improvise", "--chords", "C Zz", "-o", str(solo))
     assert done.returncode != 0 and "'Zz' is not a chord" in done.stderr
+
+
+async def test_the_bandmate_stops_when_its_owner_is_gone(tmp_path: Path) -> None:
+    config = node_config(tmp_path / "data", ai={"enabled": True}, session={"ownerless_expiry_s": 1})
+    async with (
+        Node(config) as node,
+        aiohttp.ClientSession() as http,
+        JamClient(node.url, Account.create(), "owner") as owner,
+        JamClient(node.url, Account.create(), "guest") as guest,
+    ):
+        await _ready(node)
+        sid = (await owner.create_session("owner steps out"))["id"]
+        await owner.join(sid)
+        await guest.join(sid)
+        path = f"/api/sessions/{sid}/bandmate"
+        status, out = await call(http, node, "POST", path, owner.token, json={})
+        assert status == 201, out
+        await asyncio.sleep(1.5)  # longer than the expiry: the owner is here, so it plays on
+        shown = (await call(http, node, "GET", f"/api/sessions/{sid}"))[1]
+        assert shown["bandmate"] is not None
+        await owner.leave()
+
+        async def bandmate_gone() -> bool:
+            shown = (await call(http, node, "GET", f"/api/sessions/{sid}"))[1]
+            kinds = [p["kind"] for p in shown["participants"]]
+            assert node.ai is not None
+            playing = node.ai.stats()["bandmates"]
+            return shown["bandmate"] is None and kinds == ["human"] and playing == 0.0
+
+        await _wait(bandmate_gone)  # and the guest keeps the session

@@ -3,20 +3,26 @@ a clear 4xx, and the node keeps serving. Against a real node."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from client.session import JamClient
+from client.session import ArraySink, ArraySource, JamClient
 from node.app import Node
 from node.inputs import decimal_text, number
 from tests.api.test_api import call
+from tests.conftest import node_config
 
 HUGE = 10**400
 
@@ -144,3 +150,124 @@ async def test_a_flood_of_challenges_from_one_address_does_not_evict_others(
             },
         )
         assert session["owner"] == victim.account.address
+
+
+async def test_a_second_client_with_the_same_key_replaces_the_first_which_is_told(
+    node: Node,
+) -> None:
+    key = Account.create()
+    async with (
+        JamClient(node.url, key, "first") as first,
+        JamClient(node.url, key, "second") as second,
+    ):
+        sid = (await first.create_session("one key, two clients"))["id"]
+        await first.join(sid)
+        await first.connect(ArraySource(np.zeros(4800, np.float32), loop=True), ArraySink())
+        await second.join(sid)
+        await asyncio.wait_for(first.ended.wait(), 60)
+        assert "another client joined this session with your key" in first.end_reason
+        shown = await second.request("GET", f"/api/sessions/{sid}")
+        assert [p["name"] for p in shown["participants"]] == ["second"]
+
+
+async def test_joins_to_made_up_session_ids_leave_nothing_behind(tmp_path: Path) -> None:
+    config = node_config(tmp_path / "data", p2p={"enabled": True, "listen": "/ip4/127.0.0.1/tcp/0"})
+    async with Node(config) as node, aiohttp.ClientSession() as http:
+        assert node.p2p is not None
+        federation = node.p2p.federation
+        for i in range(300):
+            async with http.post(f"{node.url}api/sessions/made{i:04d}up/join", json={}) as reply:
+                assert reply.status == 404
+                assert "no session" in (await reply.json())["error"]
+        # Every per-id table is empty again: nothing grows with the ids people invent.
+        assert federation._locks == {} and federation.links == {}
+        assert federation._idle_since == {} and federation._redials == {}
+        assert node.service is not None and node.service.events._subs == {}
+
+
+async def test_slow_headers_and_bodies_are_cut_off(tmp_path: Path) -> None:
+    config = node_config(tmp_path / "data", http={"header_timeout_s": 1, "body_timeout_s": 1})
+    async with Node(config) as node:
+        port = int(node.url.rstrip("/").rsplit(":", 1)[1])
+
+        async def drip_headers() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+            try:
+                for i in range(600):  # a header byte every 0.1 s: a minute, were it let
+                    writer.write(b"X-Slow-%d: y\r\n" % i)
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+                    if reader.at_eof():
+                        break
+                return await reader.read()
+            except ConnectionError:
+                return b""
+            finally:
+                writer.close()
+
+        started = time.monotonic()
+        assert await asyncio.wait_for(drip_headers(), 120) == b""  # closed, nothing served
+        assert time.monotonic() - started < 55
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /api/challenges HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"address": '
+        )
+        await writer.drain()
+        reply = await asyncio.wait_for(reader.read(4096), 60)  # the rest never comes
+        writer.close()
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), reply
+        assert b"did not arrive within 1 s" in body
+        # The node still serves everyone else.
+        async with aiohttp.ClientSession() as http, http.get(node.url + "api/health") as ok:
+            assert ok.status == 200
+
+
+async def test_garbage_requests_get_json_and_leave_no_tracebacks(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = int(node.url.rstrip("/").rsplit(":", 1)[1])
+    caplog.set_level(logging.DEBUG)
+    garbage = [
+        b"GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"GET /api/health HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000 + b"\r\n\r\n",
+        b"GET /\x00\x01 HTTP/1.1\r\n\r\n",
+        b"POST /api/challenges HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+    for request in garbage:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        reply = await asyncio.wait_for(reader.read(65536), 60)
+        writer.close()
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head[:10] in (b"HTTP/1.1 4", b"HTTP/1.0 4"), (request[:60], reply[:200])
+        assert b"application/json" in head and "error" in json.loads(body), reply[:300]
+    # A client that hangs up in the middle of a body.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /api/challenges HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+    await writer.drain()
+    writer.close()
+    await asyncio.sleep(0.5)
+    async with aiohttp.ClientSession() as http, http.get(node.url + "api/health") as ok:
+        assert ok.status == 200
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert loud == [], [(r.name, r.getMessage()) for r in loud]
+
+
+def test_repeated_log_lines_are_rate_limited() -> None:
+    from node.logs import RepeatFilter
+
+    limit = RepeatFilter(burst=3, window_s=60)
+    records = [
+        logging.makeLogRecord({"name": "x", "msg": "bad request from %s", "created": 1000 + i / 10})
+        for i in range(100)
+    ]
+    assert sum(limit.filter(r) for r in records) == 3
+    other = logging.makeLogRecord({"name": "x", "msg": "something else", "created": 1050})
+    assert limit.filter(other)  # another kind of line is not held back
+    later = logging.makeLogRecord({"name": "x", "msg": "bad request from %s", "created": 1100})
+    assert limit.filter(later) and later.repeats_suppressed == 97
