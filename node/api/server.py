@@ -20,6 +20,7 @@ from node import records
 from node.ai.service import AiService, AiUnavailableError
 from node.api.ai import add_routes
 from node.api.body import BODY_TIMEOUT, RequestTimeoutError, json_body, reject_constant
+from node.api.openapi import document
 from node.api.p2p import add_routes as add_p2p_routes
 from node.api.works import add_routes as add_works_routes
 from node.chain.service import ChainService
@@ -612,6 +613,22 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+def mounted_routes(app: web.Application) -> set[tuple[str, str]]:
+    """(method, path) of every API route this app serves (HEAD and static files aside)."""
+    out = set()
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("path") or info.get("formatter")
+        if path and route.method != "HEAD" and path.startswith(("/api/", "/metrics")):
+            out.add((route.method, path))
+    return out
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of the routes this node serves."""
+    return web.json_response(document(mounted_routes(request.app)))
+
+
 async def index(request: web.Request) -> web.FileResponse:
     """The web client."""
     return web.FileResponse(WEB_DIR / "index.html")
@@ -653,6 +670,7 @@ def build_app(
     app[BODY_TIMEOUT] = body_timeout_s
     app[P2P_ON] = p2p is not None
     app[CHALLENGE_LIMIT] = PerMinute(service.config.session.challenges_per_minute)
+    app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/config", client_config)
     app.router.add_get("/metrics", metrics)

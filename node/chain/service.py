@@ -237,6 +237,8 @@ class ChainService:
         if not Web3.is_address(address):
             raise InputError("address must be an Ethereum address")
         address = Web3.to_checksum_address(address)
+        if int(address, 16) < 2**16:  # the zero address and precompiles: nobody's key
+            raise InputError("the faucet funds keys: that address belongs to nobody")
         now = time.monotonic()
         self._faucet_recent = [t for t in self._faucet_recent if now - t < 60]
         last = self._faucet_last.get(address)
