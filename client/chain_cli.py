@@ -52,6 +52,10 @@ def add_commands(sub: Any) -> None:
         parser.set_defaults(func=func)
         return parser
 
+    keys = sub.add_parser("keys", help="your keyfiles").add_subparsers(dest="action", required=True)
+    p = keys.add_parser("import", help="a private key from standard input into a new keyfile")
+    p.add_argument("--keyfile", required=True, help="the keystore to write (must not exist)")
+    p.set_defaults(func=_lazy("keys_import"))
     token = sub.add_parser("token", help="JAM balances and transfers").add_subparsers(
         dest="action", required=True
     )
@@ -124,6 +128,7 @@ def add_commands(sub: Any) -> None:
     )
     command(ops, "withdraw", _lazy("operator_withdraw"), "withdraw unbonded stake")
 
+    _add_chain_deploy(sub)
     gov = sub.add_parser("gov", help="governance").add_subparsers(dest="action", required=True)
     command(
         gov, "delegate", _lazy("gov_delegate"), "delegate your votes (to yourself by default)"
@@ -141,3 +146,36 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--reason")
     command(gov, "queue", _lazy("gov_queue"), "queue a passed proposal").add_argument("id")
     command(gov, "execute", _lazy("gov_execute"), "execute a queued proposal").add_argument("id")
+
+
+GENESIS_EXAMPLE = """{
+  "holders": {"0xAlice…": "2500000", "0xBob…": "1500000", "0xCarol…": "1000000"},
+  "params": {"voting_delay_s": 3600, "voting_period_s": 259200, "timelock_delay_s": 86400}
+}"""
+
+
+def _add_chain_deploy(sub: Any) -> None:
+    """``jamnet chain deploy`` (client/deploy_commands.py)."""
+
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module("client.deploy_commands")
+        result: int = module.chain_deploy(args)
+        return result
+
+    chain = sub.add_parser("chain", help="deploy jamnet's contracts to an external chain")
+    actions = chain.add_subparsers(dest="action", required=True)
+    parser = actions.add_parser(
+        "deploy",
+        help="deploy the contracts with a genesis that can govern",
+        description="Genesis file (amounts in JAM; params optional, any of supply, "
+        "proposal_threshold, min_stake in JAM and voting_delay_s, voting_period_s, "
+        "timelock_delay_s, protocol_fee_bps, unbond_delay_s):\n" + GENESIS_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rpc-url", required=True, help="JSON-RPC URL of the chain")
+    parser.add_argument("--genesis", required=True, help="JSON: holders (address → JAM), params")
+    parser.add_argument("--keyfile", required=True, help="the deployer's keystore (pays the gas)")
+    parser.add_argument("--out", default="deployment.json", help="deployment file to write")
+    parser.add_argument("--settler", help="RoyaltyPool's first settler (default: the deployer)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    parser.set_defaults(func=run)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,13 @@ def _split(items: list[str], me: str) -> tuple[list[str], list[int]]:
 
 
 # ----------------------------------------------------------------- token
+def keys_import(args: argparse.Namespace) -> int:
+    """A private key from standard input into a new keystore (password JAMNET_KEY_PASSWORD)."""
+    account = load_or_create_key(Path(args.keyfile), private_key=sys.stdin.readline())
+    print(f"{args.keyfile}: the key of {account.address}")
+    return 0
+
+
 def token_balance(args: argparse.Namespace) -> int:
     client = _client(args, signer=False)
     who = _address(args.address) if args.address else client.address
@@ -293,7 +302,7 @@ def gov_delegate(args: argparse.Namespace) -> int:
     client = _client(args)
     to = _address(args.to) if args.to else client.address
     client.send(client.token.functions.delegate(to), what="delegate")
-    print(f"your votes now count for {to}")
+    print(f"your votes now count for {to} (for proposals from the chain's next block)")
     return 0
 
 
@@ -313,10 +322,19 @@ def gov_propose(args: argparse.Namespace) -> int:
     else:
         raise InputError("say what to change: --fee-bps N or --min-stake JAM --unbond-delay-s S")
     description = args.description or default
+    calldata = call._encode_transaction_data()
+    existing = client.governor.functions.hashProposal(
+        [target], [0], [calldata], Web3.keccak(text=description)
+    ).call()
+    if client.governor.functions.proposalSnapshot(existing).call():
+        state = STATES[client.governor.functions.state(existing).call()]
+        raise InputError(
+            f"the same proposal exists already ({state}): jamnet gov show {existing}; "
+            "a new one needs another --description"
+        )
+    _wait_for_votes(client)
     receipt = client.send(
-        client.governor.functions.propose(
-            [target], [0], [call._encode_transaction_data()], description
-        ),
+        client.governor.functions.propose([target], [0], [calldata], description),
         what="propose",
     )
     proposal = client.governor.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)[0][
@@ -324,6 +342,26 @@ def gov_propose(args: argparse.Namespace) -> int:
     ]["proposalId"]
     print(f"proposal {proposal} created: {description}")
     return 0
+
+
+def _wait_for_votes(client: ChainClient, timeout_s: float = 30.0) -> None:
+    """Votes delegated just now count from the next second the chain knows (the governor
+    reads them one second in the past): wait for that block rather than fail."""
+    me = client.address
+    threshold = client.governor.functions.proposalThreshold().call()
+    if client.token.functions.getVotes(me).call() < threshold:
+        return  # not enough votes at all: let the contract say so
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = int(client.w3.eth.get_block("latest")["timestamp"])
+        if client.token.functions.getPastVotes(me, now - 1).call() >= threshold:
+            return
+        if time.monotonic() > deadline:
+            raise ChainError(
+                "your votes have not started to count yet: the chain mined no block since you "
+                "delegated (a devnet without --block-time mines only on transactions)"
+            )
+        time.sleep(1.0)
 
 
 def gov_list(args: argparse.Namespace) -> int:
@@ -350,23 +388,56 @@ def gov_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def jam(units: int) -> str:
+    """Base units → "1,234.5 JAM"."""
+    whole, _, fraction = format_amount(units).partition(".")
+    return f"{int(whole):,}{'.' + fraction if fraction else ''} JAM"
+
+
+def _when(at: int, now: int) -> str:
+    """A unix time as UTC, and how far from now."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+    delta = at - now
+    if abs(delta) < 1:
+        return f"{stamp} (now)"
+    span = _span(abs(delta))
+    return f"{stamp} (in {span})" if delta > 0 else f"{stamp} ({span} ago)"
+
+
+def _span(seconds: int) -> str:
+    """12 s, 5 min, 1.5 h, 3 d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{seconds} s"
+
+
 def gov_show(args: argparse.Namespace) -> int:
     client = _client(args, signer=False)
     p = _find(client, args.id)
     pid = p["proposalId"]
-    against, for_, abstain = client.governor.functions.proposalVotes(pid).call()
-    snapshot = client.governor.functions.proposalSnapshot(pid).call()
+    governor = client.governor.functions
+    against, for_, abstain = governor.proposalVotes(pid).call()
+    snapshot = governor.proposalSnapshot(pid).call()
+    now = int(client.w3.eth.get_block("latest")["timestamp"])
+    state = STATES[governor.state(pid).call()]
+    # The quorum is read at the snapshot; before it, at the latest second the chain knows.
+    quorum = governor.quorum(min(snapshot, now - 1)).call()
     rows = [
         ["id", str(pid)],
-        ["state", STATES[client.governor.functions.state(pid).call()]],
+        ["state", state],
         ["proposer", p["proposer"]],
         ["description", p["description"]],
-        ["votes for", format_amount(for_)],
-        ["votes against", format_amount(against)],
-        ["abstentions", format_amount(abstain)],
-        ["quorum", format_amount(client.governor.functions.quorum(snapshot).call())],
-        ["voting", f"{p['voteStart']} .. {p['voteEnd']} (unix time)"],
+        ["votes for", jam(for_)],
+        ["votes against", jam(against)],
+        ["abstentions", jam(abstain)],
+        ["quorum", f"{jam(quorum)} (4 % of the supply)"],
+        ["voting opens", _when(int(p["voteStart"]), now)],
+        ["voting closes", _when(int(p["voteEnd"]), now)],
     ]
+    eta = governor.proposalEta(pid).call()
+    if eta:
+        rows.append(["executable", _when(int(eta), now)])
     print(table(rows))
     return 0
 

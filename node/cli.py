@@ -257,7 +257,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        message = _chain_failure(exc)
+        if message is None:
+            raise
+        print(f"jamnet: error: {message}", file=sys.stderr)
+        return 2
     return code
+
+
+def _chain_failure(exc: Exception) -> str | None:
+    """A chain read that reverted or an RPC endpoint that did not answer, in words (None for
+    anything else: a bug keeps its traceback)."""
+    module = type(exc).__module__
+    if module.startswith("web3"):
+        from web3.exceptions import ContractCustomError, ContractLogicError
+
+        from node.chain.errors import decode_error
+
+        if isinstance(exc, ContractCustomError):
+            return f"the contract refused: {decode_error(str(exc.data))}"
+        if isinstance(exc, ContractLogicError):
+            return f"the contract refused: {exc.message or exc}"
+        return f"the chain answered with an error: {exc}"
+    if module.startswith(("requests", "urllib3")) or isinstance(exc, ConnectionError):
+        return f"cannot reach the chain's RPC endpoint: {exc}"
+    return None
 
 
 if __name__ == "__main__":

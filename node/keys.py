@@ -31,9 +31,14 @@ def key_password() -> str:
     return os.environ.get("JAMNET_KEY_PASSWORD", "")
 
 
-def load_or_create_key(path: Path, password: str | None = None) -> LocalAccount:
-    """Load a V3 keystore, or create one (mode 0600) on first use."""
+def load_or_create_key(
+    path: Path, password: str | None = None, private_key: str | None = None
+) -> LocalAccount:
+    """Load a V3 keystore, or create one (mode 0600) on first use: of a new key, or of
+    ``private_key`` (an import; refused when ``path`` already holds a key)."""
     password = key_password() if password is None else password
+    if path.exists() and private_key is not None:
+        raise AuthError(f"{path} already holds a key: import into a new file")
     if path.exists():
         try:
             keystore = json.loads(path.read_text())
@@ -44,7 +49,13 @@ def load_or_create_key(path: Path, password: str | None = None) -> LocalAccount:
             ) from None
         account: LocalAccount = Account.from_key(key)
         return account
-    account = Account.create()
+    if private_key is None:
+        account = Account.create()
+    else:
+        try:
+            account = Account.from_key(private_key.strip())
+        except (ValueError, TypeError):
+            raise AuthError("not a private key (0x + 64 hex digits)") from None
     keystore = Account.encrypt(account.key, password, kdf="pbkdf2", iterations=100_000)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written whole under a private name, then linked into place: a reader never sees half a
@@ -58,6 +69,8 @@ def load_or_create_key(path: Path, password: str | None = None) -> LocalAccount:
             os.fsync(file.fileno())
         os.link(partial, path)
     except FileExistsError:
+        if private_key is not None:
+            raise AuthError(f"{path} already holds a key: import into a new file") from None
         return load_or_create_key(path, password)
     finally:
         partial.unlink(missing_ok=True)

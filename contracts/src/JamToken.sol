@@ -9,24 +9,29 @@ import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 /// @title JAM, jamnet's governance and payment token
 /// @notice A fixed-supply ERC-20 with EIP-2612 permits and vote delegation (ERC20Votes).
 /// Votes are checkpointed by timestamp (EIP-6372 `mode=timestamp`), so governance periods are
-/// in seconds. The genesis supply goes to the treasury (the timelock); on a devnet a slice is
-/// split between the local test accounts.
+/// in seconds. The genesis supply goes to the treasury (the timelock) less a stated genesis
+/// distribution: each holder gets their amount *delegated to themselves*, so the chain can
+/// govern itself from its first block (the treasury's tokens never vote). On the devnet the
+/// holders are the local test accounts; on a testnet the deployment names them.
 contract JamToken is ERC20, ERC20Permit, ERC20Votes {
-    /// @notice The devnet allocation lists and amounts do not fit the genesis supply.
+    /// @notice The genesis holders and amounts do not fit the supply, or the lists differ.
     error JamTokenBadAllocation(uint256 allocated, uint256 supply);
 
-    /// @param treasury receives the genesis supply minus the devnet allocation
+    /// @param treasury receives the genesis supply minus the distribution
     /// @param supply total supply, fixed forever
-    /// @param devnetAccounts accounts that each receive `devnetAmount` (empty on real networks)
-    /// @param devnetAmount tokens per devnet account
-    constructor(address treasury, uint256 supply, address[] memory devnetAccounts, uint256 devnetAmount)
+    /// @param holders genesis holders (each self-delegated)
+    /// @param amounts tokens per holder, in the same order
+    constructor(address treasury, uint256 supply, address[] memory holders, uint256[] memory amounts)
         ERC20("jamnet", "JAM")
         ERC20Permit("jamnet")
     {
-        uint256 allocated = devnetAccounts.length * devnetAmount;
-        if (allocated > supply) revert JamTokenBadAllocation(allocated, supply);
-        for (uint256 i = 0; i < devnetAccounts.length; ++i) {
-            _mint(devnetAccounts[i], devnetAmount);
+        if (holders.length != amounts.length) revert JamTokenBadAllocation(holders.length, amounts.length);
+        uint256 allocated = 0;
+        for (uint256 i = 0; i < holders.length; ++i) {
+            allocated += amounts[i];
+            if (allocated > supply) revert JamTokenBadAllocation(allocated, supply);
+            _mint(holders[i], amounts[i]);
+            _delegate(holders[i], holders[i]);
         }
         _mint(treasury, supply - allocated);
     }

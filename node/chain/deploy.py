@@ -1,8 +1,9 @@
 """Deploying jamnet's contracts and reading a deployment file.
 
-Order: timelock (treasury) → JAM token (genesis supply to the timelock, a devnet allocation
-to the local test accounts) → governor → the timelock's proposer/canceller roles to the
-governor, and the deployer's admin role renounced → NodeRegistry → WorkRegistry (its
+Order: timelock (treasury) → JAM token (genesis supply to the timelock less a stated
+distribution, each holder self-delegated: the local test accounts on the devnet, the
+holders a genesis file names on a testnet) → governor → the timelock's proposer/canceller
+roles to the governor, and the deployer's admin role renounced → NodeRegistry → WorkRegistry (its
 provenance attesters are NodeRegistry's nodes) → RoyaltyPool (paying into WorkRegistry; its
 first settler is the node that deploys, governance appoints others). The
 deployment file records the chain id, every address and the first block, so the node can
@@ -12,8 +13,9 @@ find (and index from) it again.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ class DeployParams:
 
     supply: int = 100_000_000 * JAM
     devnet_allocation: int = 1_000_000 * JAM
+    """Each local test account's genesis JAM on the devnet."""
     timelock_delay_s: int = 60
     voting_delay_s: int = 60
     voting_period_s: int = 600
@@ -123,16 +126,83 @@ def _wait(w3: Web3, tx_hash: Any, what: str) -> None:
         raise ChainError(f"{what} failed (transaction {tx_hash.to_0x_hex()})")
 
 
+@dataclass(frozen=True)
+class Genesis:
+    """A testnet's genesis: who holds (and so votes with) what, and the parameters."""
+
+    holders: dict[str, int]
+    """Address → JAM base units, self-delegated at genesis."""
+    params: DeployParams
+
+
+def load_genesis(path: Path) -> Genesis:
+    """Read a genesis file: ``{"holders": {"0x…": "4000000", …}, "params": {…}}`` (amounts
+    in JAM; ``params`` optional, any DeployParams field, token amounts in JAM)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ChainError(f"cannot read the genesis file {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("holders"), dict):
+        raise ChainError(f'{path}: needs a "holders" object of address → JAM')
+    unknown = set(data) - {"holders", "params"}
+    if unknown:
+        raise ChainError(f"{path}: unknown field {sorted(unknown)[0]!r}")
+    holders: dict[str, int] = {}
+    for address, amount in data["holders"].items():
+        if not Web3.is_address(address):
+            raise ChainError(f"{path}: {address!r} is not an address")
+        holders[Web3.to_checksum_address(address)] = _jam(amount, f"holders[{address}]", path)
+    if not holders:
+        raise ChainError(f"{path}: a genesis needs at least one holder, or nobody can govern")
+    raw = data.get("params", {})
+    fields = DeployParams.__dataclass_fields__
+    if not isinstance(raw, dict) or set(raw) - set(fields):
+        raise ChainError(f"{path}: params may set {', '.join(sorted(fields))}")
+    in_jam = {"supply", "devnet_allocation", "proposal_threshold", "min_stake"}
+    values = {
+        key: _jam(value, key, path) if key in in_jam else _whole(value, key, path)
+        for key, value in raw.items()
+    }
+    params = DeployParams(**values)
+    total = sum(holders.values())
+    if total > params.supply:
+        raise ChainError(
+            f"{path}: the holders get {total / JAM:g} JAM of a {params.supply / JAM:g} supply"
+        )
+    return Genesis(holders, params)
+
+
+def _jam(value: object, name: str, path: Path) -> int:
+    try:
+        amount = Decimal(str(value)) * JAM
+    except InvalidOperation:
+        raise ChainError(f"{path}: {name} must be an amount of JAM") from None
+    if isinstance(value, bool) or not amount.is_finite() or amount <= 0 or amount != int(amount):
+        raise ChainError(f"{path}: {name} must be a positive amount of JAM (18 decimals)")
+    return int(amount)
+
+
+def _whole(value: object, name: str, path: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ChainError(f"{path}: {name} must be a whole number")
+    return value
+
+
 def deploy(
     w3: Web3,
     deployer: str,
     devnet_accounts: Sequence[str],
     params: DeployParams | None = None,
     settler: str | None = None,
+    holders: Mapping[str, int] | None = None,
 ) -> Deployment:
-    """Deploy everything from ``deployer`` (an account the node can send from); ``settler``
-    is RoyaltyPool's first settler (the node's own account), or none."""
+    """Deploy everything from ``deployer`` (an account ``w3`` can send from); ``settler``
+    is RoyaltyPool's first settler (the node's own account), or none. The genesis holders
+    are ``holders`` (address → base units) when given, else each of ``devnet_accounts``
+    with ``params.devnet_allocation``."""
     p = params or DeployParams()
+    if holders is None:
+        holders = dict.fromkeys(devnet_accounts, p.devnet_allocation)
     first_block = w3.eth.block_number + 1
     zero = ZERO_ADDRESS
     timelock = _deploy(w3, deployer, "JamTimelock", p.timelock_delay_s, [], [zero], deployer)
@@ -142,8 +212,8 @@ def deploy(
         "JamToken",
         timelock.address,
         p.supply,
-        list(devnet_accounts),
-        p.devnet_allocation,
+        list(holders),
+        list(holders.values()),
     )
     governor = _deploy(
         w3,
