@@ -8,7 +8,10 @@ jamnet improvise --chords "C G Am F" --key C --density 0.5 -o solo.mid
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +37,29 @@ def _write(out: str, midi: bytes) -> int:
 
 
 def compose(args: argparse.Namespace) -> int:
-    """Continue a seed melody on the node; write the continuation as MIDI."""
-    query = f"?format=midi&key={args.key}&notes={args.notes}&temperature={args.temperature}"
+    """Continue a seed melody on the node; write the continuation as MIDI; say when the model
+    ended the piece before the notes asked for."""
+    options: dict[str, Any] = {"notes": args.notes, "temperature": args.temperature}
+    if args.time_signature:
+        options["time_signature"] = args.time_signature
+    if args.pickup:
+        options["pickup_beats"] = args.pickup
+    if args.session:
+        options["session"] = args.session
     if args.seed_midi:
         data = Path(args.seed_midi).read_bytes()
-        midi = _post(args.node, "/api/ai/compose" + query, data, "audio/midi", args.insecure)
+        query = {**options, "key": args.key, "tempo_bpm": args.tempo}
+        if args.random_seed is not None:
+            query["random_seed"] = args.random_seed
+        path = "/api/ai/compose?format=json&" + urllib.parse.urlencode(query)
+        reply = _post(args.node, path, data, "audio/midi", args.insecure)
     else:
-        body = {"seed": args.seed, "notes": args.notes, "temperature": args.temperature}
-        midi = _post_json(args, "/api/ai/compose?format=midi", body)
-    return _write(args.output, midi)
+        reply = _post_json(args, "/api/ai/compose?format=json", {"seed": args.seed, **options})
+    made = json.loads(reply)
+    code = _write(args.output, base64.b64decode(made["midi_base64"]))
+    if made.get("ended_early"):
+        print(f"note: {made['why']}", file=sys.stderr)
+    return code
 
 
 def improvise(args: argparse.Namespace) -> int:
@@ -70,6 +87,14 @@ def add_commands(sub: Any) -> None:
             seed.add_argument("--seed-midi", help="a MIDI file whose top voice is the seed")
             parser.add_argument("--notes", type=int, default=32, help="notes to add (1-256)")
             parser.add_argument("--temperature", type=float, default=1.0, help="0.1-3.0")
+            parser.add_argument(
+                "--time-signature",
+                help="the seed's metre, e.g. \"6/8\" (default: --session's, the MIDI's, 4/4)",
+            )
+            parser.add_argument(
+                "--pickup", type=float, default=0.0, help="beats before the first barline"
+            )
+            parser.add_argument("--session", help="take the metre of this session")
         else:
             parser.add_argument("--chords", required=True, help='one per bar: "C G Am F"')
             parser.add_argument("--density", type=float, default=0.4, help="0 sparse .. 1 busy")

@@ -78,14 +78,31 @@ def to_midi(notes: list[Note], tempo_bpm: float, program: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def from_midi(data: bytes) -> list[Note]:
-    """The top voice of a MIDI file as notes on the sixteenth grid."""
+def _read(data: bytes) -> mido.MidiFile:
     if len(data) > MAX_MIDI_BYTES:
         raise InputError(f"MIDI file is larger than {MAX_MIDI_BYTES // 1024} KiB")
     try:
-        midi = mido.MidiFile(file=io.BytesIO(data))
+        return mido.MidiFile(file=io.BytesIO(data))
     except Exception as exc:  # mido raises OSError, ValueError, EOFError, KeyError…
         raise InputError(f"not a readable MIDI file ({type(exc).__name__}: {exc})") from exc
+
+
+def midi_time_signature(data: bytes) -> tuple[int, int] | None:
+    """The first time signature a MIDI file states, if it is one a session can have."""
+    for track in _read(data).tracks:
+        for message in track:
+            if message.type == "time_signature":
+                metre = (int(message.numerator), int(message.denominator))
+                if 1 <= metre[0] <= 16 and metre[1] in {2, 4, 8, 16}:
+                    return metre
+                return None
+    return None
+
+
+def from_midi(data: bytes, bar_steps: int = 16) -> list[Note]:
+    """The top voice of a MIDI file as notes on the sixteenth grid (a silent lead-in of whole
+    ``bar_steps`` bars dropped)."""
+    midi = _read(data)
     if not isinstance(midi.ticks_per_beat, int) or midi.ticks_per_beat <= 0:
         raise InputError(
             f"the MIDI file's time division is {midi.ticks_per_beat}: it needs ticks per beat"
@@ -112,7 +129,7 @@ def from_midi(data: bytes) -> list[Note]:
         if onset not in top or pitch > top[onset][1]:
             top[onset] = (length, pitch)
     # A silent lead-in of whole bars is dropped (the bar position is kept).
-    first_bar = min(top) // 16 * 16
+    first_bar = min(top) // bar_steps * bar_steps
     notes = [
         Note(onset - first_bar, length, pitch) for onset, (length, pitch) in sorted(top.items())
     ]

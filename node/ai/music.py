@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from node.errors import InputError
 from training.tokenize import (
+    BAR_PITCH_HI,
+    BAR_PITCH_LO,
     BAR_STEPS,
     BOS,
+    DUR0,
     EOS,
+    STEP_HOLD,
+    STEP_REST,
     Note,
     bar_notes,
+    chord_pcs,
     decode,
     encode,
     key_tonic,
@@ -62,6 +69,69 @@ def target_notes(density: float) -> float:
     return 1.0 + 11.0 * density
 
 
+def _pitch(value: int) -> int:
+    return value - 2 + BAR_PITCH_LO
+
+
+def _step(pitch: int) -> int:
+    return max(BAR_PITCH_LO, min(BAR_PITCH_HI, pitch)) - BAR_PITCH_LO + 2
+
+
+def _neighbour(pitch: int, chord: int, upward: bool) -> int:
+    """The nearest chord tone above (or below) ``pitch``; a scale step when there is no chord."""
+    tones = chord_pcs(chord) or frozenset({0, 2, 4, 5, 7, 9, 11})
+    candidates = range(pitch + 1, pitch + 13) if upward else range(pitch - 1, pitch - 13, -1)
+    for candidate in candidates:
+        if candidate % 12 in tones and BAR_PITCH_LO <= candidate <= BAR_PITCH_HI:
+            return candidate
+    return pitch
+
+
+def fit_density(steps: Sequence[int], goal: int, chord: int) -> list[int]:
+    """The bar with ``goal`` notes (1..16), keeping its contour: the generator's bars hold 2-3
+    notes whatever it is asked, so choosing among candidates alone saturates early.
+
+    More notes: the longest note is split at its middle, the new half moving to the next chord
+    tone (alternating up and down, so lines neither climb nor sink); a bar of one-step notes
+    fills its rests instead. Fewer notes: the shortest note is tied into the one before it (or
+    silenced when it starts the bar)."""
+    bar = list(steps)
+    goal = max(1, min(BAR_STEPS, goal))
+    upward = True
+    while True:
+        notes = bar_notes(bar)
+        if len(notes) == goal:
+            return bar
+        if len(notes) < goal:
+            if not notes:  # an empty bar starts on the chord's root, mid-range
+                root = min(chord_pcs(chord) or {0})
+                bar[0] = _step(60 + root)
+                continue
+            longest = max(notes, key=lambda n: (n.duration, -n.onset))
+            if longest.duration >= 2:
+                middle = longest.onset + longest.duration // 2
+                assert longest.pitch is not None
+                bar[middle] = _step(_neighbour(longest.pitch, chord, upward))
+            else:
+                rests = [i for i, v in enumerate(bar) if v == STEP_REST]
+                if not rests:
+                    return bar  # every step already starts a note
+                at = rests[len(rests) // 2]
+                before = [n for n in notes if n.onset < at]
+                source = before[-1] if before else notes[0]
+                assert source.pitch is not None
+                bar[at] = _step(_neighbour(source.pitch, chord, upward))
+            upward = not upward
+        else:
+            shortest = min(notes[1:] or notes, key=lambda n: (n.duration, n.onset))
+            previous = [n for n in notes if n.onset < shortest.onset]
+            touching = previous and previous[-1].onset + previous[-1].duration == shortest.onset
+            bar[shortest.onset] = STEP_HOLD if touching else STEP_REST
+            if not touching:
+                for i in range(shortest.onset + 1, shortest.onset + shortest.duration):
+                    bar[i] = STEP_REST
+
+
 class Improviser:
     """Bars over chords from the GAN generator, one bar ahead of the previous one."""
 
@@ -89,7 +159,8 @@ class Improviser:
         if density is None:
             return list(bars[0])
         goal = target_notes(density)
-        return list(min(bars, key=lambda b: abs(len(bar_notes(list(b))) - goal)))
+        best = min(bars, key=lambda b: abs(len(bar_notes(list(b))) - goal))
+        return fit_density(best, round(goal), chord)
 
     def improvise(
         self,
@@ -116,6 +187,35 @@ class Improviser:
         return notes
 
 
+def bar_steps_of(time_signature: tuple[int, int]) -> int:
+    """Sixteenths in one bar of ``beats/unit`` (4/4 → 16, 6/8 → 12, 7/8 → 14)."""
+    beats, unit = time_signature
+    return beats * 16 // unit
+
+
+def pickup_steps_of(pickup_beats: float, time_signature: tuple[int, int]) -> int:
+    """A pickup (anacrusis) of ``pickup_beats`` beats of the metre's unit, in sixteenths; it
+    must be shorter than a bar and land on the sixteenth grid."""
+    beats, unit = time_signature
+    steps = pickup_beats * 16 / unit
+    if not 0 <= pickup_beats < beats or steps != int(steps):
+        raise InputError(
+            f"pickup_beats must be 0 to under {beats} beats of a 1/{unit} note, on the "
+            "sixteenth grid"
+        )
+    return int(steps)
+
+
+@dataclass(frozen=True)
+class Composition:
+    """What ``Composer.compose`` made."""
+
+    notes: list[Note]
+    requested: int
+    ended_early: bool
+    """The model ended the piece (its end-of-piece token) before ``requested`` events."""
+
+
 class Composer:
     """Continuations of a seed melody from the LSTM composer."""
 
@@ -130,9 +230,13 @@ class Composer:
         notes: int = 32,
         temperature: float = 1.0,
         random_seed: int | None = None,
-    ) -> list[Note]:
+        time_signature: tuple[int, int] = (4, 4),
+        pickup_steps: int = 0,
+    ) -> Composition:
         """Up to ``notes`` events continuing ``seed`` (both in ``key``); returns only the new
-        notes, with onsets after the seed's end."""
+        notes, with onsets after the seed's end. The seed's barlines follow the metre from its
+        first downbeat, ``pickup_steps`` after its first note (the model learned real bars:
+        a 4/4 grid laid over a 6/8 tune or a pickup costs it 21-36 % in likelihood)."""
         import torch
 
         from training.generate import continue_melody
@@ -145,14 +249,18 @@ class Composer:
         moved = [
             Note(n.onset, n.duration, None if n.pitch is None else n.pitch + shift) for n in seed
         ]
-        tokens = encode(moved, range(0, 1 << 20, BAR_STEPS))
+        bar = bar_steps_of(time_signature)
+        barlines = {0, *range(pickup_steps, 1 << 20, bar)}
+        tokens = encode(moved, barlines)
         if tokens[-1] == EOS:
             tokens = tokens[:-1]
         end = max((n.onset + n.duration for n in seed), default=0)
         generator = torch.Generator().manual_seed(random_seed) if random_seed is not None else None
         with self._lock, torch.inference_mode():
             new = continue_melody(self.model, tokens, notes, temperature, 0, generator)
+        events = sum(1 for token in new if token >= DUR0)
         out, _ = decode([BOS, *new], start=end)
-        return [
+        moved_back = [
             Note(n.onset, n.duration, None if n.pitch is None else n.pitch - shift) for n in out
         ]
+        return Composition(moved_back, notes, ended_early=events < notes)

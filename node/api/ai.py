@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from node.ai.midi import from_midi, parse_seed, to_midi
-from node.ai.music import parse_chords
+from node.ai.midi import from_midi, midi_time_signature, parse_seed, to_midi
+from node.ai.music import bar_steps_of, parse_chords, pickup_steps_of
 from node.ai.service import AiService
 from node.api.body import read_body
 from node.errors import InputError
@@ -55,11 +55,10 @@ def _reply(
 ) -> web.Response:
     midi = to_midi(notes, tempo)
     if request.query.get("format") == "midi":
-        return web.Response(
-            body=midi,
-            content_type="audio/midi",
-            headers={"Content-Disposition": 'attachment; filename="jamnet.mid"'},
-        )
+        headers = {"Content-Disposition": 'attachment; filename="jamnet.mid"'}
+        if extra.get("ended_early"):
+            headers["X-Jamnet-Ended-Early"] = f"{len(notes)} of {extra['requested']} notes"
+        return web.Response(body=midi, content_type="audio/midi", headers=headers)
     return web.json_response(
         {
             **extra,
@@ -93,13 +92,15 @@ async def models(request: web.Request) -> web.Response:
 
 
 async def compose(request: web.Request) -> web.StreamResponse:
-    """Continue a seed melody."""
+    """Continue a seed melody, in a metre (``time_signature``; default the ``session``'s, then
+    a MIDI seed's own, then 4/4) with an optional pickup (``pickup_beats``)."""
     ai = request.app[AI]
     composer = ai.composer_ready
     body, midi = await _json_or_query(request)
-    _query_numbers(body, ("notes", "temperature", "tempo_bpm", "random_seed"))
+    _query_numbers(body, ("notes", "temperature", "tempo_bpm", "random_seed", "pickup_beats"))
+    metre = _metre(request, body, midi)
     if midi is not None:
-        seed = from_midi(midi)
+        seed = from_midi(midi, bar_steps_of(metre))
     else:
         text = body.get("seed")
         if not isinstance(text, str):
@@ -109,9 +110,45 @@ async def compose(request: web.Request) -> web.StreamResponse:
     count = int(_number(body, "notes", 1, 256, 32))
     temperature = _number(body, "temperature", 0.1, 3.0, 1.0)
     tempo = _number(body, "tempo_bpm", 20, 300, 120.0)
+    pickup = pickup_steps_of(_number(body, "pickup_beats", 0, 16, 0), metre)
     random_seed = _seed_value(body)
-    notes = await ai.run(lambda: composer.compose(seed, key, count, temperature, random_seed))
-    return _reply(request, notes, tempo, {"key": key, "seed_notes": len(seed)})
+    made = await ai.run(
+        lambda: composer.compose(seed, key, count, temperature, random_seed, metre, pickup)
+    )
+    beats, unit = metre
+    extra: dict[str, Any] = {
+        "key": key,
+        "seed_notes": len(seed),
+        "time_signature": f"{beats}/{unit}",
+        "pickup_beats": pickup * unit / 16,
+        "requested": count,
+        "ended_early": made.ended_early,
+    }
+    if made.ended_early:
+        extra["why"] = (
+            f"the model ended the piece after {len(made.notes)} of the {count} notes asked "
+            "(its end-of-piece token): ask again with another random_seed for a longer one"
+        )
+    return _reply(request, made.notes, tempo, extra)
+
+
+def _metre(request: web.Request, body: dict[str, Any], midi: bytes | None) -> tuple[int, int]:
+    """The compose request's metre: its own, its session's, its MIDI seed's, or 4/4."""
+    from node.api.server import SERVICE
+    from node.session.session import parse_time_signature
+
+    if body.get("time_signature") is not None:
+        return parse_time_signature(body["time_signature"])
+    session_id = body.get("session")
+    if session_id is not None:
+        if not isinstance(session_id, str):
+            raise InputError("session must be a session id")
+        return request.app[SERVICE].get(session_id).settings.time_signature
+    if midi is not None:
+        found = midi_time_signature(midi)
+        if found is not None:
+            return found
+    return (4, 4)
 
 
 async def improvise(request: web.Request) -> web.StreamResponse:

@@ -74,6 +74,18 @@ SESSION_SETTINGS: dict[str, Schema] = {
 RECORDING = obj({"id": TEXT, "session_id": TEXT})
 NOTE = obj({"onset": NUMBER, "duration": NUMBER, "pitch": {"type": ["integer", "null"]}})
 AI_REPLY = obj({"tempo_bpm": NUMBER, "notes": array(NOTE), "midi_base64": TEXT})
+COMPOSE_REPLY = obj(
+    {
+        "tempo_bpm": NUMBER,
+        "notes": array(NOTE),
+        "midi_base64": TEXT,
+        "time_signature": TEXT,
+        "requested": INTEGER,
+        "ended_early": BOOL,
+    },
+    why=TEXT,
+    pickup_beats=NUMBER,
+)
 BANDMATE = {
     "instrument": TEXT,
     "density": {"type": "number", "minimum": 0, "maximum": 1},
@@ -377,10 +389,11 @@ OPERATIONS: tuple[Operation, ...] = (
             tempo_bpm=SESSION_SETTINGS["tempo_bpm"],
             random_seed=INTEGER,
             time_signature=SESSION_SETTINGS["time_signature"],
-            pickup=NUMBER,
+            pickup_beats={"type": "number", "minimum": 0, "maximum": 16},
+            session=TEXT,
         ),
         query={"format": {"enum": ["json", "midi"]}},
-        reply=AI_REPLY,
+        reply=COMPOSE_REPLY,
         server_errors=(503,),
     ),
     Operation(

@@ -43,7 +43,8 @@ def _run(improviser: Improviser, tempo: float, beats: int, unit: int, key: str, 
     mixer = SessionMixer(4, tempo_bpm=tempo, beats_per_bar=beats)
     player = BarPlayer()
     slot = mixer.allocate("bandmate", _NoDecoder(), player)
-    bandmate = Bandmate(improviser, BandmateSettings("piano", 0.7), parse_chords("C G Am F"), key)
+    # Sparse bars (about 3 notes): the attack detector needs each note to rise above the last.
+    bandmate = Bandmate(improviser, BandmateSettings("piano", 0.2), parse_chords("C G Am F"), key)
     scheduled: list[int] = []
     captured = []
     for _ in range(int(seconds * RATE / mixer.frame_samples)):

@@ -94,6 +94,9 @@ async def test_models_compose_and_improvise(ai_node: Node, http: aiohttp.ClientS
         ("/api/ai/improvise", {"chords": ""}, "progression"),
         ("/api/ai/improvise", {"chords": "C " * 65}, "at most 64"),
         ("/api/ai/improvise", {"chords": "C", "density": 7}, "density must be between"),
+        ("/api/ai/compose", {"seed": "C4", "time_signature": "5/5"}, "time_signature"),
+        ("/api/ai/compose", {"seed": "C4", "pickup_beats": 4}, "pickup_beats must be 0 to"),
+        ("/api/ai/compose", {"seed": "C4", "pickup_beats": 0.3}, "sixteenth grid"),
     ],
 )
 async def test_bad_requests_are_refused_clearly(ai_node, http, path, body, message) -> None:
@@ -274,3 +277,51 @@ async def test_the_bandmate_stops_when_its_owner_is_gone(tmp_path: Path) -> None
             return shown["bandmate"] is None and kinds == ["human"] and playing == 0.0
 
         await _wait(bandmate_gone)  # and the guest keeps the session
+
+
+async def test_density_sets_notes_per_bar_across_its_range(
+    ai_node: Node, http: aiohttp.ClientSession
+) -> None:
+    chords = "C G Am F C F G C"
+    means = []
+    for density in (0.0, 0.25, 0.5, 0.75, 1.0):
+        counts = []
+        for random_seed in (1, 2, 3):
+            body = {"chords": chords, "density": density, "random_seed": random_seed}
+            status, out = await call(http, ai_node, "POST", "/api/ai/improvise", json=body)
+            assert status == 200, out
+            counts.append(sum(n["pitch"] is not None for n in out["notes"]) / 8)
+        mean = sum(counts) / len(counts)
+        assert abs(mean - (1 + 11 * density)) <= 1.0, (density, counts)  # the stated target
+        means.append(mean)
+    assert means == sorted(means) and means[-1] >= means[0] + 9, means
+
+
+async def test_compose_takes_a_metre_and_a_pickup_and_says_when_it_ended_early(
+    ai_node: Node, http: aiohttp.ClientSession
+) -> None:
+    seed = "D4:2 E4:2 F#4:4 A4:4 D5:4"
+    replies = []
+    for random_seed in range(8):
+        body = {"seed": seed, "key": "D", "notes": 256, "random_seed": random_seed,
+                "time_signature": "6/8", "pickup_beats": 1}  # fmt: skip
+        status, out = await call(http, ai_node, "POST", "/api/ai/compose", json=body)
+        assert status == 200, out
+        assert out["time_signature"] == "6/8" and out["pickup_beats"] == 1
+        assert out["requested"] == 256
+        assert out["ended_early"] == (len(out["notes"]) < 256)
+        assert ("why" in out) == out["ended_early"]
+        replies.append(out)
+    early = [r for r in replies if r["ended_early"]]
+    assert early, "the model ended none of eight pieces before 256 notes"
+    assert "the model ended the piece after" in early[0]["why"]
+    status, out = await call(
+        http, ai_node, "POST", "/api/ai/compose", json={"seed": seed, "session": "nope"}
+    )
+    assert status == 404 and "no session" in out["error"]
+    # The metre also comes from a session.
+    async with JamClient(ai_node.url, Account.create(), "owner") as owner:
+        sid = (await owner.create_session("waltz", time_signature="3/4"))["id"]
+        body = {"seed": seed, "session": sid, "notes": 4, "random_seed": 1}
+        status, out = await call(http, ai_node, "POST", "/api/ai/compose", json=body)
+        assert status == 200 and out["time_signature"] == "3/4", out
