@@ -40,101 +40,25 @@ from node.config import load_config
 def _clients_main(
     url: str, session_id: str, count: int, ready: Any, stop: Any, frame_ms: int = 20
 ) -> None:
-    """Child process: ``count`` light clients in one event loop.
-
-    Each is a real aiortc peer connection (ICE, DTLS, SRTP both ways) that does as little
-    else as it can: it sends Opus packets encoded once up front, each wrapped in a 12-byte
-    RTP header and handed straight to its DTLS transport by one pacing task per client (no
-    sender pipeline), and it drops what it receives right after SRTP decryption.
-    """
-    import re
-    import struct
-
-    import av  # noqa: F401 - loaded before aiortc so packets are shared types
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamTrack
+    """Child process: ``count`` light clients (bench/lightclient.py) in one event loop."""
     from eth_account import Account
 
-    from client.session import JamClient
+    from bench.lightclient import LightClient, opus_payloads
     from node.heap import freeze
-    from node.media.codec import OpusEncoder
-    from node.media.peer import set_opus_params, set_ptime
 
-    frame = 48 * frame_ms
-    period = frame_ms / 1000
-    encoder = OpusEncoder(1, 96000, frame_ms=frame_ms, application="lowdelay")
-    t = np.arange(48000) / 48000
-    pcm = (np.sin(2 * np.pi * 330 * t) * 6000).astype(np.int16)
-    payloads = [
-        bytes(p)
-        for i in range(48000 // frame)
-        for p in encoder.encode(pcm[i * frame : (i + 1) * frame])
-    ]
-
-    class Silent(MediaStreamTrack):
-        """Gives the connection an outgoing audio stream (and its SSRC) but never a frame:
-        the pacing task sends the packets itself."""
-
-        kind = "audio"
-
-        async def recv(self):  # type: ignore[no-untyped-def]
-            await asyncio.Future()
-
-    async def drop(data: bytes, arrival_time_ms: int) -> None:
-        """Received RTP, already decrypted: not parsed, not routed, not decoded."""
-
-    async def pace(pc: RTCPeerConnection, payload_type: int) -> None:
-        sender = pc.getSenders()[0]
-        dtls = sender.transport
-        ssrc = sender._ssrc
-        seq, start = 0, time.monotonic()
-        while True:
-            due = start + seq * period
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            header = struct.pack("!BBHII", 0x80, payload_type, seq & 0xFFFF,
-                                 (seq * frame) & 0xFFFFFFFF, ssrc)  # fmt: skip
-            try:
-                await dtls._send_rtp(header + payloads[seq % len(payloads)])
-            except ConnectionError:
-                return
-            seq += 1
-
-    async def one(index: int) -> tuple[JamClient, asyncio.Task[None]]:
-        client = JamClient(url, Account.create(), f"c{index}")
-        await client.__aenter__()
-        await client.join(session_id)
-        await client.control(type="pose", x=float(np.cos(index) * 8), y=float(np.sin(index) * 8))
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTrack(Silent())
-        offer = await pc.createOffer()
-        await pc.setLocalDescription(offer)
-        sdp = set_opus_params(set_ptime(pc.localDescription.sdp, frame_ms), {"stereo": "1"})
-        answer = await client.request(
-            "POST", f"/api/sessions/{session_id}/rtc", {"type": "offer", "sdp": sdp}, auth=True
-        )
-        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-        found = re.search(r"a=rtpmap:(\d+) opus/48000", answer["sdp"])
-        assert found, "the node's answer has no Opus"
-        pc.getSenders()[0].transport._handle_rtp_data = drop
-        while pc.connectionState != "connected":
-            if pc.connectionState in ("failed", "closed"):
-                raise RuntimeError(f"client {index} could not connect")
-            await asyncio.sleep(0.05)
-        client.pc = pc
-        return client, asyncio.create_task(pace(pc, int(found.group(1))))
+    payloads = opus_payloads(frame_ms)
 
     async def run() -> None:
         freeze()  # as the CLI client does before it connects (node.heap)
         clients = []
         for i in range(count):
-            clients.append(await one(i))
+            client = LightClient(url, session_id, Account.create(), f"c{i}")
+            await client.start(payloads, frame_ms, float(np.cos(i) * 8), float(np.sin(i) * 8))
+            clients.append(client)
         ready.set()
         await asyncio.to_thread(stop.wait)
-        for client, task in clients:
-            task.cancel()
-            await client.close()
+        for client in clients:
+            await client.leave()
 
     asyncio.run(run())
 

@@ -4,6 +4,12 @@ The mix thread copies each tick's frames into a bounded queue (drop-oldest would
 so the bound is generous and overflow is counted); a writer thread appends them to the
 files. WAV headers are written with placeholder sizes and fixed on stop — or, after a
 crash, by ``repair_wav`` at the next start — so a killed node loses no audio it had written.
+
+Every stem lines up with the mix and has its length. The silence before a late joiner and
+after a musician who left is a hole in a sparse file (a seek, and an ``ftruncate`` at the
+end), never written zeros, and a stem's file is closed as soon as its musician leaves: a long
+take with musicians coming and going costs neither an open file per visit nor, at minute 30,
+170 MB of zeros for each newcomer (what bench/soak.py found).
 """
 
 from __future__ import annotations
@@ -89,6 +95,9 @@ class Recorder:
         ticks = round(QUEUE_S * sample_rate / frame_samples)
         self._queue: queue.Queue[_Block | None] = queue.Queue(maxsize=ticks)
         self._stems: dict[str, _Stem] = {}
+        """Open stems: the musicians in the session now."""
+        self._left: dict[str, Path] = {}
+        """Stems of musicians who left (closed; padded to the mix's length on stop)."""
         self._mix = (directory / "mix.wav").open("wb")
         self._mix.write(wav_header(2, sample_rate, 0))
         self.frames = 0
@@ -139,6 +148,8 @@ class Recorder:
                     if stem is None:
                         stem = self._open_stem(key)
                     stem.file.write(samples.tobytes())
+                if len(block.stems) != len(self._stems):
+                    self._close_departed({key for key, _ in block.stems})
                 self._mix.write(block.mix.tobytes())
                 self.frames += 1
             except OSError:
@@ -154,13 +165,27 @@ class Recorder:
 
     def _open_stem(self, key: str) -> _Stem:
         path = self.directory / self.stem_name(key)
-        file = path.open("wb")
-        file.write(wav_header(1, self.sample_rate, 0))
-        # Someone who joins late starts with silence, so every stem lines up with the mix.
-        file.write(bytes(2 * self.frames * self.frame_samples))
+        if self._left.pop(key, None) is not None:
+            file: BinaryIO = path.open("r+b")  # the same slot key again: its own file
+        else:
+            file = path.open("wb")
+            file.write(wav_header(1, self.sample_rate, 0))
+        # Someone who joins late starts with silence, so every stem lines up with the mix:
+        # a hole up to this frame (sparse), not zeros written out.
+        file.seek(self._stem_bytes())
         stem = _Stem(key, path, file)
         self._stems[key] = stem
         return stem
+
+    def _stem_bytes(self) -> int:
+        """Where a stem's next frame goes: its header, then this many frames of 16-bit mono."""
+        return HEADER_BYTES + 2 * self.frames * self.frame_samples
+
+    def _close_departed(self, present: set[str]) -> None:
+        for key in [k for k in self._stems if k not in present]:
+            stem = self._stems.pop(key)
+            stem.file.close()
+            self._left[key] = stem.path
 
     def flush(self) -> None:
         """Push written audio to the OS so a crash keeps it."""
@@ -172,19 +197,34 @@ class Recorder:
         """Finish writing, fix the headers, close the files; returns frames written."""
         self._queue.put(None)
         self._thread.join(timeout=30)
+        paths = [*self._left.values()]
         for stem in self._stems.values():
             stem.file.close()
-            repair_wav(stem.path)
+            paths.append(stem.path)
+        self._stems.clear()
+        length = self._stem_bytes()
+        for path in paths:
+            pad_to(path, length)  # those who left: silence to the end (sparse)
+            repair_wav(path)
         self._mix.close()
         repair_wav(self.directory / "mix.wav")
         return self.frames
 
 
+def pad_to(path: Path, length: int) -> None:
+    """Extend ``path`` with zeros up to ``length`` bytes (a sparse hole; never shortens)."""
+    with path.open("r+b") as file:
+        if file.seek(0, 2) < length:
+            file.truncate(length)
+
+
 def recover(directory: Path, frame_samples: int = 960) -> int:
-    """Repair every WAV header of an interrupted recording; returns mix frames recovered."""
-    frames = 0
-    for path in sorted(directory.glob("*.wav")):
-        data = repair_wav(path)
-        if path.name == "mix.wav":
-            frames = data // 4 // frame_samples
+    """Repair every WAV header of an interrupted recording (stems padded to the mix's
+    length, as ``stop`` does); returns mix frames recovered."""
+    mix = directory / "mix.wav"
+    frames = repair_wav(mix) // 4 // frame_samples if mix.exists() else 0
+    for path in sorted(directory.glob("stem-*.wav")):
+        if frames:
+            pad_to(path, HEADER_BYTES + 2 * frames * frame_samples)
+        repair_wav(path)
     return frames
