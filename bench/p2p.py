@@ -6,7 +6,11 @@ Each run starts ``--nodes`` real nodes in this process (real libp2p hosts over T
 Noise; the first is every other node's bootstrap peer) and measures:
 - discovery_s: from starting the nodes until every node lists every other one;
 - directory_propagation_s: from creating a public session on the last node until every
-  other node's /api/directory lists it.
+  other node's /api/directory lists it;
+- peer_loss_silence_s: the last node stops without a word; how long each other node had
+  heard nothing from it when it dropped it (measured by the nodes: their ``departed`` list),
+  the worst of them. The tests only check that a dead peer is dropped at all; this is the
+  speed figure (peer_ttl_s is 1.75 s).
 
 Then the bridge: two nodes A and B (this process), a session hosted on B, two musicians
 clicking at each other (the click machinery of bench/jam_latency.py). Mouth-to-ear latency
@@ -33,12 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiohttp
 from eth_account import Account
 
+from bench.clicks import WARMUP_S, ClickSource, onsets, percentile
 from client.session import ArraySink, JamClient
 from node.app import Node
 from node.config import load_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jam_latency import WARMUP_S, ClickSource, onsets, percentile
 
 BINAURAL = False
 
@@ -59,7 +61,7 @@ async def until(predicate, timeout_s: float = 60.0) -> float:  # type: ignore[no
     raise TimeoutError("the network did not settle")
 
 
-async def one_run(count: int, tmp: Path) -> tuple[float, float]:
+async def one_run(count: int, tmp: Path) -> tuple[float, float, float]:
     async with aiohttp.ClientSession() as http:
         first = Node(config(tmp / "n0", []))
         await first.start()
@@ -91,9 +93,22 @@ async def one_run(count: int, tmp: Path) -> tuple[float, float]:
 
         await until(listed)
         propagation = time.monotonic() - created
+        gone = nodes.pop()
+        gone_id = gone.p2p.peer_id if gone.p2p else ""
+        await gone.stop()
+
+        async def dropped() -> bool:
+            views = await asyncio.gather(*(get(n, "/api/network") for n in nodes))
+            return all(all(p["peer_id"] != gone_id for p in v["peers"]) for v in views)
+
+        await until(dropped)
+        views = await asyncio.gather(*(get(n, "/api/network") for n in nodes))
+        silence = max(
+            d["silent_s"] for v in views for d in v["departed"] if d["peer_id"] == gone_id
+        )
         for node in reversed(nodes):
             await node.stop()
-        return discovery, propagation
+        return discovery, propagation, silence
 
 
 def m2e_ms(source: ClickSource, sink: ArraySink, started: float) -> list[float]:
@@ -176,13 +191,17 @@ async def main() -> None:
     parser.add_argument("--bridge-trials", type=int, default=4)
     parser.add_argument("--bridge-seconds", type=float, default=14.0)
     args = parser.parse_args()
-    discovery, propagation = [], []
+    discovery, propagation, silences = [], [], []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
-            d, p = await one_run(args.nodes, Path(tmp))
-        print(f"run {run + 1}: discovery {d:.2f} s, directory {p:.2f} s", file=sys.stderr)
+            d, p, lost = await one_run(args.nodes, Path(tmp))
+        print(
+            f"run {run + 1}: discovery {d:.2f} s, directory {p:.2f} s, peer loss {lost:.2f} s",
+            file=sys.stderr,
+        )
         discovery.append(d)
         propagation.append(p)
+        silences.append(lost)
     with tempfile.TemporaryDirectory() as tmp:
         bridge = await bridge_latency(Path(tmp), args.bridge_trials, args.bridge_seconds)
     print(
@@ -194,6 +213,8 @@ async def main() -> None:
                 "directory_propagation_s": round(statistics.median(propagation), 3),
                 "discovery_s_all": [round(x, 3) for x in discovery],
                 "directory_propagation_s_all": [round(x, 3) for x in propagation],
+                "peer_loss_silence_s": round(statistics.median(silences), 3),
+                "peer_loss_silence_s_all": [round(x, 3) for x in silences],
                 **bridge,
             }
         )

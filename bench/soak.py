@@ -222,8 +222,10 @@ async def soak(minutes: float, musicians: int, frame_ms: int) -> dict[str, Any]:
                             f"in session {len(session.participants)}",
                             file=sys.stderr,
                         )
-                row = node.service.stop_recording(sid)
+                # The frames the clock made while the take was on: read before stopping (the
+                # stop itself, padding and closing every stem, takes ticks of its own).
                 produced = (mixer.sample - sample0) // mixer.frame_samples
+                row = node.service.stop_recording(sid)
                 steal_pct = steal.percent()
             finally:
                 stop.set()

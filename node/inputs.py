@@ -11,6 +11,7 @@ reads oddly).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from node.errors import InputError
@@ -19,6 +20,8 @@ PARTICIPANT_NAME_MAX = 32
 """A musician's display name, wherever it arrives (a join, a bridged join)."""
 SESSION_NAME_MAX = 64
 """A session's (or a node's advertised) name."""
+SESSION_ID_RE = re.compile(r"^[0-9A-Za-z]{1,32}$", re.ASCII)
+"""Session ids are ASCII letters and digits (``str.isalnum`` would take "١٢" too)."""
 
 
 def number(
@@ -62,3 +65,10 @@ def field_text(body: dict[str, Any], key: str, max_len: int, default: str | None
 def participant_name(value: object) -> str:
     """A musician's display name: 1-32 printable characters."""
     return text(value, "name", PARTICIPANT_NAME_MAX)
+
+
+def session_id(value: object, error: type[Exception] = InputError) -> str:
+    """A session id as it arrives in a URL, an advert or a bridge request."""
+    if not isinstance(value, str) or not SESSION_ID_RE.match(value):
+        raise error("a session id is 1-32 ASCII letters and digits")
+    return value

@@ -38,6 +38,7 @@ from node.errors import (
 )
 from node.identity import ChallengeBook, parse_address
 from node.inputs import decimal_text, participant_name
+from node.inputs import session_id as session_id_of
 from node.jam import JamService
 from node.media.engine import MixClocks
 from node.media.opus import LOOKAHEAD_MS
@@ -361,6 +362,7 @@ async def join(request: web.Request) -> web.Response:
     """Join with a signed challenge; returns the participant and its token."""
     session_id = request.match_info["session_id"]
     service = request.app[SERVICE]
+    session_id_of(session_id, NotFoundError)  # no bridging attempts for ids nobody could have
     # A session another node hosts is bridged here first (404 before spending the challenge).
     await service.ensure(session_id)
     service.get(session_id)

@@ -21,7 +21,7 @@ from libp2p.crypto.keys import PrivateKey
 from libp2p.crypto.serialization import deserialize_public_key
 from libp2p.peer.id import ID
 
-from node.inputs import SESSION_NAME_MAX
+from node.inputs import SESSION_ID_RE, SESSION_NAME_MAX
 
 ADVERT_VERSION = 1
 MAX_ADVERT_BYTES = 32 * 1024
@@ -95,7 +95,7 @@ def _session(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise AdvertError("malformed", "a session entry must be an object")
     name, sid = value.get("name"), value.get("id")
-    if not isinstance(sid, str) or not 0 < len(sid) <= 32 or not sid.isalnum():
+    if not isinstance(sid, str) or not SESSION_ID_RE.match(sid):
         raise AdvertError("malformed", "a session needs an alphanumeric id")
     if not isinstance(name, str) or not 0 < len(name) <= SESSION_NAME_MAX or not name.isprintable():
         raise AdvertError("malformed", "a session needs a printable name")

@@ -54,6 +54,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpTransceiver, RTCSess
 from node.errors import InputError, JamnetError, NotFoundError, SessionError
 from node.identity import parse_address, recover_signer
 from node.inputs import participant_name
+from node.inputs import session_id as session_id_of
 from node.jam import JamService
 from node.media.inbound import tap_receiver_streams
 from node.media.peer import MAX_SDP_BYTES, ice_configuration, opus_payload_type
@@ -360,8 +361,8 @@ class FederationService:
         try:
             if request.get("type") != "bridge":
                 raise InputError('request type must be "bridge"')
-            session_id, sdp = request.get("session"), request.get("sdp")
-            if not isinstance(session_id, str) or not _sdp_ok(sdp):
+            session_id, sdp = session_id_of(request.get("session")), request.get("sdp")
+            if not _sdp_ok(sdp):
                 raise InputError("a bridge request needs a session id and an SDP offer")
             session = self.jam.get(session_id)
             if session.hosted_by is not None:

@@ -90,7 +90,7 @@ async def test_nodes_find_each_other_share_sessions_and_notice_failure(tmp_path:
                 return True
 
             await until(listed)
-            # B dies: A and C drop it within 2 s of its last advert.
+            # B dies: A and C drop it after the peer TTL of silence.
             b_id = b.p2p.peer_id if b.p2p else ""
             await b.stop()
 
@@ -101,13 +101,15 @@ async def test_nodes_find_each_other_share_sessions_and_notice_failure(tmp_path:
                         return False
                 return True
 
-            await until(b_gone, timeout_s=5.0)
-            # Each node noticed within 2 s: it had heard nothing from B for under 2 s when it
-            # dropped it (measured by the node, not by this test's polling).
+            await until(b_gone, timeout_s=60.0)
+            # Measured by the node, not by this test's polling: how long it had heard nothing
+            # from B when it dropped it.
             for node in (a, c):
                 departed = (await get(http, node, "/api/network"))["departed"]
                 silences = [d["silent_s"] for d in departed if d["peer_id"] == b_id]
-            assert silences and max(silences) < 2.0, silences
+                # It waited for the peer TTL of silence, and no more than a load-proof bound:
+                # the speed is bench/p2p.py's peer_loss_silence_s.
+                assert silences and 1.0 < max(silences) < 30.0, silences
             entries = (await get(http, a, "/api/directory"))["sessions"]
             assert not any(e["id"] == session["id"] for e in entries)
             # B comes back with the same identity and rejoins.
