@@ -19,6 +19,17 @@ import {INodeDirectory, IWorkPayments} from "./Interfaces.sol";
 /// the treasury. Payments cost the same for any number of contributors: a payment only adds
 /// to the work's running total, and each contributor is owed `total * share / 10000` minus
 /// what they already withdrew (pull payments), to themselves or to any address they name.
+///
+/// Derivative works (an AI remix of a work, a cover, a take seeded from one) name up to
+/// `MAX_PARENTS` parent works at registration. Every work states the share it takes from its
+/// derivatives (`derivativeBps`, at most the governance-set cap). A derivative's ancestors are
+/// flattened at registration (its parents, their ancestors, each once, at most
+/// `MAX_ANCESTORS`) with each one's share fixed then; their sum, the royalty stack, may not
+/// exceed 100 %. A payment to a work (after the protocol fee) adds each ancestor's share to
+/// that ancestor's own running total, O(1) per ancestor, and the rest to the work's: the
+/// contributors of every work up the tree withdraw as they do from any payment. What came in
+/// as a derivative's royalty is not taxed again on its way up (each ancestor is paid by every
+/// descendant directly, as Story Protocol's "liquid absolute percentage" does).
 contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
     using SafeERC20 for IERC20;
 
@@ -28,10 +39,16 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
     uint16 public constant TOTAL_BPS = 10_000;
     /// @notice Most contributors a work may have.
     uint256 public constant MAX_CONTRIBUTORS = 100;
+    /// @notice Most parent works a derivative may name.
+    uint256 public constant MAX_PARENTS = 2;
+    /// @notice Most ancestors (parents, their parents, …, each once) a derivative may have.
+    uint256 public constant MAX_ANCESTORS = 14;
+    /// @notice Highest derivative share governance may allow a work to take: 50 %.
+    uint16 public constant MAX_DERIVATIVE_CAP_BPS = 5000;
     /// @notice EIP-712 type of a contributor's consent.
     bytes32 public constant CONSENT_TYPEHASH = keccak256(
         "Consent(bytes32 contentHash,bytes32 metadataHash,address[] contributors,uint16[] shares,"
-        "address registrant,uint256 deadline,uint256 nonce)"
+        "address registrant,uint256 deadline,uint256 nonce,uint256[] parents,uint16 derivativeBps)"
     );
     /// @notice EIP-712 type of a node's attestation that it recorded a take with these contributors.
     bytes32 public constant PROVENANCE_TYPEHASH =
@@ -46,6 +63,14 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
         uint256 deadline;
         uint256 nonce;
         address attester;
+        uint256[] parents;
+        uint16 derivativeBps;
+    }
+
+    /// @notice One flattened ancestor of a derivative and the share it takes of its payments.
+    struct Ancestor {
+        uint64 workId;
+        uint16 bps;
     }
 
     struct Work {
@@ -63,6 +88,7 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
     address private immutable _governance;
     address private immutable _treasury;
     uint16 private _feeBps;
+    uint16 private _derivativeCapBps;
     uint256 private _feesEth;
     uint256 private _feesToken;
     Work[] private _works;
@@ -71,6 +97,9 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
     mapping(address contributor => mapping(address registrant => mapping(uint256 nonce => bool))) private
         _consentCancelled;
     mapping(uint256 workId => mapping(address contributor => uint16)) private _shareOf;
+    mapping(uint256 workId => uint256[]) private _parents;
+    mapping(uint256 workId => Ancestor[]) private _ancestors;
+    mapping(uint256 workId => uint16) private _derivativeBps;
     mapping(uint256 workId => mapping(address contributor => uint256)) private _withdrawnEth;
     mapping(uint256 workId => mapping(address contributor => uint256)) private _withdrawnToken;
 
@@ -84,6 +113,13 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
     event ConsentCancelled(address indexed contributor, address indexed registrant, uint256 nonce);
     /// @notice Governance changed the protocol fee.
     event ProtocolFeeSet(uint16 feeBps);
+    /// @notice A work was registered as a derivative of `parents`; its royalty stack (the sum
+    /// of its ancestors' shares) is `stackBps`.
+    event DerivativeRegistered(uint256 indexed workId, uint256[] parents, uint256 stackBps);
+    /// @notice A payment to `workId` sent `amount` up to its ancestor `ancestorId`.
+    event RoyaltyForwarded(uint256 indexed workId, uint256 indexed ancestorId, address token, uint256 amount);
+    /// @notice Governance changed the highest share a work may take from its derivatives.
+    event DerivativeCapSet(uint16 capBps);
     /// @notice Accumulated fees were sent to the treasury.
     event FeesCollected(address indexed token, uint256 amount);
 
@@ -115,16 +151,33 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
     error WorkRegistryNonceUsed(address account, uint256 nonce);
     /// @notice The attester is not a registered node, or its attestation is wrong.
     error WorkRegistryNoProvenance(address attester);
+    /// @notice Too many parents, a parent named twice, or a parent that is not a work.
+    error WorkRegistryBadParents();
+    /// @notice The flattened ancestors are more than `MAX_ANCESTORS`.
+    error WorkRegistryTooManyAncestors(uint256 count, uint256 maxCount);
+    /// @notice The ancestors' shares would take more than the whole of the derivative's payments.
+    error WorkRegistryStackTooHigh(uint256 stackBps);
+    /// @notice The share taken from derivatives is above the governance-set cap.
+    error WorkRegistryDerivativeShareTooHigh(uint16 bps, uint16 capBps);
 
     /// @param token the JAM token
     /// @param nodes NodeRegistry: whose nodes may attest provenance
     /// @param governance the timelock: sets the fee
     /// @param treasury receives protocol fees
     /// @param feeBps initial protocol fee
-    constructor(IERC20 token, INodeDirectory nodes, address governance, address treasury, uint16 feeBps)
-        EIP712("jamnet WorkRegistry", "2")
-    {
+    /// @param derivativeCapBps initial cap on the share a work may take from its derivatives
+    constructor(
+        IERC20 token,
+        INodeDirectory nodes,
+        address governance,
+        address treasury,
+        uint16 feeBps,
+        uint16 derivativeCapBps
+    ) EIP712("jamnet WorkRegistry", "3") {
         if (feeBps > MAX_FEE_BPS) revert WorkRegistryFeeTooHigh(feeBps, MAX_FEE_BPS);
+        if (derivativeCapBps > MAX_DERIVATIVE_CAP_BPS) {
+            revert WorkRegistryDerivativeShareTooHigh(derivativeCapBps, MAX_DERIVATIVE_CAP_BPS);
+        }
         if (
             address(token) == address(0) || address(nodes) == address(0) || governance == address(0)
                 || treasury == address(0)
@@ -136,6 +189,7 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
         _governance = governance;
         _treasury = treasury;
         _feeBps = feeBps;
+        _derivativeCapBps = derivativeCapBps;
     }
 
     /// @notice Register a work with every contributor's consent and a registered node's attestation.
@@ -181,6 +235,44 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
         _registered[r.contentHash] = true;
         _works.push(Work(r.contentHash, r.metadataURI, msg.sender, r.contributors, r.shares, 0, 0));
         emit WorkRegistered(workId, r.contentHash, msg.sender, r.metadataURI);
+        _setLineage(workId, r.parents, r.derivativeBps);
+    }
+
+    /// @dev Record a new work's parents, its flattened ancestors with their shares, and the
+    /// share it takes from its own derivatives.
+    function _setLineage(uint256 workId, uint256[] calldata parents, uint16 derivativeBps) private {
+        if (derivativeBps > _derivativeCapBps) revert WorkRegistryDerivativeShareTooHigh(derivativeBps, _derivativeCapBps);
+        _derivativeBps[workId] = derivativeBps;
+        uint256 count = parents.length;
+        if (count == 0) return;
+        if (count > MAX_PARENTS) revert WorkRegistryBadParents();
+        uint256 stack = 0;
+        for (uint256 i = 0; i < count; ++i) {
+            uint256 parent = parents[i];
+            if (parent >= workId || (i > 0 && parents[0] == parent)) revert WorkRegistryBadParents();
+            _parents[workId].push(parent);
+            stack += _addAncestor(workId, parent, _derivativeBps[parent]);
+            Ancestor[] storage above = _ancestors[parent];
+            for (uint256 j = 0; j < above.length; ++j) {
+                stack += _addAncestor(workId, above[j].workId, above[j].bps);
+            }
+        }
+        uint256 flattened = _ancestors[workId].length;
+        if (flattened > MAX_ANCESTORS) revert WorkRegistryTooManyAncestors(flattened, MAX_ANCESTORS);
+        if (stack > TOTAL_BPS) revert WorkRegistryStackTooHigh(stack);
+        emit DerivativeRegistered(workId, parents, stack);
+    }
+
+    /// @dev Append an ancestor unless it is already listed (two parents sharing a grandparent);
+    /// returns the share it added to the stack. Bounded: the list is checked against
+    /// `MAX_ANCESTORS` after, and at most 2 × (1 + 14) entries are ever compared.
+    function _addAncestor(uint256 workId, uint256 id, uint16 bps) private returns (uint256) {
+        uint256 count = _ancestors[workId].length;
+        for (uint256 k = 0; k < count; ++k) {
+            if (_ancestors[workId][k].workId == id) return 0;
+        }
+        _ancestors[workId].push(Ancestor(uint64(id), bps));
+        return bps;
     }
 
     /// @notice Withdraw a consent before it is used: `registrant` can no longer register with `nonce`.
@@ -205,7 +297,9 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
                     keccak256(abi.encodePacked(wideShares)),
                     registrant,
                     r.deadline,
-                    r.nonce
+                    r.nonce,
+                    keccak256(abi.encodePacked(r.parents)),
+                    r.derivativeBps
                 )
             )
         );
@@ -229,8 +323,8 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
         if (msg.value == 0) revert WorkRegistryZeroPayment();
         uint256 fee = (msg.value * _feeBps) / TOTAL_BPS;
         _feesEth += fee;
-        entry.totalEth += msg.value - fee;
         emit WorkPaid(workId, msg.sender, address(0), msg.value, fee);
+        entry.totalEth += _forward(workId, msg.value - fee, false);
     }
 
     /// @notice Pay a work in JAM (approve this contract first, or use a permit).
@@ -239,9 +333,26 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
         if (amount == 0) revert WorkRegistryZeroPayment();
         uint256 fee = (amount * _feeBps) / TOTAL_BPS;
         _feesToken += fee;
-        entry.totalToken += amount - fee;
         emit WorkPaid(workId, msg.sender, address(_token), amount, fee);
+        entry.totalToken += _forward(workId, amount - fee, true);
         _token.safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    /// @dev Credit each ancestor of `workId` its share of `net` (in ETH or JAM); returns what
+    /// is left for the work itself (the remainder, so nothing is lost to rounding).
+    function _forward(uint256 workId, uint256 net, bool isToken) private returns (uint256 left) {
+        left = net;
+        Ancestor[] storage flat = _ancestors[workId];
+        uint256 count = flat.length;
+        for (uint256 i = 0; i < count; ++i) {
+            Ancestor memory a = flat[i];
+            uint256 part = (net * a.bps) / TOTAL_BPS;
+            if (part == 0) continue;
+            left -= part;
+            if (isToken) _works[a.workId].totalToken += part;
+            else _works[a.workId].totalEth += part;
+            emit RoyaltyForwarded(workId, a.workId, isToken ? address(_token) : address(0), part);
+        }
     }
 
     /// @notice Withdraw the ETH the caller is owed by a work.
@@ -295,6 +406,15 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
         emit ProtocolFeeSet(feeBps);
     }
 
+    /// @notice Governance sets the highest share a work may take from its derivatives (for
+    /// works registered from now on; registered works keep theirs).
+    function setDerivativeCap(uint16 capBps) external {
+        if (msg.sender != _governance) revert WorkRegistryUnauthorized(msg.sender);
+        if (capBps > MAX_DERIVATIVE_CAP_BPS) revert WorkRegistryDerivativeShareTooHigh(capBps, MAX_DERIVATIVE_CAP_BPS);
+        _derivativeCapBps = capBps;
+        emit DerivativeCapSet(capBps);
+    }
+
     /// @notice ETH owed to `contributor` by work `workId`.
     function owedEth(uint256 workId, address contributor) public view returns (uint256) {
         Work storage entry = _work(workId);
@@ -323,6 +443,34 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
     {
         Work storage w = _work(workId);
         return (w.contentHash, w.metadataURI, w.registrant, w.contributors, w.shares, w.totalEth, w.totalToken);
+    }
+
+    /// @notice A work's family: the parents it named, its flattened ancestors with the share
+    /// each takes of its payments, and the share it takes from its own derivatives.
+    function lineage(uint256 workId)
+        external
+        view
+        returns (uint256[] memory parents, uint256[] memory ancestors, uint16[] memory ancestorBps, uint16 derivativeBps)
+    {
+        _work(workId);
+        Ancestor[] storage flat = _ancestors[workId];
+        ancestors = new uint256[](flat.length);
+        ancestorBps = new uint16[](flat.length);
+        for (uint256 i = 0; i < flat.length; ++i) {
+            ancestors[i] = flat[i].workId;
+            ancestorBps[i] = flat[i].bps;
+        }
+        return (_parents[workId], ancestors, ancestorBps, _derivativeBps[workId]);
+    }
+
+    /// @notice Who registered a work (the one who manages its licence offers).
+    function registrantOf(uint256 workId) external view returns (address) {
+        return _work(workId).registrant;
+    }
+
+    /// @notice The highest share a work registered now may take from its derivatives.
+    function derivativeCapBps() external view returns (uint16) {
+        return _derivativeCapBps;
     }
 
     /// @notice Number of registered works.

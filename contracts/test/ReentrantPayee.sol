@@ -10,6 +10,8 @@ interface IWorkRegistry {
         uint256 deadline;
         uint256 nonce;
         address attester;
+        uint256[] parents;
+        uint16 derivativeBps;
     }
 
     function register(Registration calldata r, bytes[] calldata signatures, bytes calldata attestation)
@@ -37,8 +39,9 @@ contract ReentrantPayee {
         uint16[] memory shares = new uint16[](1);
         shares[0] = 10_000;
         bytes[] memory signatures = new bytes[](1);
+        uint256[] memory parents = new uint256[](0);
         workId = registry.register(
-            IWorkRegistry.Registration(contentHash, "ipfs://attack", contributors, shares, type(uint256).max, 1, attester),
+            IWorkRegistry.Registration(contentHash, "ipfs://attack", contributors, shares, type(uint256).max, 1, attester, parents, 0),
             signatures,
             attestation
         );

@@ -769,14 +769,29 @@ class WorkRegistry(_Binding):
         result: bytes = self._call("CONSENT_TYPEHASH()")
         return result
 
+    def max_ancestors(self) -> int:
+        """`MAX_ANCESTORS()` (view)."""
+        result: int = self._call("MAX_ANCESTORS()")
+        return result
+
     def max_contributors(self) -> int:
         """`MAX_CONTRIBUTORS()` (view)."""
         result: int = self._call("MAX_CONTRIBUTORS()")
         return result
 
+    def max_derivative_cap_bps(self) -> int:
+        """`MAX_DERIVATIVE_CAP_BPS()` (view)."""
+        result: int = self._call("MAX_DERIVATIVE_CAP_BPS()")
+        return result
+
     def max_fee_bps(self) -> int:
         """`MAX_FEE_BPS()` (view)."""
         result: int = self._call("MAX_FEE_BPS()")
+        return result
+
+    def max_parents(self) -> int:
+        """`MAX_PARENTS()` (view)."""
+        result: int = self._call("MAX_PARENTS()")
         return result
 
     def provenance_typehash(self) -> bytes:
@@ -803,19 +818,33 @@ class WorkRegistry(_Binding):
         return self._fn("collectFees()")
 
     def consent_digest(
-        self, r: tuple[bytes, str, list[str], list[int], int, int, str], registrant: str
+        self,
+        r: tuple[bytes, str, list[str], list[int], int, int, str, list[int], int],
+        registrant: str,
     ) -> bytes:
-        """`consentDigest((bytes32,string,address[],uint16[],uint256,uint256,address),address)` (view)."""
+        """`consentDigest((bytes32,string,address[],uint16[],uint256,uint256,address,uint256[],uint16),address)` (view)."""
         result: bytes = self._call(
-            "consentDigest((bytes32,string,address[],uint16[],uint256,uint256,address),address)",
+            "consentDigest((bytes32,string,address[],uint16[],uint256,uint256,address,uint256[],uint16),address)",
             r,
             registrant,
         )
         return result
 
+    def derivative_cap_bps(self) -> int:
+        """`derivativeCapBps()` (view)."""
+        result: int = self._call("derivativeCapBps()")
+        return result
+
     def eip712_domain(self) -> tuple[bytes, str, str, int, str, bytes, list[int]]:
         """`eip712Domain()` (view)."""
         result: tuple[bytes, str, str, int, str, bytes, list[int]] = self._call("eip712Domain()")
+        return result
+
+    def lineage(self, work_id: int) -> tuple[list[int], list[int], list[int], int]:
+        """`lineage(uint256)` (view)."""
+        result: tuple[list[int], list[int], list[int], int] = self._call(
+            "lineage(uint256)", work_id
+        )
         return result
 
     def node_registry(self) -> str:
@@ -867,17 +896,26 @@ class WorkRegistry(_Binding):
 
     def register(
         self,
-        r: tuple[bytes, str, list[str], list[int], int, int, str],
+        r: tuple[bytes, str, list[str], list[int], int, int, str, list[int], int],
         signatures: list[bytes],
         attestation: bytes,
     ) -> ContractFunction:
-        """`register((bytes32,string,address[],uint16[],uint256,uint256,address),bytes[],bytes)` — a transaction to send."""
+        """`register((bytes32,string,address[],uint16[],uint256,uint256,address,uint256[],uint16),bytes[],bytes)` — a transaction to send."""
         return self._fn(
-            "register((bytes32,string,address[],uint16[],uint256,uint256,address),bytes[],bytes)",
+            "register((bytes32,string,address[],uint16[],uint256,uint256,address,uint256[],uint16),bytes[],bytes)",
             r,
             signatures,
             attestation,
         )
+
+    def registrant_of(self, work_id: int) -> str:
+        """`registrantOf(uint256)` (view)."""
+        result: str = self._call("registrantOf(uint256)", work_id)
+        return result
+
+    def set_derivative_cap(self, cap_bps: int) -> ContractFunction:
+        """`setDerivativeCap(uint16)` — a transaction to send."""
+        return self._fn("setDerivativeCap(uint16)", cap_bps)
 
     def set_protocol_fee(self, fee_bps: int) -> ContractFunction:
         """`setProtocolFee(uint16)` — a transaction to send."""
@@ -978,4 +1016,151 @@ class RoyaltyPool(_Binding):
     def unallocated(self) -> tuple[int, int]:
         """`unallocated()` (view)."""
         result: tuple[int, int] = self._call("unallocated()")
+        return result
+
+
+class Licensing(_Binding):
+    """Typed calls of Licensing (generated from its ABI)."""
+
+    def max_term_days(self) -> int:
+        """`MAX_TERM_DAYS()` (view)."""
+        result: int = self._call("MAX_TERM_DAYS()")
+        return result
+
+    def max_window_s(self) -> int:
+        """`MAX_WINDOW_S()` (view)."""
+        result: int = self._call("MAX_WINDOW_S()")
+        return result
+
+    def min_reveal_s(self) -> int:
+        """`MIN_REVEAL_S()` (view)."""
+        result: int = self._call("MIN_REVEAL_S()")
+        return result
+
+    def usage_count(self) -> int:
+        """`USAGE_COUNT()` (view)."""
+        result: int = self._call("USAGE_COUNT()")
+        return result
+
+    def auction(
+        self, auction_id: int
+    ) -> tuple[
+        int, str, int, bytes, int, int, int, bool, int, int, int, str, int, int, int, int, int
+    ]:
+        """`auction(uint256)` (view)."""
+        result: tuple[
+            int, str, int, bytes, int, int, int, bool, int, int, int, str, int, int, int, int, int
+        ] = self._call("auction(uint256)", auction_id)
+        return result
+
+    def bid_commitment(self, auction_id: int, bidder: str, value: int, salt: bytes) -> bytes:
+        """`bidCommitment(uint256,address,uint256,bytes32)` (view)."""
+        result: bytes = self._call(
+            "bidCommitment(uint256,address,uint256,bytes32)", auction_id, bidder, value, salt
+        )
+        return result
+
+    def bid_of(self, auction_id: int, bidder: str) -> tuple[bytes, int, int, bool]:
+        """`bidOf(uint256,address)` (view)."""
+        result: tuple[bytes, int, int, bool] = self._call(
+            "bidOf(uint256,address)", auction_id, bidder
+        )
+        return result
+
+    def buy(self, terms_id: int, licensee: str) -> ContractFunction:
+        """`buy(uint256,address)` — a transaction to send. payable: send with a value."""
+        return self._fn("buy(uint256,address)", terms_id, licensee)
+
+    def commit(self, auction_id: int, commitment: bytes) -> ContractFunction:
+        """`commit(uint256,bytes32)` — a transaction to send. payable: send with a value."""
+        return self._fn("commit(uint256,bytes32)", auction_id, commitment)
+
+    def counts(self) -> tuple[int, int, int]:
+        """`counts()` (view)."""
+        result: tuple[int, int, int] = self._call("counts()")
+        return result
+
+    def create_auction(
+        self,
+        work_id: int,
+        usage: int,
+        term_days: int,
+        territory: bytes,
+        reserve: int,
+        commit_end: int,
+        reveal_end: int,
+    ) -> ContractFunction:
+        """`createAuction(uint256,uint8,uint32,bytes2,uint256,uint64,uint64)` — a transaction to send."""
+        return self._fn(
+            "createAuction(uint256,uint8,uint32,bytes2,uint256,uint64,uint64)",
+            work_id,
+            usage,
+            term_days,
+            territory,
+            reserve,
+            commit_end,
+            reveal_end,
+        )
+
+    def exclusive_until(self, work_id: int, usage: int) -> int:
+        """`exclusiveUntil(uint256,uint8)` (view)."""
+        result: int = self._call("exclusiveUntil(uint256,uint8)", work_id, usage)
+        return result
+
+    def held_deposits(self) -> int:
+        """`heldDeposits()` (view)."""
+        result: int = self._call("heldDeposits()")
+        return result
+
+    def offer(
+        self, work_id: int, usage: int, term_days: int, territory: bytes, price: int
+    ) -> ContractFunction:
+        """`offer(uint256,uint8,uint32,bytes2,uint256)` — a transaction to send."""
+        return self._fn(
+            "offer(uint256,uint8,uint32,bytes2,uint256)",
+            work_id,
+            usage,
+            term_days,
+            territory,
+            price,
+        )
+
+    def refund_of(self, account: str) -> int:
+        """`refundOf(address)` (view)."""
+        result: int = self._call("refundOf(address)", account)
+        return result
+
+    def reveal(self, auction_id: int, value: int, salt: bytes) -> ContractFunction:
+        """`reveal(uint256,uint256,bytes32)` — a transaction to send."""
+        return self._fn("reveal(uint256,uint256,bytes32)", auction_id, value, salt)
+
+    def set_active(self, terms_id: int, active: bool) -> ContractFunction:
+        """`setActive(uint256,bool)` — a transaction to send."""
+        return self._fn("setActive(uint256,bool)", terms_id, active)
+
+    def settle(self, auction_id: int) -> ContractFunction:
+        """`settle(uint256)` — a transaction to send."""
+        return self._fn("settle(uint256)", auction_id)
+
+    def terms(self, terms_id: int) -> tuple[int, int, int, int, bytes, bool]:
+        """`terms(uint256)` (view)."""
+        result: tuple[int, int, int, int, bytes, bool] = self._call("terms(uint256)", terms_id)
+        return result
+
+    def verify(
+        self, licence_id: int
+    ) -> tuple[tuple[int, str, int, bytes, bool, int, int, int, int], bool]:
+        """`verify(uint256)` (view)."""
+        result: tuple[tuple[int, str, int, bytes, bool, int, int, int, int], bool] = self._call(
+            "verify(uint256)", licence_id
+        )
+        return result
+
+    def withdraw_refunds(self, to: str) -> ContractFunction:
+        """`withdrawRefunds(address)` — a transaction to send."""
+        return self._fn("withdrawRefunds(address)", to)
+
+    def work_registry(self) -> str:
+        """`workRegistry()` (view)."""
+        result: str = self._call("workRegistry()")
         return result

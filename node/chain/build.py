@@ -42,7 +42,9 @@ CONTRACT_NAMES = (
     "NodeRegistry",
     "WorkRegistry",
     "RoyaltyPool",
+    "Licensing",
 )
+"""Every contract a deployment has, in deployment order (node/chain/deploy.py follows it)."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 node's provenance attestation.
 
 A consent binds the split (contributors and shares), the content hash, the metadata URI, the
-registrant (who may submit it), a deadline and the registrant's nonce: a copied consent
+registrant (who may submit it), a deadline, the registrant's nonce, the parent works this one
+pays (a derivative's contributors agree to send their ancestors' shares up) and the share the
+work takes from its own derivatives: a copied consent
 submitted by anyone else, after the deadline, or a second time is refused. A provenance
 attestation is a registered node's word that it recorded the content hash with exactly these
 contributors. The contract's ``consentDigest`` and ``provenanceDigest`` compute the same
@@ -18,7 +20,7 @@ from eth_account.messages import SignableMessage, encode_typed_data
 from web3 import Web3
 
 DOMAIN_NAME = "jamnet WorkRegistry"
-DOMAIN_VERSION = "2"
+DOMAIN_VERSION = "3"
 DOMAIN_TYPE = [
     {"name": "name", "type": "string"},
     {"name": "version", "type": "string"},
@@ -33,6 +35,8 @@ CONSENT_TYPE = [
     {"name": "registrant", "type": "address"},
     {"name": "deadline", "type": "uint256"},
     {"name": "nonce", "type": "uint256"},
+    {"name": "parents", "type": "uint256[]"},
+    {"name": "derivativeBps", "type": "uint16"},
 ]
 PROVENANCE_TYPE = [
     {"name": "contentHash", "type": "bytes32"},
@@ -51,6 +55,11 @@ class Registration:
     deadline: int
     nonce: int
     attester: str
+    parents: tuple[int, ...] = ()
+    """Registered works this one derives from (at most 2); each takes its stated share of
+    every payment to this one."""
+    derivative_bps: int = 0
+    """The share this work takes from each of its own derivatives' payments."""
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The struct for a web3 call."""
@@ -62,6 +71,8 @@ class Registration:
             self.deadline,
             self.nonce,
             self.attester,
+            list(self.parents),
+            self.derivative_bps,
         )
 
 
@@ -91,6 +102,8 @@ def consent_typed_data(
             "registrant": registrant,
             "deadline": str(registration.deadline),
             "nonce": str(registration.nonce),
+            "parents": [str(parent) for parent in registration.parents],
+            "derivativeBps": registration.derivative_bps,
         },
     }
 
@@ -102,6 +115,7 @@ def consent_message(
     typed = consent_typed_data(chain_id, registry, registration, registrant)
     message = dict(typed["message"])
     message["deadline"], message["nonce"] = registration.deadline, registration.nonce
+    message["parents"] = list(registration.parents)
     return encode_typed_data(full_message={**typed, "message": message})
 
 

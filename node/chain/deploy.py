@@ -5,7 +5,8 @@ distribution, each holder self-delegated: the local test accounts on the devnet,
 holders a genesis file names on a testnet) → governor → the timelock's proposer/canceller
 roles to the governor, and the deployer's admin role renounced → NodeRegistry → WorkRegistry (its
 provenance attesters are NodeRegistry's nodes) → RoyaltyPool (paying into WorkRegistry; its
-first settler is the node that deploys, governance appoints others). The
+first settler is the node that deploys, governance appoints others) → Licensing (fixed-price
+licences and exclusive auctions, paying into WorkRegistry). The
 deployment file records the chain id, every address and the first block, so the node can
 find (and index from) it again.
 """
@@ -22,18 +23,11 @@ from typing import Any
 from web3 import Web3
 from web3.contract import Contract
 
-from node.chain.build import build
+from node.chain.build import CONTRACT_NAMES, build
 from node.errors import ChainError
 
 JAM = 10**18
-CONTRACTS = (
-    "JamToken",
-    "JamTimelock",
-    "JamGovernor",
-    "NodeRegistry",
-    "WorkRegistry",
-    "RoyaltyPool",
-)
+CONTRACTS = CONTRACT_NAMES
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
@@ -49,6 +43,8 @@ class DeployParams:
     voting_period_s: int = 600
     proposal_threshold: int = 1_000 * JAM
     protocol_fee_bps: int = 250
+    derivative_cap_bps: int = 2000
+    """The most a work may take from each derivative (20 %; governance may raise it to 50 %)."""
     min_stake: int = 10_000 * JAM
     unbond_delay_s: int = 3600
 
@@ -257,10 +253,12 @@ def deploy(
         timelock.address,
         timelock.address,
         p.protocol_fee_bps,
+        p.derivative_cap_bps,
     )
     pool = _deploy(
         w3, deployer, "RoyaltyPool", token.address, works.address, timelock.address, settler or zero
     )
+    licensing = _deploy(w3, deployer, "Licensing", works.address)
     return Deployment(
         chain_id=w3.eth.chain_id,
         block=first_block,
@@ -271,6 +269,7 @@ def deploy(
             "NodeRegistry": nodes.address,
             "WorkRegistry": works.address,
             "RoyaltyPool": pool.address,
+            "Licensing": licensing.address,
         },
         deployer=deployer,
         params=asdict(p),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -11,6 +12,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError
+from web3.logs import DISCARD
 
 from node.chain.consent import Registration, consent_message, provenance_message
 from node.chain.deploy import Deployment, deploy
@@ -38,6 +40,18 @@ class Chain:
     def advance(self, seconds: int) -> None:
         self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
         self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    @contextmanager
+    def governance(self) -> Iterator[str]:
+        """Act as the timelock (impersonated, with ETH for gas), as a passed proposal would."""
+        timelock = self.deployment.addresses["JamTimelock"]
+        provider = self.w3.provider
+        provider.make_request("anvil_impersonateAccount", [timelock])  # type: ignore[arg-type]
+        provider.make_request("anvil_setBalance", [timelock, hex(10**20)])  # type: ignore[arg-type]
+        try:
+            yield timelock
+        finally:
+            provider.make_request("anvil_stopImpersonatingAccount", [timelock])  # type: ignore[arg-type]
 
     def send(self, call, sender: str, value: int = 0):  # type: ignore[no-untyped-def]
         tx = call.transact({"from": sender, "value": value})
@@ -74,9 +88,21 @@ def registration(
     shares: list[int],
     uri: str = "ipfs://w",
     nonce: int = 1,
+    parents: tuple[int, ...] = (),
+    derivative_bps: int = 0,
 ) -> Registration:
     """A registration attested by ``ATTESTER`` with a far deadline."""
-    return Registration(content, uri, contributors, shares, FAR_DEADLINE, nonce, ATTESTER.address)
+    return Registration(
+        content,
+        uri,
+        contributors,
+        shares,
+        FAR_DEADLINE,
+        nonce,
+        ATTESTER.address,
+        parents,
+        derivative_bps,
+    )
 
 
 def register_work(
@@ -95,13 +121,14 @@ def register_work(
         ),
         registrant,
     )
-    return int(works.events.WorkRegistered().process_receipt(receipt)[0]["args"]["workId"])
+    events = works.events.WorkRegistered().process_receipt(receipt, errors=DISCARD)
+    return int(events[0]["args"]["workId"])
 
 
-def revert_reason(call, sender: str) -> str:  # type: ignore[no-untyped-def]
+def revert_reason(call, sender: str, value: int = 0) -> str:  # type: ignore[no-untyped-def]
     """The decoded custom error a call reverts with (it must revert)."""
     with pytest.raises(ContractCustomError) as info:
-        call.call({"from": sender})
+        call.call({"from": sender, "value": value})
     return decode_error(info.value.data)
 
 
