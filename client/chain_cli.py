@@ -36,6 +36,15 @@ def _loop(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _market(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module("client.market_commands")
+        result: int = getattr(module, name)(args)
+        return result
+
+    return run
+
+
 def add_commands(sub: Any) -> None:
     """Register token/works/operator/gov under the top-level parser."""
     home_key = str(Path(os.environ.get("HOME", ".")) / ".jamnet" / "key.json")
@@ -101,6 +110,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--jam", action="store_true")
     p.add_argument("--to", help="send it to this address instead of yours")
 
+    command(
+        works, "tree", _market("works_tree"), "a work's family: ancestors, derivatives, flows"
+    ).add_argument("id", type=int)
+    _add_licences(sub, command)
+
     royalties = sub.add_parser("royalties", help="the royalty pool and its periods")
     royalties_actions = royalties.add_subparsers(dest="action", required=True)
     command(royalties_actions, "status", _loop("royalties_status"), "the pool and every period")
@@ -152,6 +166,51 @@ GENESIS_EXAMPLE = """{
   "holders": {"0xAlice…": "2500000", "0xBob…": "1500000", "0xCarol…": "1000000"},
   "params": {"voting_delay_s": 3600, "voting_period_s": 259200, "timelock_delay_s": 86400}
 }"""
+
+
+def _add_licences(sub: Any, command: Any) -> None:
+    usages = "online-video, advert, film, game, broadcast or other"
+    group = sub.add_parser("licences", help="licence works: fixed price, or sealed-bid auction")
+    actions = group.add_subparsers(dest="action", required=True)
+
+    def terms(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("work", type=int)
+        parser.add_argument("--usage", required=True, help=usages)
+        parser.add_argument("--days", type=int, default=365, help="the licence's term")
+        parser.add_argument("--territory", default="WW", help="ISO country code, or WW")
+
+    p = command(actions, "offer", _market("licences_offer"), "registrant: offer licence terms")
+    terms(p)
+    p.add_argument("--price", required=True, help="in ETH")
+    p = command(actions, "list", _market("licences_list"), "a work's terms and auctions")
+    p.add_argument("work", type=int)
+    p = command(actions, "buy", _market("licences_buy"), "buy a licence on offered terms")
+    p.add_argument("terms", type=int)
+    p.add_argument("--for", dest="licensee", help="the licensee, if not you")
+    p = command(actions, "verify", _market("licences_verify"), "check a licence record")
+    p.add_argument("licence", type=int)
+    p.add_argument("--json", action="store_true")
+    p = command(
+        actions, "auction", _market("licences_auction"), "registrant: auction an exclusive licence"
+    )
+    terms(p)
+    p.add_argument("--reserve", required=True, help="lowest price, in ETH (every deposit's floor)")
+    p.add_argument("--commit-hours", type=float, default=24.0)
+    p.add_argument("--reveal-hours", type=float, default=24.0)
+    p = command(actions, "status", _market("licences_status"), "an auction's state and result")
+    p.add_argument("auction", type=int)
+    p = command(actions, "bid", _market("licences_bid"), "commit a sealed bid (kept to reveal)")
+    p.add_argument("auction", type=int)
+    p.add_argument("amount", help="your bid, in ETH")
+    p.add_argument("--deposit", help="ETH to deposit (at least the bid; more hides it)")
+    p = command(actions, "reveal", _market("licences_reveal"), "reveal your sealed bid")
+    p.add_argument("auction", type=int)
+    p.add_argument("--amount", help="the bid, if not saved by `bid`")
+    p.add_argument("--salt", help="its salt (0x…), if not saved by `bid`")
+    p = command(actions, "settle", _market("licences_settle"), "end an auction: second price")
+    p.add_argument("auction", type=int)
+    p = command(actions, "refund", _market("licences_refund"), "withdraw your auction refunds")
+    p.add_argument("--to", help="send them to this address instead of yours")
 
 
 def _add_chain_deploy(sub: Any) -> None:
