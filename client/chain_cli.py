@@ -141,6 +141,12 @@ def add_commands(sub: Any) -> None:
         ops, "unbond", _lazy("operator_unbond"), "leave the registry; stake unlocks after the delay"
     )
     command(ops, "withdraw", _lazy("operator_withdraw"), "withdraw unbonded stake")
+    command(
+        ops, "earnings", _market("operator_earnings"), "rewards per period, by served quality"
+    ).add_argument("address", nargs="?")
+    p = command(ops, "claim", _market("operator_claim"), "withdraw a period's reward")
+    p.add_argument("period", type=int)
+    p.add_argument("--to", help="send it to this address instead of yours")
 
     _add_chain_deploy(sub)
     gov = sub.add_parser("gov", help="governance").add_subparsers(dest="action", required=True)

@@ -335,3 +335,84 @@ def licences_refund(args: argparse.Namespace) -> int:
     client.send(licensing.functions.withdrawRefunds(to), what="refund")
     print(f"withdrew {format_amount(owed)} ETH of refunds to {to}")
     return 0
+
+
+# ------------------------------------------------------------------ operators' rewards
+
+
+def _rewards(client: ChainClient) -> Any:
+    if "NodeRewards" not in client.contracts:
+        raise InputError("this deployment has no NodeRewards contract (deployed before rewards)")
+    return client.contracts["NodeRewards"]
+
+
+def _entry_state(entry: Any, now: int, dispute_end: int) -> str:
+    _weight, disputed, voided, claimed = entry
+    if voided:
+        return "voided by governance"
+    if claimed:
+        return "withdrawn"
+    if disputed:
+        return "disputed: waiting for governance"
+    if now < dispute_end:
+        return f"claimable in {(dispute_end - now) / 3600:.1f} h"
+    return "claimable now"
+
+
+def operator_earnings(args: argparse.Namespace) -> int:
+    client = _client(args, signer=False)
+    rewards = _rewards(client)
+    node = _address(args.address) if args.address else client.address
+    now = _now(client)
+    current = rewards.functions.currentPeriod().call()
+    formula, report_window, dispute_window, period_s, _ = rewards.functions.parameters().call()
+    pot = rewards.functions.period(current).call()
+    print(
+        f"period {current} (each {period_s / 3600:g} h): pot so far {format_amount(pot[0])} ETH,"
+        f" {format_amount(pot[1])} JAM; nodes report within {report_window / 3600:g} h after a"
+        f" period ends, disputes within {dispute_window / 3600:g} h more"
+    )
+    print(
+        "quality = 10000 − {}·concealed bps − {}·(added ms − {}) − {}·overrun bps;"
+        " weight = musician-minutes × quality".format(*formula)
+    )
+    rows = []
+    for log in _logs(client, rewards, "Reported", node=node):
+        period = int(log["args"]["periodId"])
+        entry, eth, jam = rewards.functions.entry(period, node).call()
+        _, _, dispute_end = rewards.functions.periodTimes(period).call()
+        total = rewards.functions.period(period).call()[2]
+        if entry[3]:
+            for claim in _logs(client, rewards, "RewardClaimed", periodId=period, node=node):
+                eth, jam = claim["args"]["eth"], claim["args"]["token"]
+        rows.append(
+            [
+                str(period),
+                str(log["args"]["soloMinutes"] + log["args"]["sharedMinutes"]),
+                str(log["args"]["sharedMinutes"]),
+                f"{log['args']['quality'] / 100:g} %",
+                f"{100 * entry[0] / total:.1f} %" if total else "-",
+                format_amount(eth),
+                format_amount(jam),
+                _entry_state(entry, now, dispute_end),
+            ]
+        )
+    if not rows:
+        print(f"{node} has reported no period yet")
+        return 0
+    header = ["period", "minutes", "countersigned", "quality", "of weight", "ETH", "JAM", "state"]
+    print(table(rows, header))
+    return 0
+
+
+def operator_claim(args: argparse.Namespace) -> int:
+    client = _client(args)
+    rewards = _rewards(client)
+    to = _address(args.to) if args.to else client.address
+    receipt = client.send(rewards.functions.claim(args.period, to), what="claim")
+    claimed = rewards.events.RewardClaimed().process_receipt(receipt, errors=DISCARD)[0]["args"]
+    print(
+        f"withdrew period {args.period}'s reward to {to}: {format_amount(claimed['eth'])} ETH,"
+        f" {format_amount(claimed['token'])} JAM"
+    )
+    return 0

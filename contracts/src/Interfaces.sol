@@ -13,3 +13,9 @@ interface IWorkPayments {
     function workCount() external view returns (uint256);
     function registrantOf(uint256 workId) external view returns (address);
 }
+
+/// @notice What RoyaltyPool and WorkRegistry need of NodeRewards: adding to the current pot.
+interface IRewardsFunding {
+    function fund() external payable;
+    function fundToken(uint256 amount) external;
+}

@@ -6,7 +6,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {IWorkPayments} from "./Interfaces.sol";
+import {IRewardsFunding, IWorkPayments} from "./Interfaces.sol";
 
 /// @title The royalty pool: listening pays works, one period at a time
 /// @notice Listeners, sponsors and the treasury (through governance) fund the pool in ETH or
@@ -15,7 +15,9 @@ import {IWorkPayments} from "./Interfaces.sol";
 /// pool's unallocated funds. Settling costs the same for 10 works or 10 000. Anyone then
 /// claims a work's leaf with its proof, once: the amounts go into the work's split in
 /// WorkRegistry (its contributors withdraw from there). A period never pays out more than was
-/// settled for it, and a period id settles once.
+/// settled for it, and a period id settles once. A governed share of everything funding the
+/// pool (at most `MAX_OPERATOR_SHARE_BPS`) goes on to NodeRewards, for the node operators who
+/// served the sessions.
 contract RoyaltyPool is ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -29,8 +31,13 @@ contract RoyaltyPool is ReentrancyGuard {
         uint32 works;
     }
 
+    /// @notice Highest share of the pool's funding governance may send to node operators: 30 %.
+    uint16 public constant MAX_OPERATOR_SHARE_BPS = 3000;
+
     IERC20 private immutable _token;
     IWorkPayments private immutable _works;
+    IRewardsFunding private immutable _rewards;
+    uint16 private _operatorShareBps;
     address private immutable _governance;
     uint256 private _unallocatedEth;
     uint256 private _unallocatedToken;
@@ -46,6 +53,8 @@ contract RoyaltyPool is ReentrancyGuard {
     event Claimed(uint256 indexed periodId, uint256 indexed workId, uint256 eth, uint256 token);
     /// @notice Governance appointed or removed a settler.
     event SettlerSet(address indexed account, bool allowed);
+    /// @notice Governance changed the operators' share of the pool's funding.
+    event OperatorShareSet(uint16 bps);
 
     /// @notice Only governance (the timelock) may do this.
     error RoyaltyPoolUnauthorized(address caller);
@@ -65,18 +74,35 @@ contract RoyaltyPool is ReentrancyGuard {
     error RoyaltyPoolOverdrawn(uint256 periodId);
     /// @notice A required address is zero.
     error RoyaltyPoolZeroAddress();
+    /// @notice The operators' share is above `MAX_OPERATOR_SHARE_BPS`.
+    error RoyaltyPoolShareTooHigh(uint16 bps);
 
     /// @param token the JAM token
     /// @param works WorkRegistry
     /// @param governance the timelock: appoints settlers
     /// @param settler the first settler (the deploying node), or zero for none
-    constructor(IERC20 token, IWorkPayments works, address governance, address settler) {
-        if (address(token) == address(0) || address(works) == address(0) || governance == address(0)) {
+    /// @param rewards NodeRewards: where the operators' share goes
+    /// @param operatorShareBps the operators' initial share of the pool's funding
+    constructor(
+        IERC20 token,
+        IWorkPayments works,
+        address governance,
+        address settler,
+        IRewardsFunding rewards,
+        uint16 operatorShareBps
+    ) {
+        if (
+            address(token) == address(0) || address(works) == address(0) || governance == address(0)
+                || address(rewards) == address(0)
+        ) {
             revert RoyaltyPoolZeroAddress();
         }
+        if (operatorShareBps > MAX_OPERATOR_SHARE_BPS) revert RoyaltyPoolShareTooHigh(operatorShareBps);
         _token = token;
         _works = works;
         _governance = governance;
+        _rewards = rewards;
+        _operatorShareBps = operatorShareBps;
         if (settler != address(0)) {
             _settler[settler] = true;
             emit SettlerSet(settler, true);
@@ -84,18 +110,25 @@ contract RoyaltyPool is ReentrancyGuard {
     }
 
     /// @notice Fund the pool in ETH.
-    function fund() external payable {
+    function fund() external payable nonReentrant {
         if (msg.value == 0) revert RoyaltyPoolZero();
-        _unallocatedEth += msg.value;
+        uint256 cut = (msg.value * _operatorShareBps) / 10_000;
+        _unallocatedEth += msg.value - cut;
         emit Funded(msg.sender, address(0), msg.value);
+        if (cut > 0) _rewards.fund{value: cut}();
     }
 
     /// @notice Fund the pool in JAM (approve this contract first).
     function fundToken(uint256 amount) external nonReentrant {
         if (amount == 0) revert RoyaltyPoolZero();
-        _unallocatedToken += amount;
+        uint256 cut = (amount * _operatorShareBps) / 10_000;
+        _unallocatedToken += amount - cut;
         emit Funded(msg.sender, address(_token), amount);
         _token.safeTransferFrom(msg.sender, address(this), amount);
+        if (cut > 0) {
+            _token.forceApprove(address(_rewards), cut);
+            _rewards.fundToken(cut);
+        }
     }
 
     /// @notice Settle a period: `eth` and `tokenAmount` (the sums of its leaves) move from the
@@ -155,6 +188,19 @@ contract RoyaltyPool is ReentrancyGuard {
         if (account == address(0)) revert RoyaltyPoolZeroAddress();
         _settler[account] = allowed;
         emit SettlerSet(account, allowed);
+    }
+
+    /// @notice Governance sets the operators' share of the pool's funding.
+    function setOperatorShare(uint16 bps) external {
+        if (msg.sender != _governance) revert RoyaltyPoolUnauthorized(msg.sender);
+        if (bps > MAX_OPERATOR_SHARE_BPS) revert RoyaltyPoolShareTooHigh(bps);
+        _operatorShareBps = bps;
+        emit OperatorShareSet(bps);
+    }
+
+    /// @notice The operators' share of the pool's funding, and where it goes.
+    function operatorShare() external view returns (uint16 bps, address rewards) {
+        return (_operatorShareBps, address(_rewards));
     }
 
     /// @notice A period's root, totals, what was claimed, when it settled and its leaf count.

@@ -7,7 +7,7 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
-import {INodeDirectory, IWorkPayments} from "./Interfaces.sol";
+import {INodeDirectory, IRewardsFunding, IWorkPayments} from "./Interfaces.sol";
 
 /// @title Royalty splits for jamnet works
 /// @notice A work (content hash, metadata URI) is registered with its contributors and their
@@ -85,10 +85,12 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
 
     IERC20 private immutable _token;
     INodeDirectory private immutable _nodes;
+    IRewardsFunding private immutable _rewards;
     address private immutable _governance;
     address private immutable _treasury;
     uint16 private _feeBps;
     uint16 private _derivativeCapBps;
+    uint16 private _operatorFeeShareBps;
     uint256 private _feesEth;
     uint256 private _feesToken;
     Work[] private _works;
@@ -120,6 +122,8 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
     event RoyaltyForwarded(uint256 indexed workId, uint256 indexed ancestorId, address token, uint256 amount);
     /// @notice Governance changed the highest share a work may take from its derivatives.
     event DerivativeCapSet(uint16 capBps);
+    /// @notice Governance changed the node operators' share of collected fees.
+    event OperatorFeeShareSet(uint16 bps);
     /// @notice Accumulated fees were sent to the treasury.
     event FeesCollected(address indexed token, uint256 amount);
 
@@ -166,21 +170,26 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
     /// @param treasury receives protocol fees
     /// @param feeBps initial protocol fee
     /// @param derivativeCapBps initial cap on the share a work may take from its derivatives
+    /// @param rewards NodeRewards: receives the operators' share of collected fees
+    /// @param operatorFeeShareBps that share, initially
     constructor(
         IERC20 token,
         INodeDirectory nodes,
         address governance,
         address treasury,
         uint16 feeBps,
-        uint16 derivativeCapBps
+        uint16 derivativeCapBps,
+        IRewardsFunding rewards,
+        uint16 operatorFeeShareBps
     ) EIP712("jamnet WorkRegistry", "3") {
+        if (operatorFeeShareBps > TOTAL_BPS) revert WorkRegistryFeeTooHigh(operatorFeeShareBps, TOTAL_BPS);
         if (feeBps > MAX_FEE_BPS) revert WorkRegistryFeeTooHigh(feeBps, MAX_FEE_BPS);
         if (derivativeCapBps > MAX_DERIVATIVE_CAP_BPS) {
             revert WorkRegistryDerivativeShareTooHigh(derivativeCapBps, MAX_DERIVATIVE_CAP_BPS);
         }
         if (
             address(token) == address(0) || address(nodes) == address(0) || governance == address(0)
-                || treasury == address(0)
+                || treasury == address(0) || address(rewards) == address(0)
         ) {
             revert WorkRegistryZeroAddress();
         }
@@ -190,6 +199,8 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
         _treasury = treasury;
         _feeBps = feeBps;
         _derivativeCapBps = derivativeCapBps;
+        _rewards = rewards;
+        _operatorFeeShareBps = operatorFeeShareBps;
     }
 
     /// @notice Register a work with every contributor's consent and a registered node's attestation.
@@ -386,16 +397,37 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
         _token.safeTransfer(to, amount);
     }
 
-    /// @notice Send accumulated protocol fees (ETH and JAM) to the treasury; anyone may call.
+    /// @notice Send accumulated protocol fees (ETH and JAM) on: the operators' governed share
+    /// to NodeRewards (the current period's pot), the rest to the treasury; anyone may call.
     function collectFees() external nonReentrant {
         uint256 eth = _feesEth;
         uint256 jam = _feesToken;
         _feesEth = 0;
         _feesToken = 0;
+        uint256 ethCut = (eth * _operatorFeeShareBps) / TOTAL_BPS;
+        uint256 jamCut = (jam * _operatorFeeShareBps) / TOTAL_BPS;
         if (eth > 0) emit FeesCollected(address(0), eth);
         if (jam > 0) emit FeesCollected(address(_token), jam);
-        if (jam > 0) _token.safeTransfer(_treasury, jam);
-        if (eth > 0) Address.sendValue(payable(_treasury), eth);
+        if (jamCut > 0) {
+            _token.forceApprove(address(_rewards), jamCut);
+            _rewards.fundToken(jamCut);
+        }
+        if (jam > jamCut) _token.safeTransfer(_treasury, jam - jamCut);
+        if (ethCut > 0) _rewards.fund{value: ethCut}();
+        if (eth > ethCut) Address.sendValue(payable(_treasury), eth - ethCut);
+    }
+
+    /// @notice Governance sets the node operators' share of collected fees.
+    function setOperatorFeeShare(uint16 bps) external {
+        if (msg.sender != _governance) revert WorkRegistryUnauthorized(msg.sender);
+        if (bps > TOTAL_BPS) revert WorkRegistryFeeTooHigh(bps, TOTAL_BPS);
+        _operatorFeeShareBps = bps;
+        emit OperatorFeeShareSet(bps);
+    }
+
+    /// @notice The node operators' share of collected fees, and where it goes.
+    function operatorFeeShare() external view returns (uint16 bps, address rewards) {
+        return (_operatorFeeShareBps, address(_rewards));
     }
 
     /// @notice Governance sets the protocol fee (at most `MAX_FEE_BPS`).

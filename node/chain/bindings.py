@@ -761,6 +761,128 @@ class NodeRegistry(_Binding):
         return self._fn("withdraw()")
 
 
+class NodeRewards(_Binding):
+    """Typed calls of NodeRewards (generated from its ABI)."""
+
+    def max_cosigns(self) -> int:
+        """`MAX_COSIGNS()` (view)."""
+        result: int = self._call("MAX_COSIGNS()")
+        return result
+
+    def max_minutes(self) -> int:
+        """`MAX_MINUTES()` (view)."""
+        result: int = self._call("MAX_MINUTES()")
+        return result
+
+    def served_typehash(self) -> bytes:
+        """`SERVED_TYPEHASH()` (view)."""
+        result: bytes = self._call("SERVED_TYPEHASH()")
+        return result
+
+    def total_bps(self) -> int:
+        """`TOTAL_BPS()` (view)."""
+        result: int = self._call("TOTAL_BPS()")
+        return result
+
+    def claim(self, period_id: int, to: str) -> ContractFunction:
+        """`claim(uint256,address)` — a transaction to send."""
+        return self._fn("claim(uint256,address)", period_id, to)
+
+    def current_period(self) -> int:
+        """`currentPeriod()` (view)."""
+        result: int = self._call("currentPeriod()")
+        return result
+
+    def dispute(self, period_id: int, node: str, reason: bytes) -> ContractFunction:
+        """`dispute(uint256,address,bytes32)` — a transaction to send."""
+        return self._fn("dispute(uint256,address,bytes32)", period_id, node, reason)
+
+    def eip712_domain(self) -> tuple[bytes, str, str, int, str, bytes, list[int]]:
+        """`eip712Domain()` (view)."""
+        result: tuple[bytes, str, str, int, str, bytes, list[int]] = self._call("eip712Domain()")
+        return result
+
+    def entry(self, period_id: int, node: str) -> tuple[tuple[int, bool, bool, bool], int, int]:
+        """`entry(uint256,address)` (view)."""
+        result: tuple[tuple[int, bool, bool, bool], int, int] = self._call(
+            "entry(uint256,address)", period_id, node
+        )
+        return result
+
+    def fund(self) -> ContractFunction:
+        """`fund()` — a transaction to send. payable: send with a value."""
+        return self._fn("fund()")
+
+    def fund_token(self, amount: int) -> ContractFunction:
+        """`fundToken(uint256)` — a transaction to send."""
+        return self._fn("fundToken(uint256)", amount)
+
+    def parameters(self) -> tuple[tuple[int, int, int, int], int, int, int, int]:
+        """`parameters()` (view)."""
+        result: tuple[tuple[int, int, int, int], int, int, int, int] = self._call("parameters()")
+        return result
+
+    def period(self, period_id: int) -> tuple[int, int, int, int, int]:
+        """`period(uint256)` (view)."""
+        result: tuple[int, int, int, int, int] = self._call("period(uint256)", period_id)
+        return result
+
+    def period_times(self, period_id: int) -> tuple[int, int, int]:
+        """`periodTimes(uint256)` (view)."""
+        result: tuple[int, int, int] = self._call("periodTimes(uint256)", period_id)
+        return result
+
+    def quality(self, concealed_bps: int, added_ms: int, overrun_bps: int) -> int:
+        """`quality(uint16,uint16,uint16)` (view)."""
+        result: int = self._call(
+            "quality(uint16,uint16,uint16)", concealed_bps, added_ms, overrun_bps
+        )
+        return result
+
+    def report(
+        self,
+        period_id: int,
+        r: tuple[int, int, int, int, int],
+        cosigns: list[tuple[str, int, bytes]],
+    ) -> ContractFunction:
+        """`report(uint256,(uint64,uint64,uint16,uint16,uint16),(address,uint64,bytes)[])` — a transaction to send."""
+        return self._fn(
+            "report(uint256,(uint64,uint64,uint16,uint16,uint16),(address,uint64,bytes)[])",
+            period_id,
+            r,
+            cosigns,
+        )
+
+    def resolve(self, period_id: int, node: str, upheld: bool) -> ContractFunction:
+        """`resolve(uint256,address,bool)` — a transaction to send."""
+        return self._fn("resolve(uint256,address,bool)", period_id, node, upheld)
+
+    def rollover(self, period_id: int) -> ContractFunction:
+        """`rollover(uint256)` — a transaction to send."""
+        return self._fn("rollover(uint256)", period_id)
+
+    def served_digest(
+        self, period_id: int, reporter: str, served_minutes: int, r: tuple[int, int, int, int, int]
+    ) -> bytes:
+        """`servedDigest(uint256,address,uint64,(uint64,uint64,uint16,uint16,uint16))` (view)."""
+        result: bytes = self._call(
+            "servedDigest(uint256,address,uint64,(uint64,uint64,uint16,uint16,uint16))",
+            period_id,
+            reporter,
+            served_minutes,
+            r,
+        )
+        return result
+
+    def set_formula(self, f: tuple[int, int, int, int]) -> ContractFunction:
+        """`setFormula((uint16,uint16,uint16,uint16))` — a transaction to send."""
+        return self._fn("setFormula((uint16,uint16,uint16,uint16))", f)
+
+    def set_windows(self, report_window: int, dispute_window: int) -> ContractFunction:
+        """`setWindows(uint64,uint64)` — a transaction to send."""
+        return self._fn("setWindows(uint64,uint64)", report_window, dispute_window)
+
+
 class WorkRegistry(_Binding):
     """Typed calls of WorkRegistry (generated from its ABI)."""
 
@@ -859,6 +981,11 @@ class WorkRegistry(_Binding):
         )
         return result
 
+    def operator_fee_share(self) -> tuple[int, str]:
+        """`operatorFeeShare()` (view)."""
+        result: tuple[int, str] = self._call("operatorFeeShare()")
+        return result
+
     def owed_eth(self, work_id: int, contributor: str) -> int:
         """`owedEth(uint256,address)` (view)."""
         result: int = self._call("owedEth(uint256,address)", work_id, contributor)
@@ -917,6 +1044,10 @@ class WorkRegistry(_Binding):
         """`setDerivativeCap(uint16)` — a transaction to send."""
         return self._fn("setDerivativeCap(uint16)", cap_bps)
 
+    def set_operator_fee_share(self, bps: int) -> ContractFunction:
+        """`setOperatorFeeShare(uint16)` — a transaction to send."""
+        return self._fn("setOperatorFeeShare(uint16)", bps)
+
     def set_protocol_fee(self, fee_bps: int) -> ContractFunction:
         """`setProtocolFee(uint16)` — a transaction to send."""
         return self._fn("setProtocolFee(uint16)", fee_bps)
@@ -952,6 +1083,11 @@ class WorkRegistry(_Binding):
 
 class RoyaltyPool(_Binding):
     """Typed calls of RoyaltyPool (generated from its ABI)."""
+
+    def max_operator_share_bps(self) -> int:
+        """`MAX_OPERATOR_SHARE_BPS()` (view)."""
+        result: int = self._call("MAX_OPERATOR_SHARE_BPS()")
+        return result
 
     def addresses(self) -> tuple[str, str, str]:
         """`addresses()` (view)."""
@@ -989,12 +1125,21 @@ class RoyaltyPool(_Binding):
         result: bool = self._call("isSettler(address)", account)
         return result
 
+    def operator_share(self) -> tuple[int, str]:
+        """`operatorShare()` (view)."""
+        result: tuple[int, str] = self._call("operatorShare()")
+        return result
+
     def period(self, period_id: int) -> tuple[bytes, int, int, int, int, int, int]:
         """`period(uint256)` (view)."""
         result: tuple[bytes, int, int, int, int, int, int] = self._call(
             "period(uint256)", period_id
         )
         return result
+
+    def set_operator_share(self, bps: int) -> ContractFunction:
+        """`setOperatorShare(uint16)` — a transaction to send."""
+        return self._fn("setOperatorShare(uint16)", bps)
 
     def set_settler(self, account: str, allowed: bool) -> ContractFunction:
         """`setSettler(address,bool)` — a transaction to send."""

@@ -40,6 +40,7 @@ CONTRACT_NAMES = (
     "JamTimelock",
     "JamGovernor",
     "NodeRegistry",
+    "NodeRewards",
     "WorkRegistry",
     "RoyaltyPool",
     "Licensing",

@@ -3,7 +3,8 @@
 Order: timelock (treasury) → JAM token (genesis supply to the timelock less a stated
 distribution, each holder self-delegated: the local test accounts on the devnet, the
 holders a genesis file names on a testnet) → governor → the timelock's proposer/canceller
-roles to the governor, and the deployer's admin role renounced → NodeRegistry → WorkRegistry (its
+roles to the governor, and the deployer's admin role renounced → NodeRegistry → NodeRewards
+(operators' rewards by served quality) → WorkRegistry (its
 provenance attesters are NodeRegistry's nodes) → RoyaltyPool (paying into WorkRegistry; its
 first settler is the node that deploys, governance appoints others) → Licensing (fixed-price
 licences and exclusive auctions, paying into WorkRegistry). The
@@ -45,6 +46,12 @@ class DeployParams:
     protocol_fee_bps: int = 250
     derivative_cap_bps: int = 2000
     """The most a work may take from each derivative (20 %; governance may raise it to 50 %)."""
+    reward_period_s: int = 86_400
+    """NodeRewards' period: operators report and are paid per day."""
+    operator_pool_share_bps: int = 1000
+    """Node operators' share of what funds the royalty pool (10 %)."""
+    operator_fee_share_bps: int = 5000
+    """Node operators' share of collected protocol fees (half; the rest to the treasury)."""
     min_stake: int = 10_000 * JAM
     unbond_delay_s: int = 3600
 
@@ -244,6 +251,15 @@ def deploy(
         p.min_stake,
         p.unbond_delay_s,
     )
+    rewards = _deploy(
+        w3,
+        deployer,
+        "NodeRewards",
+        token.address,
+        nodes.address,
+        timelock.address,
+        p.reward_period_s,
+    )
     works = _deploy(
         w3,
         deployer,
@@ -254,9 +270,19 @@ def deploy(
         timelock.address,
         p.protocol_fee_bps,
         p.derivative_cap_bps,
+        rewards.address,
+        p.operator_fee_share_bps,
     )
     pool = _deploy(
-        w3, deployer, "RoyaltyPool", token.address, works.address, timelock.address, settler or zero
+        w3,
+        deployer,
+        "RoyaltyPool",
+        token.address,
+        works.address,
+        timelock.address,
+        settler or zero,
+        rewards.address,
+        p.operator_pool_share_bps,
     )
     licensing = _deploy(w3, deployer, "Licensing", works.address)
     return Deployment(
@@ -267,6 +293,7 @@ def deploy(
             "JamTimelock": timelock.address,
             "JamGovernor": governor.address,
             "NodeRegistry": nodes.address,
+            "NodeRewards": rewards.address,
             "WorkRegistry": works.address,
             "RoyaltyPool": pool.address,
             "Licensing": licensing.address,

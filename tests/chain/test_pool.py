@@ -30,8 +30,16 @@ def test_the_tree_proves_every_payout_and_nothing_else() -> None:
         assert not verify(tree.root, 6, payouts[0], tree.proof(0))
 
 
+def _no_operator_share(chain: Chain) -> None:
+    """Governance turns the operators' share of the pool's funding off (to see the pool's own
+    arithmetic; the share has its own test)."""
+    with chain.governance() as timelock:
+        chain.send(chain.c["RoyaltyPool"].functions.setOperatorShare(0), timelock)
+
+
 def test_fund_settle_claim_into_the_split(chain: Chain) -> None:
     pool, works, token = chain.c["RoyaltyPool"], chain.c["WorkRegistry"], chain.c["JamToken"]
+    _no_operator_share(chain)
     ids = _works(chain, 3)
     sponsor = chain.accounts[2]
     chain.send(pool.functions.fund(), sponsor, value=Web3.to_wei(3, "ether"))
@@ -78,6 +86,7 @@ def test_fund_settle_claim_into_the_split(chain: Chain) -> None:
 
 def test_a_wrong_root_cannot_pay_more_than_the_period_settled(chain: Chain) -> None:
     pool = chain.c["RoyaltyPool"]
+    _no_operator_share(chain)
     ids = _works(chain, 2)
     chain.send(pool.functions.fund(), chain.accounts[2], value=10**18)
     # A settler's bad tree: its leaves add up to more than the settled total.
@@ -117,5 +126,20 @@ def test_the_treasury_funds_the_pool_through_governance(chain: Chain) -> None:
     chain.send(token.functions.approve(pool.address, 5_000 * JAM), timelock)
     chain.send(pool.functions.fundToken(5_000 * JAM), timelock)
     assert token.functions.balanceOf(timelock).call() == before - 5_000 * JAM
-    assert pool.functions.unallocated().call() == [0, 5_000 * JAM]
+    # 10 % of what funds the pool goes to the node operators' rewards (this period's pot).
+    assert pool.functions.unallocated().call() == [0, 4_500 * JAM]
+    rewards = chain.c["NodeRewards"]
+    assert token.functions.balanceOf(rewards.address).call() == 500 * JAM
+    current = rewards.functions.currentPeriod().call()
+    assert rewards.functions.period(current).call()[1] == 500 * JAM
+    chain.send(pool.functions.fund(), chain.accounts[2], value=10**18)
+    assert chain.w3.eth.get_balance(rewards.address) == 10**17
+    assert pool.functions.operatorShare().call() == [1000, rewards.address]
+    assert revert_reason(pool.functions.setOperatorShare(0), chain.accounts[2]).startswith(
+        "RoyaltyPoolUnauthorized"
+    )
+    with chain.governance() as governance:
+        assert revert_reason(pool.functions.setOperatorShare(3001), governance).startswith(
+            "RoyaltyPoolShareTooHigh"
+        )
     assert revert_reason(pool.functions.fund(), chain.accounts[1]) == "RoyaltyPoolZero()"

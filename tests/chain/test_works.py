@@ -56,12 +56,16 @@ def test_register_pay_in_eth_and_jam_and_withdraw(chain: Chain) -> None:
     # A second payment: the registrant is owed only the new part (a partial withdrawal).
     chain.send(works.functions.pay(0), fan, value=Web3.to_wei(2, "ether"))
     assert works.functions.owedEth(0, registrant).call() == Web3.to_wei(0.975, "ether")
-    # Fees go to the treasury (the timelock).
+    # Fees go half to the treasury (the timelock), half to the node operators' rewards.
     treasury = chain.deployment.addresses["JamTimelock"]
+    rewards = chain.c["NodeRewards"].address
     jam_before = token.functions.balanceOf(treasury).call()
     chain.send(works.functions.collectFees(), fan)
-    assert chain.w3.eth.get_balance(treasury) == Web3.to_wei(0.075, "ether")
-    assert token.functions.balanceOf(treasury).call() - jam_before == 10 * JAM
+    assert chain.w3.eth.get_balance(treasury) == Web3.to_wei(0.0375, "ether")
+    assert chain.w3.eth.get_balance(rewards) == Web3.to_wei(0.0375, "ether")
+    assert token.functions.balanceOf(treasury).call() - jam_before == 5 * JAM
+    assert token.functions.balanceOf(rewards).call() == 5 * JAM
+    assert works.functions.operatorFeeShare().call() == [5000, rewards]
 
 
 def test_a_work_needs_every_contributors_consent(chain: Chain) -> None:
