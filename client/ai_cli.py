@@ -2,6 +2,7 @@
 
 jamnet compose --seed "C4:4 D4:4 E4:4 G4:4" --key C --notes 32 -o continuation.mid
 jamnet compose --seed-midi idea.mid -o continuation.mid
+jamnet compose --seed-work 3 --session ab12 --token … -o remix.mid   (a derivative of work 3)
 jamnet improvise --chords "C G Am F" --key C --density 0.5 -o solo.mid
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 import urllib.parse
 from pathlib import Path
@@ -53,10 +55,22 @@ def compose(args: argparse.Namespace) -> int:
             query["random_seed"] = args.random_seed
         path = "/api/ai/compose?format=json&" + urllib.parse.urlencode(query)
         reply = _post(args.node, path, data, "audio/midi", args.insecure)
+    elif args.seed_work is not None:
+        path = "/api/ai/compose?format=json"
+        if args.token:
+            path += "&" + urllib.parse.urlencode({"token": args.token})
+        reply = _post_json(args, path, {"seed_work": args.seed_work, **options})
     else:
         reply = _post_json(args, "/api/ai/compose?format=json", {"seed": args.seed, **options})
     made = json.loads(reply)
     code = _write(args.output, base64.b64decode(made["midi_base64"]))
+    if made.get("seed_work") is not None:
+        where = (
+            f"session {args.session}'s takes will name it as a parent"
+            if args.session
+            else "a take that plays it should name it as a parent (--session marks one)"
+        )
+        print(f"seeded from work {made['seed_work']}: {where}")
     if made.get("ended_early"):
         print(f"note: {made['why']}", file=sys.stderr)
     return code
@@ -85,6 +99,14 @@ def add_commands(sub: Any) -> None:
             seed = parser.add_mutually_exclusive_group(required=True)
             seed.add_argument("--seed", help='notes like "C4:4 D4:4 E4:8" (length in 16ths)')
             seed.add_argument("--seed-midi", help="a MIDI file whose top voice is the seed")
+            seed.add_argument(
+                "--seed-work", type=int, help="a registered work's opening (makes a derivative)"
+            )
+            parser.add_argument(
+                "--token",
+                default=os.environ.get("JAMNET_TOKEN"),
+                help="your participant token in --session (to mark it derived from --seed-work)",
+            )
             parser.add_argument("--notes", type=int, default=32, help="notes to add (1-256)")
             parser.add_argument("--temperature", type=float, default=1.0, help="0.1-3.0")
             parser.add_argument(

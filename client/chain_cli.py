@@ -86,6 +86,14 @@ def add_commands(sub: Any) -> None:
     p = command(works, "split", _loop("works_split"), "session owner: set a take's split")
     p.add_argument("recording", help="recording id")
     p.add_argument("split", nargs="+", help="ADDRESS:BASIS_POINTS (adding up to 10000)")
+    p = command(
+        works, "parents", _loop("works_parents"), "session owner: name a take's parent works"
+    )
+    p.add_argument("recording", help="recording id")
+    p.add_argument("parents", nargs="*", type=int, help="registered work ids (at most 2)")
+    p.add_argument(
+        "--derivative-bps", type=int, default=0, help="what the work takes from its derivatives"
+    )
     p = command(works, "consent", _loop("works_consent"), "sign your consent to a take's split")
     p.add_argument("recording", help="recording id")
     command(works, "list", _loop("works_list"), "works from the node's takes, with their plays")

@@ -49,8 +49,44 @@ def _show_draft(draft: dict[str, Any]) -> None:
     for entry in draft["split"]:
         mark = "consented" if entry["consented"] else "waiting for consent"
         print(f"    {entry['address']}  {entry['bps'] / 100:6.2f} %  {mark}")
+    if draft.get("parents"):
+        print(
+            f"derived from work(s) {', '.join(str(w) for w in draft['parents'])}:"
+            " each takes its share"
+        )
+    if draft.get("derivative_bps"):
+        print(f"takes {draft['derivative_bps'] / 100:g} % of every payment to a derivative of it")
+    copied = draft.get("similarity")
+    if copied:
+        verdict = (
+            "registration waits until the owner names it as a parent (jamnet works parents)"
+            if copied["gated"]
+            else "flagged: name it as a parent if it is one"
+        )
+        print(
+            f"similar: {copied['span_notes']} notes in a row shared with work {copied['work']};"
+            f" {verdict}"
+        )
     if draft.get("error"):
         print(f"error: {draft['error']}")
+
+
+def works_parents(args: argparse.Namespace) -> int:
+    from node.works import parents_message
+
+    account = _key(args)
+    at = int(time.time())
+    parents = sorted(set(args.parents))
+    text = parents_message(args.recording, parents, args.derivative_bps, at)
+    signature = account.sign_message(encode_defunct(text=text))
+    body = {
+        "parents": parents,
+        "derivative_bps": args.derivative_bps,
+        "signed_at": at,
+        "signature": "0x" + bytes(signature.signature).hex(),
+    }
+    _show_draft(_send(args.node, f"/api/recordings/{args.recording}/work/parents", body, "PUT"))
+    return 0
 
 
 def works_draft(args: argparse.Namespace) -> int:
@@ -100,7 +136,16 @@ def works_consent(args: argparse.Namespace) -> int:
         f"consenting to {mine[0]['bps'] / 100:g} % of {draft['content_hash']}, registered by"
         f" {message['registrant']} before {deadline} UTC"
     )
-    signable = dict(message, deadline=int(message["deadline"]), nonce=int(message["nonce"]))
+    parents = [int(p) for p in message.get("parents", [])]
+    if parents != draft.get("parents", []):
+        raise InputError("the node's typed data does not match the parents it shows: not signing")
+    if parents:
+        print(
+            f"  as a derivative of work(s) {', '.join(map(str, parents))}, which take their shares"
+        )
+    signable = dict(
+        message, deadline=int(message["deadline"]), nonce=int(message["nonce"]), parents=parents
+    )
     signed = account.sign_message(encode_typed_data(full_message={**typed, "message": signable}))
     body = {"address": account.address, "signature": "0x" + bytes(signed.signature).hex()}
     _show_draft(_send(args.node, f"/api/recordings/{args.recording}/work/consents", body))

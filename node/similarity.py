@@ -82,6 +82,8 @@ class MelodyIndex:
     def __init__(self) -> None:
         self._postings: dict[tuple[int, ...], list[tuple[int, int]]] = defaultdict(list)
         self._works: set[int] = set()
+        self._next: dict[int, int] = {}
+        """Each work's next free position: its melodies (stems) lie apart, so no span joins two."""
 
     def __len__(self) -> int:
         return len(self._works)
@@ -91,11 +93,17 @@ class MelodyIndex:
 
     def add(self, work: int, pitches: Iterable[int]) -> None:
         """Index a work's melody (MIDI pitches in order); a work is indexed once."""
-        if work in self._works:
-            return
+        if work not in self._works:
+            self.add_part(work, pitches)
+
+    def add_part(self, work: int, pitches: Iterable[int]) -> None:
+        """Index one more melody of a work (another stem of it)."""
         self._works.add(work)
-        for position, gram in enumerate(_grams(intervals(pitches))):
+        start = self._next.get(work, 0)
+        grams = _grams(intervals(pitches))
+        for position, gram in enumerate(grams, start):
             self._postings[gram].append((work, position))
+        self._next[work] = start + len(grams) + GRAM + 1
 
     def query(
         self, pitches: Iterable[int], exclude: Iterable[int] = (), limit: int = 5

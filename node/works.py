@@ -28,7 +28,7 @@ import logging
 import re
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from node.chain.consent import (
 from node.chain.service import ChainService
 from node.errors import AuthError, ForbiddenError, InputError, NotFoundError, SessionError
 from node.identity import parse_address, recover_signer
+from node.lineage import MAX_PARENTS, Lineage, take_melodies
 from node.recordings import Recordings
 from node.store.db import Store, open_sqlite
 
@@ -86,6 +87,14 @@ class Draft:
     attestation: str
     chain_id: int
     registry: str
+    parents: list[int] = field(default_factory=list)
+    """Registered works this take derives from (each takes its share of its payments)."""
+    derivative_bps: int = 0
+    """The share this work will take from its own derivatives."""
+    melodies: list[list[int]] = field(default_factory=list)
+    """Its stems' melodies (MIDI pitches), for the similarity check and the index."""
+    similarity: dict[str, Any] | None = None
+    """A registered work, not among the parents, that this take shares a long span with."""
 
     def registration(self) -> Registration:
         """The contract's Registration struct."""
@@ -97,6 +106,8 @@ class Draft:
             self.deadline,
             self.nonce,
             self.attester,
+            tuple(self.parents),
+            self.derivative_bps,
         )
 
 
@@ -114,6 +125,33 @@ def split_message(recording_id: str, contributors: list[str], shares: list[int],
     """The text a session owner signs to set a take's split."""
     parts = ",".join(f"{a}:{s}" for a, s in zip(contributors, shares, strict=True))
     return f"jamnet split\nrecording: {recording_id}\nsplit: {parts}\nsigned: {at}"
+
+
+def parents_message(recording_id: str, parents: list[int], derivative_bps: int, at: int) -> str:
+    """The text a session owner signs to set a take's parent works."""
+    listed = ",".join(str(p) for p in parents) or "none"
+    return (
+        f"jamnet parents\nrecording: {recording_id}\nparents: {listed}\n"
+        f"derivative share: {derivative_bps}\nsigned: {at}"
+    )
+
+
+def parse_parents(value: object, derivative_bps: object) -> tuple[list[int], int]:
+    """``[work id, ...]`` (at most 2) and a share in basis points, checked."""
+    if not isinstance(value, list) or len(value) > MAX_PARENTS:
+        raise InputError(f"parents must be a list of at most {MAX_PARENTS} work ids")
+    parents = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item < 2**63:
+            raise InputError("each parent is a registered work's id (a whole number)")
+        if item in parents:
+            raise InputError(f"work {item} is named twice")
+        parents.append(item)
+    if isinstance(derivative_bps, bool) or not isinstance(derivative_bps, int):
+        raise InputError("derivative_bps must be a whole number of basis points")
+    if not 0 <= derivative_bps <= 5000:
+        raise InputError("derivative_bps must be 0-5000 (governance may cap it lower)")
+    return sorted(parents), derivative_bps
 
 
 def parse_split(value: object, allowed: set[str]) -> tuple[list[str], list[int]]:
@@ -145,6 +183,7 @@ class Works:
 
     def __init__(self, path: Path, store: Store, recordings: Recordings, chain: ChainService):
         self._db = open_sqlite(path, SCHEMA)
+        self.lineage = Lineage(self._db)
         self.store = store
         self.recordings = recordings
         self.chain = chain
@@ -164,7 +203,11 @@ class Works:
                 who, shares = proposed_split(record)
                 if not who:
                     raise SessionError("nobody made a sound in this take: its owner sets the split")
-                self._save(self._new_draft(recording_id, record, who, shares), {}, "consenting")
+                melodies = await self._melodies(recording_id)
+                draft = self._new_draft(recording_id, record, who, shares)
+                session_id = str(record["sessionId"])
+                draft = self._with_parents(draft, self.lineage.parents_for(session_id), 0, melodies)
+                self._save(draft, {}, "consenting")
                 row = self._row(recording_id)
                 assert row is not None
         await self.refresh()
@@ -196,6 +239,9 @@ class Works:
             "state": row["state"],
             "work_id": row["work_id"],
             "error": row["error"],
+            "parents": draft.parents,
+            "derivative_bps": draft.derivative_bps,
+            "similarity": draft.similarity,
             "typed_data": typed,
         }
 
@@ -242,7 +288,48 @@ class Works:
             row = self._row(recording_id)
             if row is not None and row["state"] != "consenting":
                 raise SessionError(f"this take is already {row['state']}: its split is final")
-            self._save(self._new_draft(recording_id, record, who, shares), {}, "consenting")
+            draft = self._new_draft(recording_id, record, who, shares)
+            if row is not None:
+                old = Draft(**json.loads(row["draft"]))
+                draft = self._with_parents(draft, old.parents, old.derivative_bps, old.melodies)
+            self._save(draft, {}, "consenting")
+        return self.public(recording_id)
+
+    async def set_parents(
+        self,
+        recording_id: str,
+        parents: object,
+        derivative_bps: object,
+        signed_at: object,
+        signature: object,
+    ) -> dict[str, Any]:
+        """The session owner names the take's parent works and the share it will take from its
+        own derivatives (consents start over, with a new nonce)."""
+        chosen, share = parse_parents(parents, derivative_bps)
+        if isinstance(signed_at, bool) or not isinstance(signed_at, int):
+            raise InputError("signed_at must be the Unix time the owner signed at")
+        if abs(time.time() - signed_at) > SPLIT_MESSAGE_MAX_AGE_S:
+            raise AuthError("the signature is more than 10 minutes old: sign again")
+        signer = recover_signer(parents_message(recording_id, chosen, share, signed_at), signature)
+        record = await self._record(recording_id)
+        owner = self.store.session_owner(str(record["sessionId"]))
+        if owner is None or signer != owner:
+            raise ForbiddenError("only the session's owner names a take's parents")
+        count, cap = await asyncio.to_thread(self._registry_limits)
+        unknown = [p for p in chosen if p >= count]
+        if unknown:
+            raise NotFoundError(f"work {unknown[0]} is not registered (there are {count} works)")
+        if share > cap:
+            raise InputError(f"derivative_bps {share} is above governance's cap of {cap}")
+        async with self._lock:
+            row = self._row(recording_id)
+            if row is None:
+                raise NotFoundError("no draft for this recording: GET its work first")
+            if row["state"] != "consenting":
+                raise SessionError(f"this take is already {row['state']}: its parents are final")
+            old = Draft(**json.loads(row["draft"]))
+            fresh = self._new_draft(recording_id, record, old.contributors, old.shares)
+            self._save(self._with_parents(fresh, chosen, share, old.melodies), {}, "consenting")
         return self.public(recording_id)
 
     async def consent(
@@ -261,6 +348,13 @@ class Works:
             draft = Draft(**json.loads(row["draft"]))
             if who not in draft.contributors:
                 raise ForbiddenError(f"{who} is not in this take's split")
+            copied = draft.similarity
+            if copied is not None and copied["gated"]:
+                raise SessionError(
+                    f"this take shares {copied['span_notes']} notes in a row with registered work"
+                    f" {copied['work']} (a copy from {copied['gate_at']}): the session's owner"
+                    " names that work as a parent first, so it is paid its share"
+                )
             message = consent_message(
                 draft.chain_id, draft.registry, draft.registration(), draft.registrant
             )
@@ -331,6 +425,7 @@ class Works:
                 events = works.events.WorkRegistered().process_receipt(receipt, errors=DISCARD)
                 work_id = int(events[0]["args"]["workId"])
                 self._set_state(row["recording_id"], "registered", work_id=work_id)
+                self.lineage.save(work_id, Draft(**json.loads(row["draft"])).melodies)
                 log.info("take %s registered as work %d", row["recording_id"], work_id)
 
     # ---------------------------------------------------------------- helpers
@@ -371,6 +466,31 @@ class Works:
             chain_id=chain.deployment.chain_id,
             registry=registry,
         )
+
+    def _with_parents(
+        self, draft: Draft, parents: list[int], derivative_bps: int, melodies: list[list[int]]
+    ) -> Draft:
+        similarity = self.lineage.check(melodies, parents)
+        return Draft(
+            **{
+                **asdict(draft),
+                "parents": parents,
+                "derivative_bps": derivative_bps,
+                "melodies": melodies,
+                "similarity": similarity,
+            }
+        )
+
+    async def _melodies(self, recording_id: str) -> list[list[int]]:
+        recording = self.store.recording(recording_id)
+        if recording is None:
+            return []
+        stems = [str(c["stem"]) for c in recording.get("contributions", [])]
+        return await asyncio.to_thread(take_melodies, Path(recording["path"]), stems)
+
+    def _registry_limits(self) -> tuple[int, int]:
+        functions = self._registry().functions
+        return int(functions.workCount().call()), int(functions.derivativeCapBps().call())
 
     def _registry(self) -> Any:
         assert self.chain.w3 is not None

@@ -23,7 +23,7 @@ from node.ai.midi import from_midi, midi_time_signature, parse_seed, to_midi
 from node.ai.music import bar_steps_of, parse_chords, pickup_steps_of
 from node.ai.service import AiService
 from node.api.body import read_body
-from node.errors import InputError
+from node.errors import InputError, NotFoundError
 from node.session.session import _number, parse_position
 from training.tokenize import Note
 
@@ -99,12 +99,18 @@ async def compose(request: web.Request) -> web.StreamResponse:
     body, midi = await _json_or_query(request)
     _query_numbers(body, ("notes", "temperature", "tempo_bpm", "random_seed", "pickup_beats"))
     metre = _metre(request, body, midi)
-    if midi is not None:
+    seed_work = _seed_work(request, body)
+    if seed_work is not None:
+        seed = seed_work[1]
+    elif midi is not None:
         seed = from_midi(midi, bar_steps_of(metre))
     else:
         text = body.get("seed")
         if not isinstance(text, str):
-            raise InputError('seed must be notes like "C4:4 D4:4 E4:8" (or POST a MIDI file)')
+            raise InputError(
+                'seed must be notes like "C4:4 D4:4 E4:8" (or POST a MIDI file, or name a'
+                " registered work as seed_work)"
+            )
         seed = parse_seed(text)
     key = _key(body.get("key"))
     count = int(_number(body, "notes", 1, 256, 32))
@@ -124,12 +130,45 @@ async def compose(request: web.Request) -> web.StreamResponse:
         "requested": count,
         "ended_early": made.ended_early,
     }
+    if seed_work is not None:
+        extra["seed_work"] = seed_work[0]
     if made.ended_early:
         extra["why"] = (
             f"the model ended the piece after {len(made.notes)} of the {count} notes asked "
             "(its end-of-piece token): ask again with another random_seed for a longer one"
         )
     return _reply(request, made.notes, tempo, extra)
+
+
+def _seed_work(request: web.Request, body: dict[str, Any]) -> tuple[int, list[Note]] | None:
+    """A registered work's opening as the seed (``seed_work``). With ``session`` (and that
+    session's participant token) the session is marked as derived from the work: its takes are
+    drafted with the work as a parent."""
+    from node.api.server import SERVICE, _bearer
+    from node.api.works import WORKS
+
+    value = body.get("seed_work")
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdecimal() and len(value) < 19:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError("seed_work must be a registered work's id")
+    works = request.app.get(WORKS)
+    if works is None:
+        raise NotFoundError("this node has no chain, so no registered works to seed from")
+    pitches = works.lineage.seed(value)
+    if pitches is None:
+        raise NotFoundError(
+            f"this node has no melody of work {value} (it keeps those of the works it registered)"
+        )
+    session_id = body.get("session")
+    if session_id is not None:
+        if not isinstance(session_id, str):
+            raise InputError("session must be a session id")
+        request.app[SERVICE].get(session_id).by_token(_bearer(request))
+        works.lineage.note(session_id, value, "compose")
+    return value, [Note(4 * i, 4, pitch) for i, pitch in enumerate(pitches)]
 
 
 def _metre(request: web.Request, body: dict[str, Any], midi: bytes | None) -> tuple[int, int]:

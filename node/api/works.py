@@ -56,6 +56,19 @@ async def set_split(request: web.Request) -> web.Response:
     return web.json_response(draft)
 
 
+async def set_parents(request: web.Request) -> web.Response:
+    """The session owner names the take's parent works (signed); consents start over."""
+    body = await _json(request)
+    draft = await request.app[WORKS].set_parents(
+        request.match_info["recording_id"],
+        body.get("parents"),
+        body.get("derivative_bps", 0),
+        body.get("signed_at"),
+        body.get("signature"),
+    )
+    return web.json_response(draft)
+
+
 async def add_consent(request: web.Request) -> web.Response:
     """A contributor's EIP-712 consent; the last one queues the registration."""
     body = await _json(request)
@@ -180,6 +193,7 @@ def add_routes(
     app[ROYALTIES] = royalties
     app.router.add_get("/api/recordings/{recording_id}/work", show_draft)
     app.router.add_put("/api/recordings/{recording_id}/work/split", set_split)
+    app.router.add_put("/api/recordings/{recording_id}/work/parents", set_parents)
     app.router.add_post("/api/recordings/{recording_id}/work/consents", add_consent)
     app.router.add_get("/api/works", list_works)
     app.router.add_post("/api/works/{work_id}/plays", start_play)

@@ -325,3 +325,39 @@ async def test_compose_takes_a_metre_and_a_pickup_and_says_when_it_ended_early(
         body = {"seed": seed, "session": sid, "notes": 4, "random_seed": 1}
         status, out = await call(http, ai_node, "POST", "/api/ai/compose", json=body)
         assert status == 200 and out["time_signature"] == "3/4", out
+
+
+async def test_compose_seeded_from_a_registered_work_marks_the_session_derived(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    config = node_config(tmp_path / "data", ai={"enabled": True}, chain={"mode": "devnet"})
+    async with Node(config) as node, JamClient(node.url, Account.create(), "owner") as owner:
+        await _ready(node)
+        assert node.works is not None
+        body = {"seed_work": 0, "notes": 8, "random_seed": 3}
+        status, out = await call(http, node, "POST", "/api/ai/compose?format=json", json=body)
+        assert status == 404 and "no melody of work 0" in out["error"]
+        # The node keeps the melodies of the works it registers (tests/e2e registers one).
+        node.works.lineage.save(0, [[60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65]])
+        session = await owner.create_session("remix")
+        sid = session["id"]
+        await owner.join(sid)
+        status, out = await call(
+            http, node, "POST", "/api/ai/compose?format=json", json={**body, "session": sid}
+        )
+        assert status == 401, "marking a session derived needs one of its participants"
+        status, out = await call(
+            http,
+            node,
+            "POST",
+            "/api/ai/compose?format=json",
+            owner.token,
+            json={**body, "session": sid},
+        )
+        assert status == 200 and out["seed_work"] == 0 and out["seed_notes"] == 12
+        assert node.works.lineage.parents_for(sid) == [0]
+        for bad in ("x", -1, True, 1.5):
+            status, out = await call(
+                http, node, "POST", "/api/ai/compose?format=json", json={**body, "seed_work": bad}
+            )
+            assert status == 400 and "seed_work" in out["error"]
