@@ -193,7 +193,9 @@ def _add_licences(sub: Any, command: Any) -> None:
         parser.add_argument("--days", type=int, default=365, help="the licence's term")
         parser.add_argument("--territory", default="WW", help="ISO country code, or WW")
 
-    p = command(actions, "offer", _market("licences_offer"), "registrant: offer licence terms")
+    p = command(
+        actions, "offer", _market("licences_offer"), "lead contributor: offer licence terms"
+    )
     terms(p)
     p.add_argument("--price", required=True, help="in ETH")
     p = command(actions, "list", _market("licences_list"), "a work's terms and auctions")
@@ -205,7 +207,10 @@ def _add_licences(sub: Any, command: Any) -> None:
     p.add_argument("licence", type=int)
     p.add_argument("--json", action="store_true")
     p = command(
-        actions, "auction", _market("licences_auction"), "registrant: auction an exclusive licence"
+        actions,
+        "auction",
+        _market("licences_auction"),
+        "lead contributor: auction an exclusive licence",
     )
     terms(p)
     p.add_argument("--reserve", required=True, help="lowest price, in ETH (every deposit's floor)")

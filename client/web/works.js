@@ -14,6 +14,13 @@ const WITHDRAW_ABI = [
   "function withdrawTokenTo(uint256 workId, address to)",
   "function pay(uint256 workId) payable",
 ];
+const LICENSING_ABI = [
+  "function offer(uint256 workId, uint8 usage, uint32 termDays, bytes2 territory, uint256 price) returns (uint256)",
+  "function buy(uint256 termsId, address licensee) payable returns (uint256)",
+  "function verify(uint256 licenceId) view returns ((uint256 workId, address licensee, uint8 usage, bytes2 territory, bool exclusive, uint64 start, uint64 end, uint256 price, uint256 source), bool)",
+  "event LicenceIssued(uint256 indexed licenceId, uint256 indexed workId, address indexed licensee, bool exclusive, uint256 source, uint256 price, uint64 end)",
+];
+const USAGES = ["online-video", "advert", "film", "game", "broadcast", "other"];
 const typesOf = (typed) => Object.fromEntries(
   Object.entries(typed.types).filter(([name]) => name !== "EIP712Domain"));
 
@@ -157,8 +164,9 @@ async function refreshWorks() {
     li.append(amount, el("button", "Pay ETH", { type: "button", className: "pay",
       onclick: () => pay(w.work_id, amount.value) }));
     const mine = w.split.find((e) => e.address === state.address);
+    const detail = await api("GET", `/api/chain/works/${w.work_id}`);
+    li.append(familyOf(detail), licencesOf(detail));
     if (mine) {
-      const detail = await api("GET", `/api/chain/works/${w.work_id}`);
       const me = detail.contributors.find((c) => c.address === state.address);
       const earned = el("div", null, { className: "earnings" });
       earned.append(el("span", `your share ${(mine.bps / 100).toFixed(2)} %: ` +
@@ -181,13 +189,116 @@ async function refreshWorks() {
   }
   // The swap keeps what you typed (and where you are typing): nothing awaits in between.
   const shown = $("#work-list");
-  const typed = new Map([...shown.querySelectorAll("input")].map((i) => [
+  const typed = new Map([...shown.querySelectorAll("input, select")].map((i) => [
     `${i.closest("li").dataset.work}:${i.className}`, { value: i.value, focused: i === document.activeElement }]));
   shown.replaceChildren(list);
-  for (const input of shown.querySelectorAll("input")) {
+  for (const input of shown.querySelectorAll("input, select")) {
     const kept = typed.get(`${input.closest("li").dataset.work}:${input.className}`);
     if (kept) { input.value = kept.value; if (kept.focused) input.focus(); }
   }
+}
+
+// The family: what this work derives from (and sent up), what derives from it (and paid it).
+function familyOf(detail) {
+  const f = detail.family;
+  const box = el("div", null, { className: "family" });
+  if (f.ancestors.length) {
+    box.append(el("span", `derived from work ${f.parents.join(" and ")}; ` + f.ancestors.map((a) =>
+      `work ${a.work} takes ${(a.bps / 100).toFixed(2)} % (sent ${wei(a.sent_eth)} ETH)`).join(", ")));
+  } else {
+    box.append(el("span", "an original work"));
+  }
+  if (f.derivative_bps) box.append(el("span", ` · takes ${(f.derivative_bps / 100).toFixed(2)} % of its derivatives`));
+  for (const r of f.received_from) {
+    box.append(el("span", ` · received ${wei(r.eth)} ETH from work ${r.work}`, { className: "from" }));
+  }
+  return box;
+}
+
+// Licence terms on offer (buy one for yourself), and, for the lead contributor, a form to offer.
+function licencesOf(detail) {
+  const box = el("div", null, { className: "licences" });
+  const now = Date.now() / 1000;
+  for (const t of detail.licence_terms.filter((x) => x.active)) {
+    const row = el("span", `${t.usage} licence, ${t.days} days, ${t.territory}: ${wei(t.price_wei)} ETH `,
+      { className: "terms" });
+    row.dataset.terms = String(t.terms);
+    const blocked = t.blocked_until > now;
+    row.append(el("button", blocked ? "held exclusively" : "Buy licence", { type: "button",
+      className: "buy-licence", disabled: blocked, onclick: () => buyLicence(t) }));
+    box.append(row);
+  }
+  if (detail.lead === state.address) {
+    const usage = el("select", null, { className: "offer-usage", ariaLabel: "usage" });
+    for (const u of USAGES) usage.append(el("option", u, { value: u }));
+    const days = el("input", null, { type: "number", min: "1", max: "3650", value: "365",
+      className: "offer-days", ariaLabel: "term in days", size: 5 });
+    const territory = el("input", null, { value: "WW", maxLength: 2, size: 3,
+      className: "offer-territory", ariaLabel: "territory (ISO code or WW)" });
+    const price = el("input", null, { type: "number", min: "0", step: "0.001", value: "0.1",
+      className: "offer-price", ariaLabel: "price in ETH" });
+    box.append(el("span", "offer a licence: "), usage, days, territory, price,
+      el("button", "Offer", { type: "button", className: "offer-licence",
+        onclick: () => offerLicence(detail.id, usage.value, days.value, territory.value, price.value) }));
+  }
+  return box;
+}
+
+function licensing() {
+  if (!works.info.addresses.Licensing) throw new Error("this chain has no Licensing contract");
+  return new ethers.Contract(works.info.addresses.Licensing, LICENSING_ABI, chainWallet());
+}
+
+async function offerLicence(workId, usage, days, territory, price) {
+  if (busy()) return;
+  works.busy = true;
+  try {
+    const code = String(territory || "").trim().toUpperCase();
+    if (!/^[A-Z]{2}$/.test(code)) throw new Error("territory: a two-letter country code, or WW");
+    const term = Number(days);
+    if (!Number.isInteger(term) || term < 1 || term > 3650) throw new Error("term: 1-3650 days");
+    const wei_ = ethers.parseEther(String(price || "0"));
+    if (wei_ <= 0n) throw new Error("a licence has a positive price");
+    const bytes2 = ethers.hexlify(ethers.toUtf8Bytes(code));
+    await (await licensing().offer(workId, USAGES.indexOf(usage), term, bytes2, wei_)).wait();
+    works.busy = false;
+    $("#works-status").textContent = `offered a ${usage} licence of work ${workId} for ${price} ETH`;
+    showError("");
+    await refreshWorks();
+  } catch (e) { showError(e.shortMessage || e.message || e); }
+  finally { works.busy = false; }
+}
+
+async function buyLicence(terms) {
+  if (busy()) return;
+  works.busy = true;
+  try {
+    const contract = licensing();
+    const receipt = await (await contract.buy(terms.terms, state.address, { value: BigInt(terms.price_wei) })).wait();
+    const issued = receipt.logs.map((l) => { try { return contract.interface.parseLog(l); } catch { return null; } })
+      .find((e) => e && e.name === "LicenceIssued");
+    works.busy = false;
+    showError("");
+    $("#works-status").textContent = `licence ${issued.args.licenceId} issued to you: ` +
+      `${terms.usage}, ${terms.days} days (its price went to the work's split)`;
+    $("#licence-id").value = String(issued.args.licenceId);
+    await refreshWorks();
+  } catch (e) { showError(e.shortMessage || e.message || e); }
+  finally { works.busy = false; }
+}
+
+async function verifyLicence() {
+  try {
+    const id = $("#licence-id").value.trim();
+    if (!/^\d+$/.test(id)) throw new Error("a licence id is a whole number");
+    const [record, valid] = await licensing().verify(BigInt(id));
+    const end = new Date(Number(record.end) * 1000).toISOString().slice(0, 10);
+    const kind = record.exclusive ? "exclusive " : "";
+    $("#licence-result").textContent = `licence ${id}: ${kind}${USAGES[Number(record.usage)]} use of work ` +
+      `${record.workId} by ${record.licensee} in ${ethers.toUtf8String(record.territory)} until ${end}, ` +
+      `${wei(record.price)} ETH — ${valid ? "valid now" : "NOT in force"}`;
+    showError("");
+  } catch (e) { showError(e.shortMessage || e.message || e); }
 }
 
 function chainWallet() {
@@ -289,6 +400,7 @@ async function startWorks() {
 
 Object.assign(window, { renderTakes, refreshWorks });   // tests and the view switcher call them
 $("#refresh-takes").onclick = () => renderTakes().catch(showError);
+$("#verify-licence").onclick = () => verifyLicence();
 
 (async () => {
   while (!state.address) await new Promise((r) => setTimeout(r, 50));   // identity first

@@ -11,7 +11,7 @@ interface IWorkPayments {
     function pay(uint256 workId) external payable;
     function payToken(uint256 workId, uint256 amount) external;
     function workCount() external view returns (uint256);
-    function registrantOf(uint256 workId) external view returns (address);
+    function leadOf(uint256 workId) external view returns (address);
 }
 
 /// @notice What RoyaltyPool and WorkRegistry need of NodeRewards: adding to the current pot.

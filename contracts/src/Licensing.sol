@@ -6,8 +6,8 @@ import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {IWorkPayments} from "./Interfaces.sol";
 
 /// @title Licences for jamnet works, sold at a fixed price or by sealed-bid auction
-/// @notice A work's registrant (who registered it with every contributor's consent) offers
-/// licence terms: a usage (online video, advert, film, game, broadcast, other), a term in
+/// @notice A work's lead contributor (the largest share in its split; the first listed among
+/// equals) offers licence terms: a usage (online video, advert, film, game, broadcast, other), a term in
 /// days, a territory (ISO 3166 alpha-2, or "WW" for worldwide) and a price in ETH. Anyone buys
 /// them: the price goes straight into the work's split in WorkRegistry (and up to its
 /// ancestors, if it is a derivative) and a licence record is issued that anyone can verify.
@@ -98,7 +98,7 @@ contract Licensing is ReentrancyGuard {
     mapping(uint256 workId => mapping(uint8 usage => uint256 auctionIdPlusOne)) private _openAuction;
     uint256 private _heldDeposits;
 
-    /// @notice A work's registrant offered licence terms.
+    /// @notice A work's lead contributor offered licence terms.
     event TermsOffered(uint256 indexed termsId, uint256 indexed workId, uint8 usage, bytes2 territory, uint32 termDays, uint256 price);
     /// @notice Terms were withdrawn from sale, or offered again.
     event TermsActive(uint256 indexed termsId, bool active);
@@ -121,7 +121,7 @@ contract Licensing is ReentrancyGuard {
     /// @notice `account` withdrew its refunds.
     event RefundWithdrawn(address indexed account, uint256 amount, address to);
 
-    /// @notice Only the work's registrant (or the auction's seller) may do this.
+    /// @notice Only the work's lead contributor may do this.
     error LicensingUnauthorized(address caller);
     /// @notice A usage, term, territory, price, reserve or window is out of range.
     error LicensingBadTerms();
@@ -156,12 +156,12 @@ contract Licensing is ReentrancyGuard {
 
     // ------------------------------------------------------------------ fixed price
 
-    /// @notice Offer licence terms for a work (its registrant only).
+    /// @notice Offer licence terms for a work (its lead contributor only).
     function offer(uint256 workId, uint8 usage, uint32 termDays, bytes2 territory, uint256 price)
         external
         returns (uint256 termsId)
     {
-        if (_works.registrantOf(workId) != msg.sender) revert LicensingUnauthorized(msg.sender);
+        if (_works.leadOf(workId) != msg.sender) revert LicensingUnauthorized(msg.sender);
         if (usage >= USAGE_COUNT || termDays == 0 || termDays > MAX_TERM_DAYS || price == 0 || !_territory(territory)) {
             revert LicensingBadTerms();
         }
@@ -170,11 +170,11 @@ contract Licensing is ReentrancyGuard {
         emit TermsOffered(termsId, workId, usage, territory, termDays, price);
     }
 
-    /// @notice Withdraw terms from sale, or put them back (the work's registrant only).
+    /// @notice Withdraw terms from sale, or put them back (the work's lead contributor only).
     /// Licences already sold are unaffected.
     function setActive(uint256 termsId, bool active) external {
         Terms storage t = _termsOf(termsId);
-        if (_works.registrantOf(t.workId) != msg.sender) revert LicensingUnauthorized(msg.sender);
+        if (_works.leadOf(t.workId) != msg.sender) revert LicensingUnauthorized(msg.sender);
         t.active = active;
         emit TermsActive(termsId, active);
     }
@@ -199,7 +199,7 @@ contract Licensing is ReentrancyGuard {
     // ------------------------------------------------------------------ exclusive auctions
 
     /// @notice Open a sealed-bid auction for an exclusive licence of `usage` (the work's
-    /// registrant only): commits until `commitEnd`, reveals until `revealEnd`.
+    /// lead contributor only): commits until `commitEnd`, reveals until `revealEnd`.
     function createAuction(
         uint256 workId,
         uint8 usage,
@@ -209,7 +209,7 @@ contract Licensing is ReentrancyGuard {
         uint64 commitEnd,
         uint64 revealEnd
     ) external returns (uint256 auctionId) {
-        if (_works.registrantOf(workId) != msg.sender) revert LicensingUnauthorized(msg.sender);
+        if (_works.leadOf(workId) != msg.sender) revert LicensingUnauthorized(msg.sender);
         if (
             usage >= USAGE_COUNT || termDays == 0 || termDays > MAX_TERM_DAYS || reserve == 0 || !_territory(territory)
                 || commitEnd <= block.timestamp || commitEnd > block.timestamp + MAX_WINDOW_S

@@ -495,9 +495,17 @@ contract WorkRegistry is EIP712, ReentrancyGuard, IWorkPayments {
         return (_parents[workId], ancestors, ancestorBps, _derivativeBps[workId]);
     }
 
-    /// @notice Who registered a work (the one who manages its licence offers).
-    function registrantOf(uint256 workId) external view returns (address) {
-        return _work(workId).registrant;
+    /// @notice A work's lead contributor: the largest share, the first listed among equals
+    /// (who manages its licence offers).
+    function leadOf(uint256 workId) external view returns (address lead) {
+        Work storage w = _work(workId);
+        uint16 best = 0;
+        for (uint256 i = 0; i < w.shares.length; ++i) {
+            if (w.shares[i] > best) {
+                best = w.shares[i];
+                lead = w.contributors[i];
+            }
+        }
     }
 
     /// @notice The highest share a work registered now may take from its derivatives.

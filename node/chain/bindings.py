@@ -962,6 +962,11 @@ class WorkRegistry(_Binding):
         result: tuple[bytes, str, str, int, str, bytes, list[int]] = self._call("eip712Domain()")
         return result
 
+    def lead_of(self, work_id: int) -> str:
+        """`leadOf(uint256)` (view)."""
+        result: str = self._call("leadOf(uint256)", work_id)
+        return result
+
     def lineage(self, work_id: int) -> tuple[list[int], list[int], list[int], int]:
         """`lineage(uint256)` (view)."""
         result: tuple[list[int], list[int], list[int], int] = self._call(
@@ -1034,11 +1039,6 @@ class WorkRegistry(_Binding):
             signatures,
             attestation,
         )
-
-    def registrant_of(self, work_id: int) -> str:
-        """`registrantOf(uint256)` (view)."""
-        result: str = self._call("registrantOf(uint256)", work_id)
-        return result
 
     def set_derivative_cap(self, cap_bps: int) -> ContractFunction:
         """`setDerivativeCap(uint16)` — a transaction to send."""

@@ -12,6 +12,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from node.chain import bindings
+from node.chain.licences import USAGES
 from node.errors import InputError, NotFoundError
 
 PROPOSAL_STATES = [
@@ -39,13 +40,69 @@ def account(w3: Web3, c: dict[str, Contract], address: str) -> dict[str, Any]:
     }
 
 
-def work(c: dict[str, Contract], work_id: int) -> dict[str, Any]:
-    """A work, its split and what each contributor is owed."""
+def work(
+    c: dict[str, Contract],
+    work_id: int,
+    forwarded: list[dict[str, Any]] | None = None,
+    offered: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A work, its split and what each contributor is owed; its family (parents, ancestors
+    with their shares and what it sent each, from the indexed ``RoyaltyForwarded`` events)
+    and its licence terms on offer (from the indexed ``TermsOffered`` events)."""
     works = bindings.WorkRegistry(c["WorkRegistry"])
     if not 0 <= work_id < works.work_count():
         raise NotFoundError(f"no work {work_id}")
     content, uri, registrant, who, shares, total_eth, total_jam = works.work(work_id)
+    parents, ancestors, ancestor_bps, derivative_bps = works.lineage(work_id)
+    token = c["JamToken"].address
+    sent: dict[int, list[int]] = {int(a): [0, 0] for a in ancestors}
+    received: dict[int, list[int]] = {}
+    for event in forwarded or []:
+        a = event["args"]
+        column = 1 if a["token"] == token else 0
+        if int(a["workId"]) == work_id and int(a["ancestorId"]) in sent:
+            sent[int(a["ancestorId"])][column] += int(a["amount"])
+        if int(a["ancestorId"]) == work_id:
+            received.setdefault(int(a["workId"]), [0, 0])[column] += int(a["amount"])
+    licences = []
+    if "Licensing" in c:
+        licensing = c["Licensing"]
+        for event in offered or []:
+            if int(event["args"]["workId"]) != work_id:
+                continue
+            terms_id = int(event["args"]["termsId"])
+            _, price, days, usage, territory, active = licensing.functions.terms(terms_id).call()
+            licences.append(
+                {
+                    "terms": terms_id,
+                    "usage": USAGES[usage],
+                    "days": int(days),
+                    "territory": bytes(territory).decode("ascii", "replace"),
+                    "price_wei": str(price),
+                    "active": bool(active),
+                    "blocked_until": int(licensing.functions.exclusiveUntil(work_id, usage).call()),
+                }
+            )
+    lead = works.lead_of(work_id)
     return {
+        "lead": lead,
+        "family": {
+            "parents": [int(p) for p in parents],
+            "ancestors": [
+                {
+                    "work": int(a),
+                    "bps": int(b),
+                    "sent_eth": str(sent[int(a)][0]),
+                    "sent_jam": str(sent[int(a)][1]),
+                }
+                for a, b in zip(ancestors, ancestor_bps, strict=True)
+            ],
+            "derivative_bps": int(derivative_bps),
+            "received_from": [
+                {"work": w, "eth": str(v[0]), "jam": str(v[1])} for w, v in sorted(received.items())
+            ],
+        },
+        "licence_terms": sorted(licences, key=lambda t: t["terms"]),
         "id": work_id,
         "content_hash": "0x" + bytes(content).hex(),
         "metadata_uri": uri,

@@ -294,11 +294,13 @@ class ChainService:
             c = self._contracts()
             if view == "account":
                 return reads.account(w3, c, *args)
-            if view == "work":
-                return reads.work(c, *args)
-            if view in {"proposals", "events"}:
+            if view in {"proposals", "events", "work"}:
                 with contextlib.suppress(Exception):  # stale beats failing when the RPC hiccups
                     indexer.poll()
+            if view == "work":
+                forwarded = indexer.events("WorkRegistry", "RoyaltyForwarded", 1000)
+                offered = indexer.events("Licensing", "TermsOffered", 1000)
+                return reads.work(c, int(args[0]), forwarded, offered)
             if view == "proposals":
                 return reads.proposals(c, indexer.events("JamGovernor", "ProposalCreated", 1000))
             if view == "events":

@@ -54,7 +54,7 @@ def test_markets_conserve_and_auctions_pay_the_second_price(chain: Chain) -> Non
                 reg = registration(
                     Web3.keccak(text=f"family {base} {depth}"),
                     [registrant, writer.address],
-                    [3333, 6667],
+                    [6667, 3333],
                     nonce=20_000 + base + depth,
                     parents=tuple(self.family[-1:]),
                     derivative_bps=(1000, 700, 0)[depth],

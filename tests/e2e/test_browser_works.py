@@ -157,8 +157,31 @@ async def test_take_to_withdrawal_in_the_page(tmp_path: Path) -> None:
                 address=addresses["WorkRegistry"], abi=build()["WorkRegistry"].abi
             )
             received = works.functions.work(work).call()[5]
-            assert received == Web3.to_wei(1.4625, "ether")  # 1 + 0.5 ETH, 2.5 % fee
+            # The pool's 0.9 ETH (its 1 ETH less the operators' 10 %) + the fan's 0.5, less 2.5 %.
+            assert received == Web3.to_wei(1.365, "ether")
             assert w3.eth.get_balance(cold) == received * 6000 // 10_000
+            # 6. The owner, the lead contributor (60 %), offers a film licence in the page; the
+            #    page buys one (for itself) and verifies the record on chain.
+            item = f"#work-list li[data-work='{work}']"
+            assert "an original work" in await page.locator(f"{item} .family").inner_text()
+            await page.select_option(f"{item} select.offer-usage", "film")
+            await page.fill(f"{item} input.offer-days", "30")
+            await page.fill(f"{item} input.offer-territory", "fr")
+            await page.fill(f"{item} input.offer-price", "0.05")
+            await page.click(f"{item} button.offer-licence")
+            await status(page, "offered a film licence")
+            await page.wait_for_selector(f"{item} .terms button.buy-licence")
+            assert "30 days, FR" in await page.locator(f"{item} .terms").inner_text()
+            await page.click(f"{item} .terms button.buy-licence")
+            await status(page, "licence 0 issued to you")
+            await page.click("#verify-licence")
+            await page.wait_for_function(
+                "document.querySelector('#licence-result').textContent.includes('valid now')"
+            )
+            verified = await page.inner_text("#licence-result")
+            assert f"film use of work {work} by {owner.address} in FR" in verified
+            paid = works.functions.work(work).call()[5] - received
+            assert paid == Web3.to_wei(0.05, "ether") * 9750 // 10_000  # into the split, less 2.5 %
             assert errors == []
         finally:
             await browser.close()
