@@ -15,6 +15,7 @@ const GOVERNOR_ABI = [
   "function execute(address[] targets, uint256[] values, bytes[] calldatas, bytes32 descriptionHash) payable returns (uint256)",
 ];
 const FEE_ABI = ["function setProtocolFee(uint16 feeBps)"];
+const REWARDS_ABI = ["function claim(uint256 periodId, address to)"];
 
 
 function timing(p) {
@@ -95,6 +96,37 @@ async function refreshGov() {
   }
 }
 
+// Node operators' rewards: the pot, the formula, every report; your node's rows can withdraw.
+async function refreshRewards() {
+  if (!gov.info || !gov.info.addresses.NodeRewards) return;
+  const r = await api("GET", "/api/chain/rewards");
+  const f = r.formula;
+  $("#rewards-summary").textContent = `period ${r.current_period} (${r.period_s / 3600} h): pot so far ` +
+    `${unit(r.pot_eth)} ETH and ${unit(r.pot_jam)} JAM · weight = musician-minutes × quality, quality = ` +
+    `10000 − ${f.conceal_penalty}·concealed bps − ${f.latency_penalty}·(added ms − ${f.latency_target_ms})` +
+    ` − ${f.overrun_penalty}·overrun bps`;
+  const list = document.createDocumentFragment();
+  if (!r.reports.length) {
+    list.append(Object.assign(document.createElement("li"), { className: "empty", textContent: "no reports yet" }));
+  }
+  for (const x of r.reports) {
+    const li = document.createElement("li");
+    li.dataset.period = String(x.period);
+    li.dataset.node = x.node;
+    const mine = x.node === state.address ? " (you)" : "";
+    li.textContent = `period ${x.period} · ${x.node.slice(0, 10)}…${mine} · ${x.minutes} musician-minutes ` +
+      `(${x.countersigned_minutes} countersigned) · quality ${(x.quality_bps / 100).toFixed(2)} % · ` +
+      `${(100 * x.weight_share).toFixed(1)} % of the weight · ${unit(x.eth)} ETH, ${unit(x.jam)} JAM · ${x.state} `;
+    if (mine && x.state === "claimable") {
+      li.append(Object.assign(document.createElement("button"), { textContent: "Withdraw", type: "button",
+        className: "claim-reward", onclick: () => sendTx((s) =>
+          new ethers.Contract(r.address, REWARDS_ABI, s).claim(BigInt(x.period), state.address)) }));
+    }
+    list.append(li);
+  }
+  $("#rewards").replaceChildren(list);
+}
+
 async function startGov() {
   try {
     const info = await api("GET", "/api/chain");
@@ -104,13 +136,14 @@ async function startGov() {
     $("#gov-tools").hidden = false;
     $("#faucet").hidden = info.mode !== "devnet";
     await refreshGov();
-    setInterval(() => refreshGov().catch(() => {}), 5000);
+    await refreshRewards();
+    setInterval(() => { refreshGov().catch(() => {}); refreshRewards().catch(() => {}); }, 5000);
   } catch (e) {
     $("#chain-status").textContent = "chain unavailable: " + (e.message || e);
   }
 }
 
-window.refreshGov = refreshGov;   // tests refresh without waiting for the timer
+Object.assign(window, { refreshGov, refreshRewards });   // tests refresh without the timer
 $("#faucet").onclick = () => api("POST", "/api/faucet", { address: state.address })
   .then(refreshGov).catch(showError);
 $("#propose-form").addEventListener("submit", (ev) => {

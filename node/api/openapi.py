@@ -350,6 +350,13 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "GET",
+        "/api/chain/rewards",
+        "Node operators' rewards: the pot, the quality formula, every report and its share",
+        "chain",
+        server_errors=CHAIN_DOWN,
+    ),
+    Operation(
+        "GET",
         "/api/chain/events",
         "Indexed contract events, newest first",
         "chain",

@@ -248,6 +248,11 @@ async def chain_events(request: web.Request) -> web.Response:
     return web.json_response({"events": events})
 
 
+async def chain_rewards(request: web.Request) -> web.Response:
+    """Node operators' rewards: this period's pot, the formula, every report and its share."""
+    return web.json_response(await _chain(request).read("rewards"))
+
+
 async def chain_operators(request: web.Request) -> web.Response:
     """Registered node operators and the registry's parameters."""
     return web.json_response(await _chain(request).read("operators"))
@@ -682,6 +687,7 @@ def build_app(
     app.router.add_get("/api/chain/works/{work_id}", chain_work)
     app.router.add_get("/api/chain/proposals", chain_proposals)
     app.router.add_get("/api/chain/operators", chain_operators)
+    app.router.add_get("/api/chain/rewards", chain_rewards)
     app.router.add_get("/api/chain/events", chain_events)
     app.router.add_post("/api/challenges", challenge)
     app.router.add_get("/api/sessions", list_sessions)

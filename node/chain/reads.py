@@ -183,3 +183,60 @@ def pool(c: dict[str, Contract]) -> dict[str, Any]:
         "unallocated_eth": str(eth),
         "unallocated_jam": str(jam),
     }
+
+
+def rewards(c: dict[str, Contract], reported: list[dict[str, Any]]) -> dict[str, Any]:
+    """Node operators' rewards: the current period's pot, the formula and windows, and every
+    report (from the indexed ``Reported`` events) with its share and state."""
+    contract = c["NodeRewards"]
+    functions = contract.functions
+    now = int(contract.w3.eth.get_block("latest")["timestamp"])
+    current = int(functions.currentPeriod().call())
+    formula, report_window, dispute_window, period_s, genesis = functions.parameters().call()
+    pot = functions.period(current).call()
+    reports = []
+    for event in reported:
+        a = event["args"]
+        period, node = int(a["periodId"]), str(a["node"])
+        (weight, disputed, voided, claimed), eth, jam = functions.entry(period, node).call()
+        total = int(functions.period(period).call()[2])
+        _, _, dispute_end = functions.periodTimes(period).call()
+        if voided:
+            state = "voided"
+        elif claimed:
+            state = "withdrawn"
+        elif disputed:
+            state = "disputed"
+        else:
+            state = "claimable" if now >= dispute_end else "in dispute window"
+        reports.append(
+            {
+                "period": period,
+                "node": node,
+                "minutes": int(a["soloMinutes"]) + int(a["sharedMinutes"]),
+                "countersigned_minutes": int(a["sharedMinutes"]),
+                "quality_bps": int(a["quality"]),
+                "weight_share": round(int(weight) / total, 6) if total else 0.0,
+                "eth": str(eth),
+                "jam": str(jam),
+                "state": state,
+                "claimable_at": int(dispute_end),
+            }
+        )
+    return {
+        "address": contract.address,
+        "current_period": current,
+        "period_s": int(period_s),
+        "genesis": int(genesis),
+        "pot_eth": str(pot[0]),
+        "pot_jam": str(pot[1]),
+        "report_window_s": int(report_window),
+        "dispute_window_s": int(dispute_window),
+        "formula": {
+            "conceal_penalty": int(formula[0]),
+            "latency_penalty": int(formula[1]),
+            "latency_target_ms": int(formula[2]),
+            "overrun_penalty": int(formula[3]),
+        },
+        "reports": sorted(reports, key=lambda r: (-r["period"], r["node"])),
+    }

@@ -290,26 +290,32 @@ class ChainService:
         if indexer is None:
             raise SessionError("the chain index is not ready yet")
 
+        def events(contract: str, name: str) -> list[dict[str, Any]]:
+            return indexer.events(contract, name, 1000)
+
+        views: dict[str, Any] = {
+            "account": lambda c: reads.account(w3, c, *args),
+            "work": lambda c: reads.work(
+                c,
+                int(args[0]),
+                events("WorkRegistry", "RoyaltyForwarded"),
+                events("Licensing", "TermsOffered"),
+            ),
+            "rewards": lambda c: reads.rewards(c, events("NodeRewards", "Reported")),
+            "proposals": lambda c: reads.proposals(c, events("JamGovernor", "ProposalCreated")),
+            "events": lambda c: indexer.events(*args),
+            "operators": reads.operators,
+            "pool": reads.pool,
+        }
+        if view not in views:
+            raise ValueError(view)
+
         def run() -> Any:
             c = self._contracts()
-            if view == "account":
-                return reads.account(w3, c, *args)
-            if view in {"proposals", "events", "work"}:
+            if view in {"proposals", "events", "work", "rewards"}:
                 with contextlib.suppress(Exception):  # stale beats failing when the RPC hiccups
                     indexer.poll()
-            if view == "work":
-                forwarded = indexer.events("WorkRegistry", "RoyaltyForwarded", 1000)
-                offered = indexer.events("Licensing", "TermsOffered", 1000)
-                return reads.work(c, int(args[0]), forwarded, offered)
-            if view == "proposals":
-                return reads.proposals(c, indexer.events("JamGovernor", "ProposalCreated", 1000))
-            if view == "events":
-                return indexer.events(*args)
-            if view == "operators":
-                return reads.operators(c)
-            if view == "pool":
-                return reads.pool(c)
-            raise ValueError(view)
+            return views[view](c)
 
         return await asyncio.to_thread(run)
 
