@@ -6,7 +6,7 @@ import { $, api, showError, state } from "./app.js";
 import { unit as wei } from "./gov.js";
 
 const works = { info: null, list: [], periods: [], draft: null, play: null, playedMs: 0,
-                lastPos: null, counted: [], busy: false };
+                lastPos: null, counted: [], busy: false, lookedUp: [] };
 window.jamnetWorks = works;   // for end-to-end tests (read-only use)
 
 const WITHDRAW_ABI = [
@@ -19,6 +19,13 @@ const LICENSING_ABI = [
   "function buy(uint256 termsId, address licensee) payable returns (uint256)",
   "function verify(uint256 licenceId) view returns ((uint256 workId, address licensee, uint8 usage, bytes2 territory, bool exclusive, uint64 start, uint64 end, uint256 price, uint256 source), bool)",
   "event LicenceIssued(uint256 indexed licenceId, uint256 indexed workId, address indexed licensee, bool exclusive, uint256 source, uint256 price, uint64 end)",
+  "function createAuction(uint256 workId, uint8 usage, uint32 termDays, bytes2 territory, uint256 reserve, uint64 commitEnd, uint64 revealEnd) returns (uint256)",
+  "function commit(uint256 auctionId, bytes32 commitment) payable",
+  "function reveal(uint256 auctionId, uint256 value, bytes32 salt)",
+  "function settle(uint256 auctionId) returns (uint256)",
+  "function withdrawRefunds(address to)",
+  "function refundOf(address account) view returns (uint256)",
+  "function bidOf(uint256 auctionId, address bidder) view returns ((bytes32 commitment, uint256 deposit, uint32 seq, bool revealed))",
 ];
 const USAGES = ["online-video", "advert", "film", "game", "broadcast", "other"];
 const typesOf = (typed) => Object.fromEntries(
@@ -153,12 +160,23 @@ async function refreshWorks() {
     `${wei(royalty.pool.unallocated_jam)} JAM to share; open period ${royalty.current}`;
   const list = document.createDocumentFragment();   // built off the page, swapped in at once
   const registered = works.list.filter((w) => w.work_id !== null);
+  const ours = new Set(registered.map((w) => w.work_id));
+  for (const id of works.lookedUp.filter((x) => !ours.has(x))) {   // works from elsewhere on the chain
+    const detail = await api("GET", `/api/chain/works/${id}`);
+    registered.push({ work_id: id, plays: null, elsewhere: true,
+      split: detail.contributors.map((x) => ({ address: x.address, bps: x.share_bps })) });
+  }
   if (!registered.length) list.append(el("li", "no registered works on this node yet", { className: "empty" }));
   for (const w of registered) {
     const li = el("li");
     li.dataset.work = String(w.work_id);
-    li.append(el("strong", `work ${w.work_id}`), el("span", ` · ${w.plays} plays · `));
-    li.append(el("button", "Play", { type: "button", className: "play", onclick: () => play(w) }));
+    li.append(el("strong", `work ${w.work_id}`));
+    if (w.elsewhere) {
+      li.append(el("span", " · registered elsewhere · "));
+    } else {
+      li.append(el("span", ` · ${w.plays} plays · `));
+      li.append(el("button", "Play", { type: "button", className: "play", onclick: () => play(w) }));
+    }
     const amount = el("input", null, { type: "number", min: "0", step: "0.001", value: "0.01",
       className: "pay-amount", ariaLabel: `ETH to pay work ${w.work_id}` });
     li.append(amount, el("button", "Pay ETH", { type: "button", className: "pay",
@@ -196,6 +214,7 @@ async function refreshWorks() {
     const kept = typed.get(`${input.closest("li").dataset.work}:${input.className}`);
     if (kept) { input.value = kept.value; if (kept.focused) input.focus(); }
   }
+  await showRefunds().catch(() => {});
 }
 
 // The family: what this work derives from (and sent up), what derives from it (and paid it).
@@ -241,7 +260,117 @@ function licencesOf(detail) {
       el("button", "Offer", { type: "button", className: "offer-licence",
         onclick: () => offerLicence(detail.id, usage.value, days.value, territory.value, price.value) }));
   }
+  for (const a of detail.auctions) box.append(auctionRow(detail, a));
+  if (detail.lead === state.address) {
+    const usage = el("select", null, { className: "auction-usage", ariaLabel: "usage to auction" });
+    for (const u of USAGES) usage.append(el("option", u, { value: u }));
+    const reserve = el("input", null, { type: "number", min: "0", step: "0.001", value: "0.1",
+      className: "auction-reserve", ariaLabel: "reserve in ETH" });
+    const hours = el("input", null, { type: "number", min: "1", max: "720", value: "24",
+      className: "auction-hours", ariaLabel: "hours for bids, then as many for reveals", size: 4 });
+    box.append(el("span", "auction an exclusive licence: "), usage, reserve, hours,
+      el("button", "Auction", { type: "button", className: "create-auction",
+        onclick: () => createAuction(detail.id, usage.value, reserve.value, hours.value) }));
+  }
   return box;
+}
+
+// One auction: bid while bidding is open (the value and salt are kept in this browser before
+// the commitment is sent), reveal in the reveal window, anyone settles after it.
+const bidKey = (auction) => `jamnet.bid:${works.info.chain_id}:${works.info.addresses.Licensing}:${auction}:${state.address}`;
+
+function auctionRow(detail, a) {
+  const now = detail.chain_time;
+  const row = el("span", null, { className: "auction" });
+  row.dataset.auction = String(a.auction);
+  const head = `auction ${a.auction}: exclusive ${a.usage} licence, ${a.days} days, reserve ${wei(a.reserve_wei)} ETH, ` +
+    `${a.bids} bids, ${a.revealed} revealed`;
+  const saved = localStorage.getItem(bidKey(a.auction));
+  if (a.settled) {
+    const won = BigInt(a.leader) === 0n ? "no valid bid" : `won by ${a.leader === state.address ? "you" : a.leader} at ${wei(a.price_wei)} ETH`;
+    row.append(el("span", `${head} · settled: ${won} `));
+  } else if (now < a.commit_end) {
+    row.append(el("span", `${head} · bidding for ${Math.ceil((a.commit_end - now) / 60)} more min `));
+    if (!saved) {
+      const value = el("input", null, { type: "number", min: "0", step: "0.001", className: "bid-value", ariaLabel: "your bid in ETH" });
+      const deposit = el("input", null, { type: "number", min: "0", step: "0.001", className: "bid-deposit",
+        ariaLabel: "deposit in ETH (at least the bid; more hides it)" });
+      row.append(value, deposit, el("button", "Sealed bid", { type: "button", className: "bid",
+        onclick: () => bid(a, value.value, deposit.value) }));
+    } else {
+      row.append(el("span", "your sealed bid is in (reveal it when bidding closes) "));
+    }
+  } else if (now < a.reveal_end) {
+    row.append(el("span", `${head} · revealing for ${Math.ceil((a.reveal_end - now) / 60)} more min `));
+    if (saved && !JSON.parse(saved).revealed) {
+      row.append(el("button", "Reveal my bid", { type: "button", className: "reveal", onclick: () => reveal(a) }));
+    }
+  } else {
+    row.append(el("span", `${head} · ended `), el("button", "Settle", { type: "button", className: "settle",
+      onclick: () => txThen(() => licensing().settle(a.auction), `auction ${a.auction} settled`) }));
+  }
+  return row;
+}
+
+async function txThen(send, message) {
+  if (busy()) return;
+  works.busy = true;
+  try {
+    await (await send()).wait();
+    works.busy = false;
+    showError("");
+    $("#works-status").textContent = message;
+    await refreshWorks();
+  } catch (e) { showError(e.shortMessage || e.message || e); }
+  finally { works.busy = false; }
+}
+
+async function createAuction(workId, usage, reserve, hours) {
+  const h = Number(hours);
+  if (!Number.isFinite(h) || h < 1 || h > 720) { showError("hours: 1-720"); return; }
+  const value = ethers.parseEther(String(reserve || "0"));
+  if (value <= 0n) { showError("an auction has a positive reserve"); return; }
+  const block = await chainWallet().provider.getBlock("latest");
+  const commitEnd = block.timestamp + Math.round(h * 3600);
+  await txThen(() => licensing().createAuction(workId, USAGES.indexOf(usage), 365,
+    ethers.hexlify(ethers.toUtf8Bytes("WW")), value, commitEnd, commitEnd + Math.round(h * 3600)),
+    `auction of an exclusive ${usage} licence of work ${workId} opened`);
+}
+
+async function bid(a, amount, deposit) {
+  try {
+    const value = ethers.parseEther(String(amount || "0"));
+    const put = deposit ? ethers.parseEther(String(deposit)) : value;
+    if (value < BigInt(a.reserve_wei)) throw new Error(`bid at least the reserve, ${wei(a.reserve_wei)} ETH`);
+    if (put < value) throw new Error("the deposit must be at least the bid");
+    const salt = ethers.hexlify(ethers.randomBytes(32));
+    const sealed = ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(
+      ["uint256", "address", "uint256", "bytes32"], [a.auction, state.address, value, salt]));
+    localStorage.setItem(bidKey(a.auction), JSON.stringify({ value: value.toString(), salt, revealed: false }));
+    await txThen(() => licensing().commit(a.auction, sealed, { value: put }),
+      `sealed bid on auction ${a.auction}: kept in this browser until you reveal it`);
+  } catch (e) { showError(e.shortMessage || e.message || e); }
+}
+
+async function reveal(a) {
+  const saved = JSON.parse(localStorage.getItem(bidKey(a.auction)));
+  await txThen(() => licensing().reveal(a.auction, BigInt(saved.value), saved.salt),
+    `revealed your bid of ${wei(saved.value)} ETH on auction ${a.auction}`);
+  const bidNow = await licensing().bidOf(a.auction, state.address);
+  if (bidNow.revealed) localStorage.setItem(bidKey(a.auction), JSON.stringify({ ...saved, revealed: true }));
+  await refreshWorks();
+}
+
+async function showRefunds() {
+  if (!works.info.addresses.Licensing) return;
+  const owed = await licensing().refundOf(state.address);
+  const box = $("#refunds");
+  box.replaceChildren();
+  if (owed > 0n) {
+    box.append(el("span", `auction refunds: ${wei(owed)} ETH `), el("button", "Withdraw refunds", {
+      type: "button", className: "withdraw-refunds",
+      onclick: () => txThen(() => licensing().withdrawRefunds(state.address), `withdrew ${wei(owed)} ETH of refunds`) }));
+  }
 }
 
 function licensing() {
@@ -401,6 +530,16 @@ async function startWorks() {
 Object.assign(window, { renderTakes, refreshWorks });   // tests and the view switcher call them
 $("#refresh-takes").onclick = () => renderTakes().catch(showError);
 $("#verify-licence").onclick = () => verifyLicence();
+$("#lookup-work").onclick = async () => {
+  const id = $("#lookup-id").value.trim();
+  if (!/^\d+$/.test(id)) { showError("a work id is a whole number"); return; }
+  try {
+    await api("GET", `/api/chain/works/${id}`);   // a clear error for an unknown work
+    if (!works.lookedUp.includes(Number(id))) works.lookedUp.push(Number(id));
+    showError("");
+    await refreshWorks();
+  } catch (e) { showError(e.message || e); }
+};
 
 (async () => {
   while (!state.address) await new Promise((r) => setTimeout(r, 50));   // identity first

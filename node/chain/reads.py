@@ -45,6 +45,7 @@ def work(
     work_id: int,
     forwarded: list[dict[str, Any]] | None = None,
     offered: list[dict[str, Any]] | None = None,
+    auctions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A work, its split and what each contributor is owed; its family (parents, ancestors
     with their shares and what it sent each, from the indexed ``RoyaltyForwarded`` events)
@@ -86,6 +87,8 @@ def work(
     lead = works.lead_of(work_id)
     return {
         "lead": lead,
+        "chain_time": int(c["WorkRegistry"].w3.eth.get_block("latest")["timestamp"]),
+        "auctions": _auctions(c, work_id, auctions or []),
         "family": {
             "parents": [int(p) for p in parents],
             "ancestors": [
@@ -119,6 +122,36 @@ def work(
             for a, s in zip(who, shares, strict=True)
         ],
     }
+
+
+def _auctions(c: dict[str, Contract], work_id: int, created: list[dict[str, Any]]) -> list[Any]:
+    """A work's exclusive-licence auctions, newest first, with their state."""
+    if "Licensing" not in c:
+        return []
+    licensing = c["Licensing"]
+    out = []
+    for event in created:
+        if int(event["args"]["workId"]) != work_id:
+            continue
+        auction_id = int(event["args"]["auctionId"])
+        a = licensing.functions.auction(auction_id).call()
+        out.append(
+            {
+                "auction": auction_id,
+                "usage": USAGES[int(a[2])],
+                "territory": bytes(a[3]).decode("ascii", "replace"),
+                "days": int(a[4]),
+                "commit_end": int(a[5]),
+                "reveal_end": int(a[6]),
+                "settled": bool(a[7]),
+                "bids": int(a[8]),
+                "revealed": int(a[9]),
+                "leader": str(a[11]),
+                "reserve_wei": str(a[12]),
+                "price_wei": str(max(int(a[14]), int(a[12]))) if int(a[11], 16) else "0",
+            }
+        )
+    return sorted(out, key=lambda x: -x["auction"])
 
 
 def proposals(c: dict[str, Contract], created: list[dict[str, Any]]) -> list[dict[str, Any]]:

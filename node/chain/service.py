@@ -300,6 +300,7 @@ class ChainService:
                 int(args[0]),
                 events("WorkRegistry", "RoyaltyForwarded"),
                 events("Licensing", "TermsOffered"),
+                events("Licensing", "AuctionCreated"),
             ),
             "rewards": lambda c: reads.rewards(c, events("NodeRewards", "Reported")),
             "proposals": lambda c: reads.proposals(c, events("JamGovernor", "ProposalCreated")),
