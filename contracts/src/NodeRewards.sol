@@ -93,6 +93,7 @@ contract NodeRewards is EIP712, ReentrancyGuard, IRewardsFunding {
     Formula private _formula;
     mapping(uint256 periodId => Period) private _periods;
     mapping(uint256 periodId => mapping(address node => Entry)) private _entries;
+    mapping(uint256 periodId => Formula) private _periodFormula;
 
     event Funded(uint256 indexed periodId, address indexed funder, address token, uint256 amount);
     event Reported(
@@ -184,7 +185,13 @@ contract NodeRewards is EIP712, ReentrancyGuard, IRewardsFunding {
             emit Countersigned(periodId, msg.sender, c.node, c.servedMinutes);
         }
         if (shared != r.sharedMinutes) revert NodeRewardsBadReport();
-        uint256 q = quality(r.concealedBps, r.addedMs, r.overrunBps);
+        // Every report of a period is weighed by one formula: the one in force at its first report.
+        Formula memory f = _periodFormula[periodId];
+        if (_periods[periodId].totalWeight == 0) {
+            f = _formula;
+            _periodFormula[periodId] = f;
+        }
+        uint256 q = _quality(f, r.concealedBps, r.addedMs, r.overrunBps);
         uint256 weight = (uint256(r.soloMinutes) + shared) * q;
         if (weight == 0) revert NodeRewardsBadReport();
         entry.weight = weight;
@@ -259,7 +266,8 @@ contract NodeRewards is EIP712, ReentrancyGuard, IRewardsFunding {
 
     // ------------------------------------------------------------------ governance
 
-    /// @notice Governance sets the quality formula (for periods reported from now on).
+    /// @notice Governance sets the quality formula (for periods not reported in yet: a period
+    /// keeps the formula of its first report).
     function setFormula(Formula calldata f) external {
         if (msg.sender != _governance) revert NodeRewardsUnauthorized(msg.sender);
         _formula = f;
@@ -278,8 +286,20 @@ contract NodeRewards is EIP712, ReentrancyGuard, IRewardsFunding {
     // ------------------------------------------------------------------ views
 
     /// @notice Quality in basis points for these figures, by the current formula.
-    function quality(uint16 concealedBps, uint16 addedMs, uint16 overrunBps) public view returns (uint256) {
-        Formula memory f = _formula;
+    function quality(uint16 concealedBps, uint16 addedMs, uint16 overrunBps) external view returns (uint256) {
+        return _quality(_formula, concealedBps, addedMs, overrunBps);
+    }
+
+    /// @notice The formula a period's reports are weighed by (set at its first report).
+    function periodFormula(uint256 periodId) external view returns (Formula memory) {
+        return _periods[periodId].totalWeight == 0 ? _formula : _periodFormula[periodId];
+    }
+
+    function _quality(Formula memory f, uint16 concealedBps, uint16 addedMs, uint16 overrunBps)
+        private
+        pure
+        returns (uint256)
+    {
         uint256 late = addedMs > f.latencyTargetMs ? addedMs - f.latencyTargetMs : 0;
         uint256 penalty = uint256(f.concealPenalty) * concealedBps + uint256(f.latencyPenalty) * late
             + uint256(f.overrunPenalty) * overrunBps;

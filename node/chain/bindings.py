@@ -827,6 +827,11 @@ class NodeRewards(_Binding):
         result: tuple[int, int, int, int, int] = self._call("period(uint256)", period_id)
         return result
 
+    def period_formula(self, period_id: int) -> tuple[int, int, int, int]:
+        """`periodFormula(uint256)` (view)."""
+        result: tuple[int, int, int, int] = self._call("periodFormula(uint256)", period_id)
+        return result
+
     def period_times(self, period_id: int) -> tuple[int, int, int]:
         """`periodTimes(uint256)` (view)."""
         result: tuple[int, int, int] = self._call("periodTimes(uint256)", period_id)

@@ -178,3 +178,26 @@ def test_operators_see_and_withdraw_their_earnings_from_the_cli(
     assert "withdrew period" in capsys.readouterr().out
     assert main(["operator", "earnings", *flags]) == 0
     assert "withdrawn" in capsys.readouterr().out
+
+
+def test_one_period_is_weighed_by_one_formula(chain: Chain) -> None:
+    """Governance changing the formula in the middle of a report window does not reweigh the
+    reports still to come for that period; the next period uses the new formula."""
+    rewards = chain.c["NodeRewards"]
+    _register_second_node(chain)
+    period = rewards.functions.currentPeriod().call()
+    chain.send(rewards.functions.fund(), chain.accounts[2], value=ETH)
+    _to_period_end(chain, period)
+    served = Served(100, 0, 100, 20, 0)
+    _report(chain, period, ATTESTER, served, [])
+    with chain.governance() as timelock:
+        chain.send(rewards.functions.setFormula((0, 0, 0, 0)), timelock)
+        assert "NodeRewardsUnauthorized" in revert_reason(
+            rewards.functions.setFormula((1, 1, 1, 1)), chain.accounts[3]
+        )
+    _report(chain, period, KEYS[7], served, [])
+    old = Formula().weight(served)  # 10000 − 20·100 − 200·10 = 6000 bps
+    for node in (ATTESTER.address, KEYS[7].address):
+        assert rewards.functions.entry(period, node).call()[0][0] == old == 100 * 6000
+    assert list(rewards.functions.periodFormula(period).call()) == [20, 200, 10, 10]
+    assert list(rewards.functions.periodFormula(period + 1).call()) == [0, 0, 0, 0]
