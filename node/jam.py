@@ -606,15 +606,23 @@ class JamService:
             await asyncio.sleep(PRESENCE_EVERY_S)
             now = time.monotonic()
             for live in list(self._live.values()):
-                mixer = live.media.mixer
-                heard = {
-                    p.id: slot.last_packet_s
-                    for p in live.session.participants.values()
-                    if p.slot >= 0 and (slot := mixer.slots[p.slot]) is not None
-                }
-                for change in live.presence.check(now, heard):
-                    self._apply(live, change)
-                await self._check_lifetime(live, now)
+                try:
+                    self._check_presence(live, now)
+                    await self._check_lifetime(live, now)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one session's fault must not stop presence for all
+                    log.exception("presence check failed", extra={"session": live.session.id})
+
+    def _check_presence(self, live: _Live, now: float) -> None:
+        mixer = live.media.mixer
+        heard = {
+            p.id: slot.last_packet_s
+            for p in live.session.participants.values()
+            if p.slot >= 0 and (slot := mixer.slots[p.slot]) is not None
+        }
+        for change in live.presence.check(now, heard):
+            self._apply(live, change)
 
     async def _check_lifetime(self, live: _Live, now: float) -> None:
         """Close sessions nobody uses; stop the bandmate of one whose owner is gone."""

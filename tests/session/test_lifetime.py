@@ -85,3 +85,28 @@ async def test_limits_per_owner_and_address_and_empty_sessions_expire(short_node
         assert node.store.open_sessions() == []  # closed in the store too: no restart revival
         # The slots are free again.
         await other.create_session("again")
+
+
+class _Faulty:
+    """A lifetime whose check fails (a stand-in for any unexpected fault in one session)."""
+
+    def check(self, *args: object) -> Expiry:
+        raise RuntimeError("injected fault")
+
+
+async def test_a_fault_in_one_session_does_not_stop_presence_for_the_others(
+    short_node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = short_node
+    assert node.service is not None
+    async with JamClient(node.url, Account.create(), "owner") as owner:
+        broken = await owner.create_session("broken")
+        healthy = await owner.create_session("healthy")
+        node.service._live[broken["id"]].lifetime = _Faulty()  # type: ignore[assignment]
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as http:
+            while await _status(http, node, healthy["id"]) != 404:
+                assert time.monotonic() < deadline, "the healthy empty session never expired"
+                await asyncio.sleep(0.2)
+            assert await _status(http, node, broken["id"]) == 200
+        assert "presence check failed" in caplog.text
