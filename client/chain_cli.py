@@ -18,31 +18,27 @@ from client.http import add_node_flag
 SUPPORT_CHOICES = ["abstain", "against", "for"]
 
 
-def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+def _command(module_name: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A command that imports its module (and web3 with it) only when it runs."""
+
     def run(args: argparse.Namespace) -> int:
-        module = importlib.import_module("client.chain_commands")
+        module = importlib.import_module(module_name)
         result: int = getattr(module, name)(args)
         return result
 
     return run
+
+
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    return _command("client.chain_commands", name)
 
 
 def _loop(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        module = importlib.import_module("client.loop_commands")
-        result: int = getattr(module, name)(args)
-        return result
-
-    return run
+    return _command("client.loop_commands", name)
 
 
 def _market(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        module = importlib.import_module("client.market_commands")
-        result: int = getattr(module, name)(args)
-        return result
-
-    return run
+    return _command("client.market_commands", name)
 
 
 def add_commands(sub: Any) -> None:

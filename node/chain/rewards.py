@@ -17,6 +17,7 @@ from typing import Any
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
 
+from node.chain.consent import DOMAIN_TYPE
 from node.errors import InputError
 
 DOMAIN_NAME = "jamnet NodeRewards"
@@ -28,12 +29,6 @@ SERVED_TYPE = [
     {"name": "concealedBps", "type": "uint16"},
     {"name": "addedMs", "type": "uint16"},
     {"name": "overrunBps", "type": "uint16"},
-]
-DOMAIN_TYPE = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
 ]
 MINUTES_TOLERANCE = 0.02
 """A peer countersigns up to 2 % (at least 1 minute) more than it measured itself: the two
