@@ -319,8 +319,8 @@ async function txThen(send, message) {
     await (await send()).wait();
     works.busy = false;
     showError("");
+    await refreshWorks();   // first: when the status line says so, the list shows it
     $("#works-status").textContent = message;
-    await refreshWorks();
   } catch (e) { showError(e.shortMessage || e.message || e); }
   finally { works.busy = false; }
 }

@@ -102,7 +102,9 @@ async def test_the_page_auctions_an_exclusive_licence(tmp_path: Path) -> None:
             await page.evaluate("refreshWorks()")
             await page.click(f"{row} button.settle")
             await status(page, "auction 0 settled")
-            assert "won by you at 0.2 ETH" in await page.inner_text(row)
+            await page.wait_for_function(
+                f"document.querySelector(\"{row}\").textContent.includes('won by you at 0.2 ETH')"
+            )
             before = w3.eth.get_balance(artist.address)
             await page.click("#refunds button.withdraw-refunds")
             await status(page, "withdrew 0.3 ETH of refunds")
