@@ -184,6 +184,7 @@ class Works:
     def __init__(self, path: Path, store: Store, recordings: Recordings, chain: ChainService):
         self._db = open_sqlite(path, SCHEMA)
         self.lineage = Lineage(self._db)
+        self._transcribing: dict[str, asyncio.Future[list[list[int]]]] = {}
         self.store = store
         self.recordings = recordings
         self.chain = chain
@@ -196,20 +197,24 @@ class Works:
     # ---------------------------------------------------------------- reading
     async def draft(self, recording_id: str) -> dict[str, Any]:
         """A take's draft (proposed from its record the first time it is asked for)."""
-        async with self._lock:
-            row = self._row(recording_id)
-            if row is None:
-                record = await self._record(recording_id)
-                who, shares = proposed_split(record)
-                if not who:
-                    raise SessionError("nobody made a sound in this take: its owner sets the split")
-                melodies = await self._melodies(recording_id)
-                draft = self._new_draft(recording_id, record, who, shares)
-                session_id = str(record["sessionId"])
-                draft = self._with_parents(draft, self.lineage.parents_for(session_id), 0, melodies)
-                self._save(draft, {}, "consenting")
-                row = self._row(recording_id)
-                assert row is not None
+        if self._row(recording_id) is None:
+            record = await self._record(recording_id)
+            who, shares = proposed_split(record)
+            if not who:
+                raise SessionError("nobody made a sound in this take: its owner sets the split")
+            # Transcribing a long take's stems takes seconds: outside the lock (other takes'
+            # consents go on), once per take however many ask at the same time.
+            task = self._transcribing.get(recording_id)
+            if task is None:
+                task = asyncio.ensure_future(self._melodies(recording_id))
+                self._transcribing[recording_id] = task
+                task.add_done_callback(lambda _: self._transcribing.pop(recording_id, None))
+            melodies = await asyncio.shield(task)
+            async with self._lock:
+                if self._row(recording_id) is None:
+                    draft = self._new_draft(recording_id, record, who, shares)
+                    parents = self.lineage.parents_for(str(record["sessionId"]))
+                    self._save(self._with_parents(draft, parents, 0, melodies), {}, "consenting")
         await self.refresh()
         return self.public(recording_id)
 
