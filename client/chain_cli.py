@@ -148,6 +148,9 @@ def add_commands(sub: Any) -> None:
     command(
         ops, "earnings", _market("operator_earnings"), "rewards per period, by served quality"
     ).add_argument("address", nargs="?")
+    command(
+        ops, "served", _market("operator_served"), "what your node metered and reported, per period"
+    )
     p = command(ops, "claim", _market("operator_claim"), "withdraw a period's reward")
     p.add_argument("period", type=int)
     p.add_argument("--to", help="send it to this address instead of yours")

@@ -18,6 +18,7 @@ from typing import Any
 from web3.logs import DISCARD
 
 from client.chain_commands import _address, _client, table
+from client.http import call
 from node.chain.client import ChainClient, format_amount, parse_amount
 from node.chain.licences import (
     USAGES,
@@ -415,4 +416,48 @@ def operator_claim(args: argparse.Namespace) -> int:
         f"withdrew period {args.period}'s reward to {to}: {format_amount(claimed['eth'])} ETH,"
         f" {format_amount(claimed['token'])} JAM"
     )
+    return 0
+
+
+def operator_served(args: argparse.Namespace) -> int:
+    """What the node meters per period and where its reports stand (the node's own view)."""
+    shown = json.loads(call(args.node, "/api/chain/rewards"))["this_node"]
+    if shown is None:
+        print(f"{args.node} does not take part in operators' rewards (chain.rewards is off)")
+        return 0
+    if not shown["metering"]:
+        print(f"{args.node} is not metering yet: {shown['error'] or 'waiting for the chain'}")
+        return 0
+    print(
+        f"period {shown['current_period']} now; this node countersigned"
+        f" {shown['answered']['countersigned']} peer reports and refused"
+        f" {shown['answered']['refused']} since it started"
+    )
+    rows = []
+    for p in shown["periods"]:
+        m, report = p["metered"], p["report"] or {}
+        shared = sum(m["shared_minutes"].values())
+        seen = sum(m["seen_minutes"].values())
+        cosigns = report.get("countersigned_by", [])
+        signed = ", ".join(f"{c['node'][:10]}… {c['minutes']}" for c in cosigns)
+        rows.append(
+            [
+                str(p["period"]),
+                f"{m['solo_minutes']:.1f}",
+                f"{shared:.1f}",
+                f"{seen:.1f}",
+                f"{m['concealed_bps'] / 100:.2f} %",
+                f"{m['added_ms']} ms",
+                f"{m['overrun_bps'] / 100:.2f} %",
+                report.get("state", "open" if p["period"] == shown["current_period"] else "-"),
+                signed or "-",
+                report.get("note") or "",
+            ]
+        )
+    if not rows:
+        print("nothing served yet")
+        return 0
+    header = ["period", "solo min", "shared min", "peers' min seen", "concealed", "added",
+              "overruns", "report", "countersigned by", "note"]  # fmt: skip
+    print(table(rows, header))
     return 0

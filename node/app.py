@@ -26,6 +26,7 @@ from node.jam import JamService
 from node.listens import ListenBook
 from node.media.engine import MixClocks
 from node.metrics import Metrics
+from node.operator import OperatorRewards
 from node.p2p.service import P2PService
 from node.royalties import Royalties
 from node.store.db import Store
@@ -114,6 +115,8 @@ class Node:
         self.works: Works | None = None
         self.listens: ListenBook | None = None
         self.royalties: Royalties | None = None
+        self.operator: OperatorRewards | None = None
+        """Meters what this node serves and reports it to NodeRewards (``node.operator``)."""
         self._settle: asyncio.Task[None] | None = None
         self._works_task: asyncio.Task[None] | None = None
 
@@ -168,6 +171,19 @@ class Node:
                 data, self.chain, self.listens, master=config.chain.spark_master
             )
             loop_parts = (self.works, self.listens, self.royalties)
+            if config.chain.rewards:
+                p2p = self.p2p
+                self.operator = OperatorRewards(
+                    data,
+                    self.chain,
+                    self.service,
+                    clocks,
+                    shared=lambda: p2p.federation if p2p is not None else None,
+                    ask=p2p.ask if p2p is not None else None,
+                    check_every_s=config.chain.rewards_check_s,
+                )
+                if p2p is not None:
+                    p2p.on_served = self.operator.answer
         challenges = ChallengeBook(
             f"{config.http.host}:{config.http.port}", config.session.challenge_ttl_s
         )
@@ -182,6 +198,7 @@ class Node:
             ai=self.ai,
             p2p=self.p2p,
             loop=loop_parts,
+            operator=self.operator,
             body_timeout_s=config.http.body_timeout_s,
         )
         await self.service.start()
@@ -220,6 +237,8 @@ class Node:
         if self.works is not None and self.royalties is not None:
             self.royalties.kick()  # resumes a settlement a stop or a crash interrupted
             self._works_task = asyncio.create_task(_refresh_works(self.works), name="works")
+        if self.operator is not None:
+            self.operator.start()
 
     async def stop(self) -> None:
         """Stop everything within a bound (idempotent)."""
@@ -229,6 +248,10 @@ class Node:
         if self._works_task is not None:
             self._works_task.cancel()
             self._works_task = None
+        if self.operator is not None:
+            await self.operator.stop()
+            self.operator.close()
+            self.operator = None
         if self.royalties is not None:
             await self.royalties.stop()
             self.royalties.close()

@@ -165,6 +165,12 @@ class ChainConfig:
     spark_master: str = "local[*]"
     """Where a royalty period's roll-up (spark_jobs/royalties.py) runs: local[*], local[2],
     or a cluster's spark://host:7077."""
+    rewards: bool = True
+    """Meter the musician-minutes this node serves and their quality, report each ended
+    NodeRewards period, countersign peer nodes' shared minutes, dispute reports that leave
+    this node's countersignature out (node.operator)."""
+    rewards_check_s: float = 30.0
+    """How often the rewards agent looks for ended periods and peers' reports."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +312,10 @@ class NodeConfig:
                 "chain.rpc_url must be an http(s) URL",
             ),
             (0 <= self.chain.devnet_port <= 65535, "chain.devnet_port must be 0-65535"),
+            (
+                0.1 <= self.chain.rewards_check_s <= 3600,
+                "chain.rewards_check_s must be 0.1-3600 seconds",
+            ),
             (32 <= self.spatial.hrir_taps <= 4096, "spatial.hrir_taps must be 32-4096"),
             (
                 0.1 <= self.spatial.near_m < self.spatial.far_m <= 1000,

@@ -105,6 +105,7 @@ async function refreshRewards() {
     `${unit(r.pot_eth)} ETH and ${unit(r.pot_jam)} JAM · weight = musician-minutes × quality, quality = ` +
     `10000 − ${f.conceal_penalty}·concealed bps − ${f.latency_penalty}·(added ms − ${f.latency_target_ms})` +
     ` − ${f.overrun_penalty}·overrun bps`;
+  $("#rewards-node").textContent = servedLine(r.this_node);
   const list = document.createDocumentFragment();
   if (!r.reports.length) {
     list.append(Object.assign(document.createElement("li"), { className: "empty", textContent: "no reports yet" }));
@@ -125,6 +126,28 @@ async function refreshRewards() {
     list.append(li);
   }
   $("#rewards").replaceChildren(list);
+}
+
+// What this node metered (musician-minutes and their quality) and where its last report is.
+function servedLine(n) {
+  if (!n) return "this node does not take part in operators' rewards";
+  if (!n.metering) return "this node starts metering what it serves once the chain answers";
+  const current = n.periods.find((p) => p.period === n.current_period);
+  const m = current ? current.metered : null;
+  const shared = m ? Object.values(m.shared_minutes).reduce((a, b) => a + b, 0) : 0;
+  let text = `this node, period ${n.current_period} so far: ` + (m
+    ? `${m.solo_minutes.toFixed(1)} solo + ${shared.toFixed(1)} shared musician-minutes · ` +
+      `concealed ${(m.concealed_bps / 100).toFixed(2)} % · added ${m.added_ms} ms · ` +
+      `overruns ${(m.overrun_bps / 100).toFixed(2)} %`
+    : "nothing served yet");
+  const last = n.periods.find((p) => p.report);
+  if (last) {
+    const signed = last.report.countersigned_by.map((c) => `${c.node.slice(0, 10)}… ${c.minutes} min`);
+    text += ` · period ${last.period} report: ${last.report.state}` +
+      (signed.length ? ` (countersigned by ${signed.join(", ")})` : "") +
+      (last.report.note ? ` · ${last.report.note}` : "");
+  }
+  return text;
 }
 
 async function startGov() {

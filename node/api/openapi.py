@@ -351,7 +351,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET",
         "/api/chain/rewards",
-        "Node operators' rewards: the pot, the quality formula, every report and its share",
+        "Node operators' rewards: the pot, the quality formula, every report and its share,"
+        " and this node's own metering and reports",
         "chain",
         server_errors=CHAIN_DOWN,
     ),

@@ -86,6 +86,7 @@ CLOCK = web.AppKey("clock", MixClocks)
 ROOT = web.AppKey("root", Path)
 CHAIN = web.AppKey("chain", object)
 P2P_ON = web.AppKey("p2p_on", bool)
+OPERATOR: web.AppKey[Any] = web.AppKey("operator")
 
 
 class PerMinute:
@@ -249,8 +250,12 @@ async def chain_events(request: web.Request) -> web.Response:
 
 
 async def chain_rewards(request: web.Request) -> web.Response:
-    """Node operators' rewards: this period's pot, the formula, every report and its share."""
-    return web.json_response(await _chain(request).read("rewards"))
+    """Node operators' rewards: this period's pot, the formula, every report and its share,
+    and what this node metered and reported (``this_node``; null when it does not take part)."""
+    rewards = await _chain(request).read("rewards")
+    operator = request.app[OPERATOR]
+    rewards["this_node"] = operator.status() if operator is not None else None
+    return web.json_response(rewards)
 
 
 async def chain_operators(request: web.Request) -> web.Response:
@@ -665,6 +670,7 @@ def build_app(
     p2p: P2PService | None = None,
     loop: tuple[Any, Any, Any] | None = None,
     body_timeout_s: float = 10.0,
+    operator: Any = None,
 ) -> web.Application:
     """The aiohttp application with every route."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
@@ -676,6 +682,7 @@ def build_app(
     app[ROOT] = root
     app[BODY_TIMEOUT] = body_timeout_s
     app[P2P_ON] = p2p is not None
+    app[OPERATOR] = operator
     app[CHALLENGE_LIMIT] = PerMinute(service.config.session.challenges_per_minute)
     app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_get("/api/health", health)

@@ -128,6 +128,8 @@ class Link:
         """Participant id → stream number, for everyone this node announces over the link."""
         self.inbound: dict[int, Participant] = {}
         """Stream number → the participant it carries (admitted here with ``via``)."""
+        self.relayed: set[int] = set()
+        """Inbound streams the other node relays from a third (not its own musicians)."""
         self.proofs: dict[int, list[Any]] = {}
         """Host side: stream number → [challenge, last sent, tries] until the proof arrives."""
         self._next_stream = 1
@@ -251,6 +253,22 @@ class FederationService:
             "counters": dict(self.stats),
             "lost": list(self.lost),
         }
+
+    def shared_with(self, session_id: str) -> list[str]:
+        """Peer ids of a session's open links, sorted (for the served-minutes meter)."""
+        links = self.links.get(session_id, {})
+        return sorted(peer for peer, link in links.items() if link.opened.is_set())
+
+    def seen(self) -> list[tuple[str, str, list[Participant]]]:
+        """(peer id, session id, that peer's own musicians here) for every open link: what
+        this node countersigns a peer's shared minutes against."""
+        return [
+            (link.peer_id, link.session_id,
+             [p for n, p in link.inbound.items() if n not in link.relayed])
+            for links in self.links.values()
+            for link in links.values()
+            if link.opened.is_set() and not link.closed
+        ]  # fmt: skip
 
     # ------------------------------------------------------------ mirror side
     async def mirror(self, session_id: str) -> None:
@@ -439,6 +457,7 @@ class FederationService:
                 "s": link.stream_for(participant.id),
                 "address": participant.address,
                 "name": participant.name,
+                "relayed": bool(participant.via),
                 "x": participant.x,
                 "y": participant.y,
                 "yaw_deg": participant.yaw_deg,
@@ -616,6 +635,8 @@ class FederationService:
             self.stats["joins_refused"] += 1
             return
         link.inbound[number] = participant
+        if body.get("relayed") is True:
+            link.relayed.add(number)
         self.jam.move(session_id, participant, x, y)
         self.jam.turn(session_id, participant, yaw, pitch)
         challenge = proof_message(self.self_id, session_id, address, secrets.token_hex(16))
@@ -668,6 +689,7 @@ class FederationService:
             return
         if kind == "leave":
             del link.inbound[number]
+            link.relayed.discard(number)
             link.proofs.pop(number, None)
             self.jam.drop(session_id, sender)
         elif kind == "pose":

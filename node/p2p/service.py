@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,13 @@ from node.config import NodeConfig
 from node.errors import ConfigError
 from node.jam import JamService
 from node.p2p.advert import MAX_ADDRS, MAX_SESSIONS, Advert, NetworkView
-from node.p2p.bridge import TrioBridge
+from node.p2p.bridge import BridgeError, TrioBridge
 from node.p2p.federation import FederationService
 from node.p2p.host import P2PHost
 
 log = logging.getLogger(__name__)
 STAKE_EVERY_S = 30.0
+Answerer = Callable[[str, dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]
 
 
 def load_identity(path: Path) -> KeyPair:
@@ -86,6 +88,8 @@ class P2PService:
         self.http_url = ""
         self.view: NetworkView | None = None
         self.federation: FederationService | None = None
+        self.on_served: Answerer | None = None
+        """Answers a peer's request to countersign served minutes (node.operator)."""
 
     @property
     def peer_id(self) -> str:
@@ -104,6 +108,10 @@ class P2PService:
         async def on_bridge(peer_id: str, request: dict[str, Any]) -> dict[str, Any]:
             assert self.bridge is not None
             assert self.federation is not None
+            if isinstance(request, dict) and request.get("type") == "served":
+                if self.on_served is None:
+                    return {"ok": False, "error": "this node does not take part in rewards"}
+                return await self.bridge.run_asyncio(self.on_served(peer_id, request))
             return await self.bridge.run_asyncio(self.federation.accept(peer_id, request))
 
         self.host = P2PHost(
@@ -152,6 +160,14 @@ class P2PService:
         if self.chain is not None:
             self._stake_task = asyncio.create_task(self._watch_stake(), name="p2p-stake")
         log.info("p2p host %s listening on %s", self.peer_id, ", ".join(addrs))
+
+    async def ask(self, peer_id: str, message: dict[str, Any]) -> Any:
+        """One request to a peer node over the bridge protocol (dialled if needed)."""
+        if self.bridge is None or self.host is None or self.view is None:
+            raise BridgeError("p2p is not running")
+        peer = self.view.peers.get(peer_id)
+        addrs = list(peer.advert.addrs) if peer is not None else []
+        return await self.bridge.call(self.host.request, peer_id, addrs, message)
 
     def _use_mdns(self) -> bool:
         cfg = self.config.p2p

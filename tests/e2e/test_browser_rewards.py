@@ -73,6 +73,9 @@ async def test_the_page_shows_operators_rewards_and_withdraws_its_own(tmp_path: 
             assert "weight = musician-minutes × quality" in await page.inner_text(
                 "#rewards-summary"
             )
+            # The node's own meter (node.served): nobody was served here.
+            served = await page.inner_text("#rewards-node")
+            assert served.startswith("this node, period ") and "nothing served yet" in served
             before = w3.eth.get_balance(keys[0].address)
             await page.click("#rewards button.claim-reward")
 
