@@ -106,15 +106,16 @@ class Lineage:
             for melody in melodies:
                 self._index.add_part(work_id, melody)
 
-    def seed(self, work_id: int) -> list[int] | None:
-        """The opening of a registered work's first melody (to seed a composition)."""
+    def seed(self, work_id: int, notes: int = SEED_NOTES) -> list[int] | None:
+        """The opening of a registered work's first melody (to seed a composition, or, longer,
+        to harmonize for the bandmate)."""
         row = self._db.execute(
             "SELECT melodies FROM work_melodies WHERE work_id = ?", (work_id,)
         ).fetchone()
         if row is None:
             return None
         melodies = [m for m in json.loads(row[0]) if m]
-        return melodies[0][:SEED_NOTES] if melodies else None
+        return melodies[0][:notes] if melodies else None
 
     def check(self, melodies: list[list[int]], parents: Iterable[int]) -> dict[str, Any] | None:
         """The registered work (not among ``parents``) sharing the longest span with any of

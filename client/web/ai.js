@@ -10,8 +10,11 @@ import { $, api, setSession, showError, state } from "./app.js";
     const chords = $("#chords");
     if (document.activeElement !== chords) chords.value = session.chords || "";
     $("#ai-toggle").textContent = bandmate ? "Remove bandmate" : "Add bandmate";
+    const work = $("#ai-status").dataset.work;
     $("#ai-status").textContent = bandmate
-      ? `playing ${bandmate.instrument}, density ${bandmate.density}` : "";
+      ? `playing ${bandmate.instrument}, density ${bandmate.density}` +
+        (work ? ` over work ${work}'s harmony (${session.key}: ${session.chords})` : "") : "";
+    if (!bandmate) delete $("#ai-status").dataset.work;
     if (bandmate) {
       $("#ai-instrument").value = bandmate.instrument;
       $("#ai-density").value = bandmate.density;
@@ -27,9 +30,16 @@ import { $, api, setSession, showError, state } from "./app.js";
       if (bandmate) {
         await api("DELETE", path(), null, true);
       } else {
-        await api("POST", path(), {
+        const body = {
           instrument: $("#ai-instrument").value, density: Number($("#ai-density").value), x: 0, y: 4,
-        }, true);
+        };
+        const work = $("#ai-work").value.trim();
+        if (work) body.seed_work = Number(work);  // over the work's harmony; takes derive from it
+        const added = await api("POST", path(), body, true);
+        if (added.seed_work !== undefined) {
+          $("#ai-work").value = "";
+          $("#ai-status").dataset.work = String(added.seed_work);
+        }
       }
       // The reply and the session event race each other: read the session back once.
       setSession(await api("GET", `/api/sessions/${state.session.id}`));

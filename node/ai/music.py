@@ -64,6 +64,47 @@ def parse_chords(value: object) -> list[int]:
     return labels
 
 
+PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+DIATONIC = ((0, ""), (5, ""), (7, ""), (9, "m"), (2, "m"), (4, "m"))
+"""A major key's triads, most common first (ties go to the earlier): I IV V vi ii iii."""
+NOTES_PER_BAR = 4
+MAX_HARMONY_BARS = 16
+
+
+def harmonize(pitches: Sequence[int]) -> tuple[str, tuple[str, ...]]:
+    """A key and a progression for a melody given as pitches (a work's transcription has no
+    rhythm): the major key whose scale holds most of its notes (named as its relative minor
+    when the melody ends on that minor's tonic), then one diatonic triad per
+    ``NOTES_PER_BAR`` notes, the one whose tones cover most of them (the first counts double,
+    and triple when it is the chord's root), for at most ``MAX_HARMONY_BARS`` bars. The bandmate improvises over these."""
+    if not pitches:
+        raise InputError("the melody has no notes to harmonize")
+    classes = [int(p) % 12 for p in pitches]
+
+    def fit(tonic: int) -> tuple[int, int]:
+        inside = sum(1 for pc in classes if (pc - tonic) % 12 in MAJOR_SCALE)
+        home = int(classes[-1] == tonic) + int(classes[0] == tonic)
+        return inside, home
+
+    tonic = max(range(12), key=fit)
+    minor = (tonic + 9) % 12
+    key = f"{PITCH_NAMES[minor]}m" if classes[-1] == minor else PITCH_NAMES[tonic]
+    chords = []
+    for start in range(0, min(len(classes), NOTES_PER_BAR * MAX_HARMONY_BARS), NOTES_PER_BAR):
+        bar = classes[start : start + NOTES_PER_BAR]
+        best, best_score = "", -1
+        for degree, quality in DIATONIC:
+            root = (tonic + degree) % 12
+            tones = {root, (root + (3 if quality else 4)) % 12, (root + 7) % 12}
+            score = sum((2 if i == 0 else 1) for i, pc in enumerate(bar) if pc in tones)
+            score += int(bar[0] == root)  # a bar that starts on a chord's root: that chord
+            if score > best_score:
+                best, best_score = f"{PITCH_NAMES[root]}{quality}", score
+        chords.append(best)
+    return key, tuple(chords)
+
+
 def target_notes(density: float) -> float:
     """Notes per 4/4 bar the improviser aims at for a density of 0..1."""
     return 1.0 + 11.0 * density

@@ -4,7 +4,8 @@
     POST   /api/ai/compose      {"seed": "C4:4 D4:4 E4:8", "key": "C", "notes": 32, ...}
                                  or a MIDI file (Content-Type: audio/midi) with ?key=&notes=
     POST   /api/ai/improvise    {"chords": "C G Am F", "key": "C", "density": 0.5, ...}
-    POST   /api/sessions/{id}/bandmate   owner: {"instrument", "density", "gain", "x", "y"}
+    POST   /api/sessions/{id}/bandmate   owner: {"instrument", "density", "gain", "x", "y",
+                                         "seed_work"} (a work: play over its harmony)
     PATCH  /api/sessions/{id}/bandmate   owner: the same fields
     DELETE /api/sessions/{id}/bandmate   owner
 
@@ -20,10 +21,18 @@ from typing import Any
 from aiohttp import web
 
 from node.ai.midi import from_midi, midi_time_signature, parse_seed, to_midi
-from node.ai.music import bar_steps_of, parse_chords, pickup_steps_of
+from node.ai.music import (
+    MAX_HARMONY_BARS,
+    NOTES_PER_BAR,
+    bar_steps_of,
+    harmonize,
+    parse_chords,
+    pickup_steps_of,
+)
 from node.ai.service import AiService
 from node.api.body import read_body
 from node.errors import InputError, NotFoundError
+from node.lineage import SEED_NOTES
 from node.session.session import _number, parse_position
 from training.tokenize import Note
 
@@ -145,30 +154,44 @@ def _seed_work(request: web.Request, body: dict[str, Any]) -> tuple[int, list[No
     session's participant token) the session is marked as derived from the work: its takes are
     drafted with the work as a parent."""
     from node.api.server import SERVICE, _bearer
+
+    found = _work_melody(request, body.get("seed_work"), SEED_NOTES)
+    if found is None:
+        return None
+    work_id, pitches = found
+    session_id = body.get("session")
+    if session_id is not None:
+        if not isinstance(session_id, str):
+            raise InputError("session must be a session id")
+        request.app[SERVICE].get(session_id).by_token(_bearer(request))
+        _lineage(request).note(session_id, work_id, "compose")
+    return work_id, [Note(4 * i, 4, pitch) for i, pitch in enumerate(pitches)]
+
+
+def _lineage(request: web.Request) -> Any:
     from node.api.works import WORKS
 
-    value = body.get("seed_work")
+    works = request.app.get(WORKS)
+    if works is None:
+        raise NotFoundError("this node has no chain, so no registered works to seed from")
+    return works.lineage
+
+
+def _work_melody(request: web.Request, value: object, notes: int) -> tuple[int, list[int]] | None:
+    """``seed_work``: a registered work's id → (id, the first ``notes`` of its melody); None
+    if unset."""
     if value is None:
         return None
     if isinstance(value, str) and value.isascii() and value.isdecimal() and len(value) < 19:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InputError("seed_work must be a registered work's id")
-    works = request.app.get(WORKS)
-    if works is None:
-        raise NotFoundError("this node has no chain, so no registered works to seed from")
-    pitches = works.lineage.seed(value)
+    pitches = _lineage(request).seed(value, notes)
     if pitches is None:
         raise NotFoundError(
             f"this node has no melody of work {value} (it keeps those of the works it registered)"
         )
-    session_id = body.get("session")
-    if session_id is not None:
-        if not isinstance(session_id, str):
-            raise InputError("session must be a session id")
-        request.app[SERVICE].get(session_id).by_token(_bearer(request))
-        works.lineage.note(session_id, value, "compose")
-    return value, [Note(4 * i, 4, pitch) for i, pitch in enumerate(pitches)]
+    return value, pitches
 
 
 def _metre(request: web.Request, body: dict[str, Any], midi: bytes | None) -> tuple[int, int]:
@@ -222,11 +245,21 @@ async def add_bandmate(request: web.Request) -> web.Response:
 
     session_id = _owner(request)
     body = await _body(request)
-    unknown = set(body) - {"instrument", "density", "gain", "x", "y"}
+    unknown = set(body) - {"instrument", "density", "gain", "x", "y", "seed_work"}
     if unknown:
         raise InputError(f"unknown field {sorted(unknown)[0]!r}")
     x, y = parse_position({"x": body.get("x", 0.0), "y": body.get("y", 4.0)})
+    seed = _work_melody(request, body.pop("seed_work", None), NOTES_PER_BAR * MAX_HARMONY_BARS)
     state = await request.app[AI].add_bandmate(session_id, body, x, y)
+    if seed is not None:
+        # Seeded from a work: the bandmate plays over the work's harmony (from its next bar),
+        # and the session's takes are drafted as derivatives of the work.
+        from node.api.server import SERVICE
+
+        key, chords = harmonize(seed[1])
+        request.app[SERVICE].update(session_id, None, None, key, False, chords)
+        _lineage(request).note(session_id, seed[0], "bandmate")
+        state = {**state, "seed_work": seed[0], "key": key, "chords": list(chords)}
     return web.json_response(state, status=201)
 
 

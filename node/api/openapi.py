@@ -425,11 +425,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "POST",
         "/api/sessions/{session_id}/bandmate",
-        "The owner invites the AI bandmate",
+        "The owner invites the AI bandmate (seed_work: over a registered work's harmony)",
         "ai",
         ok=201,
         token=True,
-        body=obj(**BANDMATE),
+        body=obj(**BANDMATE, seed_work={"type": "integer", "minimum": 0}),
         server_errors=(503,),
     ),
     Operation(

@@ -109,3 +109,20 @@ def test_a_tempo_change_replans_on_the_new_grid(improviser) -> None:
     assert not schedule(mixer.post, player, stale, lambda: moved, grid)
     player.drop_from(mixer.sample)
     assert player.dropped == 2
+
+
+def test_a_works_melody_is_harmonized_for_the_bandmate() -> None:
+    from node.ai.music import harmonize
+    from node.errors import InputError
+    from node.session.session import KEY_RE, parse_chords
+
+    # "Twinkle" in D: D D A A B B A, G G F# F# E E D.
+    key, chords = harmonize([62, 62, 69, 69, 71, 71, 69, 69, 67, 67, 66, 66, 64, 64, 62, 62])
+    assert (key, chords) == ("D", ("D", "Bm", "G", "Em"))
+    # A minor tune ending on its tonic is named as the minor key; every chord is one the
+    # session accepts.
+    key, chords = harmonize([69, 72, 76, 69, 74, 77, 81, 74, 76, 79, 83, 76, 69])
+    assert key == "Am" and KEY_RE.match(key) and parse_chords(list(chords)) == chords
+    assert len(harmonize(list(range(60, 60 + 200)))[1]) == 16  # at most 16 bars
+    with pytest.raises(InputError, match="no notes"):
+        harmonize([])

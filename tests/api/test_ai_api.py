@@ -361,3 +361,18 @@ async def test_compose_seeded_from_a_registered_work_marks_the_session_derived(
                 http, node, "POST", "/api/ai/compose?format=json", json={**body, "seed_work": bad}
             )
             assert status == 400 and "seed_work" in out["error"]
+        # The bandmate seeded from the work: it plays over the work's harmony, and the session
+        # is derived from the work.
+        jam = (await owner.create_session("bandmate remix", key="F#m"))["id"]
+        await owner.join(jam)
+        path = f"/api/sessions/{jam}/bandmate"
+        for bad, code in (("zero", 400), (7, 404)):
+            status, out = await call(http, node, "POST", path, owner.token, json={"seed_work": bad})
+            assert status == code and "work" in out["error"], out
+        assert node.works.lineage.parents_for(jam) == []
+        status, out = await call(http, node, "POST", path, owner.token, json={"seed_work": 0})
+        assert status == 201, out
+        assert out["seed_work"] == 0 and out["key"] == "C" and out["chords"] == ["C", "G", "G"]
+        shown = await owner.request("GET", f"/api/sessions/{jam}")
+        assert (shown["key"], shown["chords"]) == ("C", "C G G")
+        assert node.works.lineage.parents_for(jam) == [0]

@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 async def test_the_owner_adds_a_bandmate_from_the_page(tmp_path: Path) -> None:
     silence = tmp_path / "silence.wav"
     soundfile.write(str(silence), np.zeros(48000 * 5, np.float32), 48000)
-    config = node_config(tmp_path / "data", ai={"enabled": True})
+    config = node_config(
+        tmp_path / "data", ai={"enabled": True}, chain={"mode": "devnet", "devnet_port": 0}
+    )
     async with Node(config) as node, async_playwright() as pw:
         assert node.ai is not None
         await node.ai.ready()
@@ -63,6 +65,19 @@ async def test_the_owner_adds_a_bandmate_from_the_page(tmp_path: Path) -> None:
                 "document.querySelector('#ai-toggle').textContent === 'Add bandmate'"
             )
             assert node.service.get(session_id).bandmate is None
+            # Seeded from a registered work (the node keeps the melodies of those it registered):
+            # the bandmate plays over the work's harmony and the session derives from the work.
+            assert node.works is not None
+            node.works.lineage.save(0, [[57, 60, 64, 57, 62, 65, 69, 62, 64, 67, 71, 64, 57]])
+            await page.fill("#ai-work", "0")
+            await page.click("#ai-toggle")
+            await page.wait_for_function(
+                "document.querySelector('#ai-status').textContent.includes('over work 0')"
+            )
+            status = await page.inner_text("#ai-status")
+            assert "Am: Am Dm Em Am" in status, status
+            assert node.service.get(session_id).settings.chords == ("Am", "Dm", "Em", "Am")
+            assert node.works.lineage.parents_for(session_id) == [0]
             assert not errors, errors
             assert await page.evaluate("document.querySelector('#error').textContent") == ""
         finally:
