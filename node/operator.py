@@ -273,16 +273,7 @@ class OperatorRewards:
         left_out = "; ".join(notes)
         self._save(period, "queued", figures=asdict(figures), cosigns=cosigns, pending={},
                    note=f"left out: {left_out}" if left_out else None)  # fmt: skip
-        rewards = self._contract("NodeRewards")
-        call = rewards.functions.report(
-            period,
-            figures.as_tuple(),
-            [(c["node"], c["minutes"], bytes.fromhex(c["signature"][2:])) for c in cosigns],
-        )
-        assert self.chain.outbox is not None
-        self.chain.outbox.enqueue(
-            f"rewards:report:{period}", rewards.address, call._encode_transaction_data()
-        )
+        self._enqueue_report(period, figures, cosigns)
         log.info(
             "rewards period %d: reporting %d solo + %d countersigned minutes%s",
             period, figures.solo_minutes, shared, f" ({left_out})" if left_out else "",
@@ -318,9 +309,29 @@ class OperatorRewards:
             raise JamnetError(f"the answer comes from {answer.get('node')}, not {node}")
         return signature
 
+    def _enqueue_report(self, period: int, figures: Served, cosigns: list[dict[str, Any]]) -> None:
+        """Queue the report (idempotent: the outbox queues a key once)."""
+        rewards = self._contract("NodeRewards")
+        call = rewards.functions.report(
+            period,
+            figures.as_tuple(),
+            [(c["node"], c["minutes"], bytes.fromhex(c["signature"][2:])) for c in cosigns],
+        )
+        assert self.chain.outbox is not None
+        self.chain.outbox.enqueue(
+            f"rewards:report:{period}", rewards.address, call._encode_transaction_data()
+        )
+
     async def _send(self, period: int) -> None:
         outbox, w3 = self.chain.outbox, self.chain.w3
         assert outbox is not None and w3 is not None  # noqa: PT018
+        row = self._row(period)
+        assert row is not None
+        # Queued again from the saved figures: a crash between saving "queued" and queuing
+        # the transaction must not leave the report stuck (the same key is queued once).
+        self._enqueue_report(
+            period, Served(**json.loads(row["figures"])), json.loads(row["cosigns"])
+        )
         await asyncio.to_thread(outbox.process, w3)
         entry = outbox.get(f"rewards:report:{period}")
         if entry.state == "mined":

@@ -77,7 +77,8 @@ def harmonize(pitches: Sequence[int]) -> tuple[str, tuple[str, ...]]:
     rhythm): the major key whose scale holds most of its notes (named as its relative minor
     when the melody ends on that minor's tonic), then one diatonic triad per
     ``NOTES_PER_BAR`` notes, the one whose tones cover most of them (the first counts double,
-    and triple when it is the chord's root), for at most ``MAX_HARMONY_BARS`` bars. The bandmate improvises over these."""
+    and triple when it is the chord's root), for at most ``MAX_HARMONY_BARS`` bars. The bandmate
+    improvises over these."""
     if not pitches:
         raise InputError("the melody has no notes to harmonize")
     classes = [int(p) % 12 for p in pitches]
