@@ -65,6 +65,8 @@ class Deployment:
     addresses: dict[str, str]
     deployer: str
     params: dict[str, int] = field(default_factory=dict)
+    code: str = ""
+    """``code_hash()`` of the contracts deployed ("" in files from before it was recorded)."""
 
     def save(self, path: Path) -> None:
         """Write atomically."""
@@ -86,6 +88,7 @@ class Deployment:
                 },
                 deployer=str(data["deployer"]),
                 params={str(k): int(v) for k, v in data.get("params", {}).items()},
+                code=str(data.get("code", "")),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ChainError(f"deployment file {path} is missing or invalid: {exc}") from None
@@ -111,6 +114,14 @@ class Deployment:
         return all(
             len(w3.eth.get_code(Web3.to_checksum_address(a))) > 0 for a in self.addresses.values()
         )
+
+
+def code_hash() -> str:
+    """One hash of every deployed contract's creation code, as built now: a deployment made
+    from other code (an older release's contracts under the same names) has another."""
+    artifacts = build()
+    parts = [f"{name}:{artifacts[name].bytecode}" for name in sorted(CONTRACTS)]
+    return Web3.keccak(text="\n".join(parts)).to_0x_hex()
 
 
 def _deploy(w3: Web3, sender: str, name: str, *args: Any) -> Contract:
@@ -300,4 +311,5 @@ def deploy(
         },
         deployer=deployer,
         params=asdict(p),
+        code=code_hash(),
     )

@@ -20,7 +20,7 @@ from web3 import Web3
 from web3.types import RPCEndpoint, Wei
 
 from node.chain import reads
-from node.chain.deploy import Deployment, deploy
+from node.chain.deploy import Deployment, code_hash, deploy
 from node.chain.devnet import Devnet
 from node.chain.indexer import Indexer
 from node.chain.outbox import Outbox
@@ -136,11 +136,22 @@ class ChainService:
                 except ChainError as exc:  # an older release's file: its contracts are replaced
                     log.warning("devnet: %s; redeploying", exc)
                     existing = None
-                if existing is not None and existing.is_live(self.w3):
+                if existing is not None and existing.code != code_hash():
+                    # Contracts changed since (a new release): new code calling the old
+                    # contracts would revert. A devnet's state is disposable: deploy again.
+                    log.warning(
+                        "devnet: the contracts changed since %s was deployed; redeploying"
+                        " (works, stakes and balances on the old contracts stay behind)",
+                        path,
+                    )
+                elif existing is not None and existing.is_live(self.w3):
                     self.deployment = existing
                     log.info("devnet: reusing the deployment in %s", path)
                     return
-                log.warning("devnet: %s does not match the chain (state lost?); redeploying", path)
+                else:
+                    log.warning(
+                        "devnet: %s does not match the chain (state lost?); redeploying", path
+                    )
             accounts = list(self.w3.eth.accounts)
             assert self.account is not None
             self.deployment = deploy(
@@ -160,6 +171,12 @@ class ChainService:
                 raise ChainError(
                     f"{chain.deployment_file} does not describe contracts on {chain.rpc_url}"
                     f" (chain id {deployment.chain_id}); check both"
+                )
+            if deployment.code and deployment.code != code_hash():
+                log.warning(
+                    "chain: %s was deployed from other contract code than this release's;"
+                    " calls this release makes may revert (deploy again with jamnet deploy)",
+                    chain.deployment_file,
                 )
             self.deployment = deployment
 

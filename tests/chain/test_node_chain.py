@@ -47,6 +47,15 @@ async def test_devnet_deploys_once_and_is_reused_after_a_restart(tmp_path: Path)
         "0x"
     )
     assert (tmp_path / "data" / "chain" / "node-key.json").stat().st_mode & 0o777 == 0o600
+    # A deployment made from other contract code (an older release's, same names) is not
+    # reused: the devnet deploys this release's contracts again.
+    path = tmp_path / "data" / "chain" / "deployment.json"
+    assert saved["code"].startswith("0x") and len(saved["code"]) == 66
+    path.write_text(json.dumps({**saved, "code": "0x" + "ab" * 32}))
+    async with Node(config) as node:
+        renewed = await get(node, "/api/chain")
+    assert renewed["addresses"] != addresses
+    assert json.loads(path.read_text())["code"] == saved["code"]
 
 
 async def test_external_chain_needs_a_valid_deployment(tmp_path: Path) -> None:
