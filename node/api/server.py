@@ -252,7 +252,7 @@ async def chain_events(request: web.Request) -> web.Response:
 async def chain_rewards(request: web.Request) -> web.Response:
     """Node operators' rewards: this period's pot, the formula, every report and its share,
     and what this node metered and reported (``this_node``; null when it does not take part)."""
-    rewards = await _chain(request).read("rewards")
+    rewards = dict(await _chain(request).read("rewards"))  # a copy: reads are kept per block
     operator = request.app[OPERATOR]
     rewards["this_node"] = operator.status() if operator is not None else None
     return web.json_response(rewards)

@@ -9,6 +9,7 @@ and check that ``deployment_file`` describes contracts that exist on that chain.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 INDEX_EVERY_S = 1.0
 DEVNET_BLOCK_TIME_S = 5
+CACHED_READS = frozenset({"work", "rewards", "proposals", "operators", "pool"})
+"""Views kept per block (``account`` is not: a devnet can set a balance without a block)."""
+READ_CACHE_SIZE = 256
 """If set, the node's chain key (instead of a keyfile); never logged."""
 FAUCET_ETH = 10**18
 FAUCET_JAM = 1_000 * 10**18
@@ -59,6 +63,10 @@ class ChainService:
         self._faucet_last: dict[str, float] = {}
         self._faucet_recent: list[float] = []
         self._faucet_clients: dict[str, list[float]] = {}
+        self._reads: collections.OrderedDict[tuple[Any, ...], tuple[int, Any]] = (
+            collections.OrderedDict()
+        )
+        """(view, args) → (block, result): a view read at the same block is the same."""
 
     async def start(self) -> None:
         """Connect (and on the devnet: start anvil and deploy if needed), then index."""
@@ -329,11 +337,24 @@ class ChainService:
             raise ValueError(view)
 
         def run() -> Any:
+            # Nothing a view shows changes without a block: a page polling every work every
+            # few seconds costs one block-number call per work until the next block.
+            key = (view, *args)
+            block = int(w3.eth.block_number)
+            cached = self._reads.get(key) if view in CACHED_READS else None
+            if cached is not None and cached[0] == block:
+                self._reads.move_to_end(key)
+                return cached[1]
             c = self._contracts()
             if view in {"proposals", "events", "work", "rewards"}:
                 with contextlib.suppress(Exception):  # stale beats failing when the RPC hiccups
                     indexer.poll()
-            return views[view](c)
+            result = views[view](c)
+            if view in CACHED_READS:
+                self._reads[key] = (block, result)
+                while len(self._reads) > READ_CACHE_SIZE:
+                    self._reads.popitem(last=False)
+            return result
 
         return await asyncio.to_thread(run)
 

@@ -104,3 +104,25 @@ async def test_the_faucet_funds_keys_not_contracts_and_a_few_per_client(tmp_path
         with pytest.raises(SessionError, match="from your address"):
             await node.chain.faucet(Account.create().address, "10.0.0.1")
         await node.chain.faucet(Account.create().address, "10.0.0.2")  # someone else
+
+
+async def test_chain_views_are_read_once_per_block(tmp_path: Path) -> None:
+    config = node_config(tmp_path / "data", chain={"mode": "devnet", "devnet_port": 0})
+    async with Node(config) as node:
+        chain = node.chain
+        assert chain is not None and chain.w3 is not None
+        w3 = chain.w3
+        for _ in range(20):  # the devnet mines a block every few seconds: retry across one
+            block = w3.eth.block_number
+            first, again = await chain.read("operators"), await chain.read("operators")
+            if w3.eth.block_number == block:
+                assert again is first  # same block: the same read, not a second round of calls
+                break
+        else:
+            raise AssertionError("no two reads within one block")
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        fresh = await chain.read("operators")
+        assert fresh is not first and fresh == first  # a new block: read again
+        assert await chain.read("account", first["operators"][0]["address"]) is not (
+            await chain.read("account", first["operators"][0]["address"])
+        ), "balances are read every time (a devnet sets them without a block)"
