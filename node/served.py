@@ -193,6 +193,8 @@ class ServedMeter:
         self._last_clock: tuple[int, int, int] | None = None
         self._last_look = time.monotonic()
         self._last_flush = self._last_look
+        self._bins: list[int] | None = None
+        """The current period's latency bins while it has a tally (the observer's fast path)."""
         self._task: asyncio.Task[None] | None = None
         clocks.latency_observers.append(self._observe_latency)
 
@@ -209,6 +211,7 @@ class ServedMeter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._bins = None
         with contextlib.suppress(ValueError):
             self.clocks.latency_observers.remove(self._observe_latency)
         self.flush()
@@ -235,9 +238,9 @@ class ServedMeter:
 
     def _observe_latency(self, seconds: float) -> None:
         # Runs on the loop (MixClock._deliver), once per mixed packet: keep it cheap.
-        tally = self._tallies.get(self.current_period())
-        if tally is not None and self._task is not None:
-            tally.latency[min(LATENCY_BINS - 1, max(0, int(seconds * 1000.0)))] += 1
+        bins = self._bins
+        if bins is not None:
+            bins[min(LATENCY_BINS - 1, max(0, int(seconds * 1000.0)))] += 1
 
     def look(self, now: float | None = None) -> None:
         """Count the seconds since the last look (the loop calls this once a second)."""
@@ -246,6 +249,7 @@ class ServedMeter:
         self._last_look = now
         period = self.current_period()
         if period in self._frozen:
+            self._bins = None
             return
         fresh = period not in self._tallies
         tally = self._tallies.setdefault(period, Tally())
@@ -295,6 +299,9 @@ class ServedMeter:
         self._last_clock = clock
         if fresh and not (tally.solo_s or tally.shared_s or tally.seen_s):
             del self._tallies[period]  # nobody served yet: no period to report
+            self._bins = None
+        else:
+            self._bins = tally.latency
 
     # -------------------------------------------------------------- reading
     def tally(self, period: int) -> Tally:
