@@ -8,6 +8,10 @@ On a fresh anvil devnet with the contracts deployed as the node deploys them:
 - ``licence_buy_gas``: buying fixed-price licence terms (median of 5);
 - ``auction_*_gas`` at 3 and 30 bidders: commit and reveal (medians over the bidders, bids in
   random order) and the one settlement;
+- ``rewards_report_gas`` with 0, 1 and 8 countersignatures: a node's NodeRewards report for
+  a period (each countersignature is an EIP-712 signature checked on chain), not the period's
+  first (``rewards_first_report_gas``, which also writes the period's formula), and
+  ``rewards_claim_gas``;
 - ``similarity_query_ms_p50``: checking one melody against 1,000 registered works' melodies
   (node/similarity.py), median of 50 queries, with its ratio to an index of 100 works built in
   the same process (``similarity_1000_over_100``).
@@ -37,6 +41,7 @@ from node.chain.consent import Registration, provenance_message
 from node.chain.deploy import JAM, deploy
 from node.chain.devnet import Devnet
 from node.chain.licences import commitment, new_salt, parse_territory
+from node.chain.rewards import Served, countersign
 
 Account.enable_unaudited_hdwallet_features()
 ATTESTER = Account.from_mnemonic(
@@ -187,7 +192,56 @@ def chain_figures() -> dict[str, Any]:
             gas = _auction(w3, c, alice, bidders, work)
             for step, value in gas.items():
                 result.setdefault(f"auction_{step}_gas", {})[str(count)] = value
+        print("[markets] operators' reports …", file=sys.stderr)
+        result.update(_rewards_gas(w3, c, deployment.params["min_stake"], payer))
     return result
+
+
+def _rewards_gas(w3: Web3, c: dict[str, Any], stake: int, funder: str) -> dict[str, Any]:
+    """Reports with 0, 1 and 8 countersignatures (three reporters, eight cosigning nodes)."""
+    nodes, token, rewards = c["NodeRegistry"], c["JamToken"], c["NodeRewards"]
+    keys = [Account.create() for _ in range(4 + 8)]
+    for i, key in enumerate(keys):
+        me = key.address
+        w3.provider.make_request("anvil_setBalance", [me, hex(10 * ETH)])  # type: ignore[arg-type]
+        w3.provider.make_request("anvil_impersonateAccount", [me])  # type: ignore[arg-type]
+        _send(w3, token.functions.transfer(me, stake), w3.eth.accounts[3])  # a genesis holder
+        _send(w3, token.functions.approve(nodes.address, stake), me)
+        _send(w3, nodes.functions.stake(stake), me)
+        _send(w3, nodes.functions.register(f"12D3KooWBench{i}", f"http://n{i}", "{}"), me)
+    period = int(rewards.functions.currentPeriod().call())
+    _send(w3, rewards.functions.fund(), funder, value=ETH)
+    ends, _, dispute_end = rewards.functions.periodTimes(period).call()
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    _advance(w3, int(ends) - now + 1)
+    reporters, cosigners = keys[:4], keys[4:]
+    report: dict[str, int] = {}
+    # The period's first report also fixes its formula and its first total (fresh storage).
+    first = _gas(
+        w3, rewards.functions.report(period, Served(60, 0, 0, 0, 0).as_tuple(), []), keys[0].address
+    )
+    for reporter, count in zip(reporters[1:], (0, 1, 8), strict=True):
+        served = Served(600, 30 * count, 20, 6, 5)
+        cosigns = [
+            (
+                node.address,
+                30,
+                countersign(
+                    node, w3.eth.chain_id, rewards.address, period, reporter.address, 30, 30.0,
+                    served,
+                ),
+            )
+            for node in cosigners[:count]
+        ]  # fmt: skip
+        call = rewards.functions.report(period, served.as_tuple(), cosigns)
+        report[str(count)] = _gas(w3, call, reporter.address)
+    _advance(w3, int(dispute_end) - int(w3.eth.get_block("latest")["timestamp"]) + 1)
+    claim = _gas(w3, rewards.functions.claim(period, reporters[1].address), reporters[1].address)
+    return {
+        "rewards_report_gas": report,
+        "rewards_first_report_gas": first,
+        "rewards_claim_gas": claim,
+    }
 
 
 def similarity_figures(queries: int = 50, runs: int = 5) -> dict[str, Any]:
