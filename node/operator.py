@@ -61,6 +61,8 @@ DISPUTE_MIN_MINUTES = 1.0
 """Below a whole minute seen, a peer had nothing it could claim as shared."""
 DISPUTE_REASON = Web3.keccak(text="no countersignature for shared minutes")
 REGISTRY_TTL_S = 30.0
+ASKS_PER_MINUTE = 20
+"""Countersign requests answered per asking peer a minute (a node asks once per period)."""
 
 Ask = Callable[[str, dict[str, Any]], Awaitable[Any]]
 """Sends one request to a peer node (by peer id) and returns its answer."""
@@ -93,6 +95,7 @@ class OperatorRewards:
         self._task: asyncio.Task[None] | None = None
         self.last_error = ""
         self.answered: dict[str, int] = {"countersigned": 0, "refused": 0}
+        self._asks: dict[str, list[float]] = {}
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -220,6 +223,13 @@ class OperatorRewards:
             if now >= report_end:
                 self._save(period, "skipped", note="its report window had passed")
                 return
+            nodes = self._contract("NodeRegistry").functions
+            if not await asyncio.to_thread(nodes.isRegistered(self.address).call):
+                # Asked again next pass: registering within the report window still counts.
+                raise JamnetError(
+                    f"period {period} is not reported: this node ({self.address}) is not a"
+                    " registered node; stake and register it (jamnet operator stake/register)"
+                )
             self.meter.freeze(period)
             self.meter.flush()
             tally = self.meter.tally(period)
@@ -345,6 +355,13 @@ class OperatorRewards:
     async def answer(self, peer_id: str, request: dict[str, Any]) -> dict[str, Any]:
         """A peer asks this node to countersign the minutes they shared (bridge request)."""
         try:
+            now = time.monotonic()
+            recent = [t for t in self._asks.get(peer_id, []) if now - t < 60.0]
+            if len(recent) >= ASKS_PER_MINUTE:
+                raise InputError(f"at most {ASKS_PER_MINUTE} countersign requests a minute")
+            self._asks[peer_id] = [*recent, now]
+            if len(self._asks) > 1000:  # forget the quietest askers
+                self._asks = dict(sorted(self._asks.items(), key=lambda kv: kv[1][-1])[-500:])
             if self.meter is None or self.schedule is None:
                 raise InputError("this node is not metering yet")
             period = _whole(request.get("period"), "period", 0, 2**63)

@@ -227,3 +227,9 @@ async def test_nodes_meter_report_countersign_and_dispute_by_themselves(tmp_path
             ]:
                 answer = await b.operator.answer("12D3KooWNobody", {"type": "served", **bad})
                 assert answer["ok"] is False and why in answer["error"], (bad, answer)
+            # A peer asking again and again is held to a few requests a minute.
+            answers = [
+                await b.operator.answer("12D3KooWNobody", {"type": "served", "period": period})
+                for _ in range(20)
+            ]
+            assert "countersign requests a minute" in answers[-1]["error"]
