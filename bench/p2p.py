@@ -38,7 +38,7 @@ import aiohttp
 from eth_account import Account
 
 from bench.clicks import WARMUP_S, ClickSource, onsets, percentile
-from client.session import ArraySink, JamClient
+from client.session import ArraySink, ClientError, JamClient
 from node.app import Node
 from node.config import load_config
 
@@ -145,12 +145,16 @@ async def bridge_trial(a: Node, b: Node, bridged: bool, seconds: float) -> list[
             await listed(a, session["id"])
         await x.join(session["id"])
         await y.join(session["id"])
-        sx, sy, kx, ky = ClickSource(), ClickSource(), ArraySink(), ArraySink()
+        frame = 48 * int(session["frame_ms"])  # the session's frame size, in samples
+        sx, sy, kx, ky = ClickSource(frame), ClickSource(frame), ArraySink(), ArraySink()
         await x.connect(sx, kx)
         await y.connect(sy, ky)
         started = time.monotonic()
         await asyncio.sleep(seconds)
-        await x.request("DELETE", f"/api/sessions/{session['id']}", auth=True)
+        try:
+            await x.request("DELETE", f"/api/sessions/{session['id']}", auth=True)
+        except ClientError as exc:  # the figures stand; say what happened to the session
+            print(f"[bridge] closing the trial's session: {exc}", file=sys.stderr)
     return m2e_ms(sx, ky, started) + m2e_ms(sy, kx, started)
 
 
