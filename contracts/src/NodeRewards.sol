@@ -30,7 +30,8 @@ import {INodeDirectory, IRewardsFunding} from "./Interfaces.sol";
 /// shared a session with the reporter and finds its countersignature missing does); a disputed
 /// report waits for governance, which upholds it or voids it. After the window each node
 /// withdraws its share of the pot: pot × weight / total weight. A voided report's share moves
-/// to the current period's pot.
+/// to the current period's pot, and so does the rounding dust of a period once every report
+/// in it is withdrawn or voided.
 contract NodeRewards is EIP712, ReentrancyGuard, IRewardsFunding {
     using SafeERC20 for IERC20;
 
@@ -74,6 +75,8 @@ contract NodeRewards is EIP712, ReentrancyGuard, IRewardsFunding {
         uint256 totalWeight;
         uint256 paidEth;
         uint256 paidToken;
+        /// @notice Weight of the entries claimed or voided so far.
+        uint256 settledWeight;
     }
 
     struct Entry {
@@ -105,6 +108,7 @@ contract NodeRewards is EIP712, ReentrancyGuard, IRewardsFunding {
     event RewardClaimed(uint256 indexed periodId, address indexed node, uint256 eth, uint256 token, address to);
     event FormulaSet(uint16 concealPenalty, uint16 latencyPenalty, uint16 latencyTargetMs, uint16 overrunPenalty);
     event WindowsSet(uint64 reportWindow, uint64 disputeWindow);
+    event DustRolled(uint256 indexed periodId, uint256 indexed toPeriod, uint256 eth, uint256 token);
 
     error NodeRewardsUnauthorized(address caller);
     error NodeRewardsNotRegistered(address node);
@@ -228,6 +232,7 @@ contract NodeRewards is EIP712, ReentrancyGuard, IRewardsFunding {
         uint256 now_ = currentPeriod();
         _periods[now_].eth += eth;
         _periods[now_].token += jam;
+        _settle(periodId, entry.weight);
     }
 
     /// @notice Withdraw the caller's share of a period, after its dispute window, to `to`.
@@ -243,6 +248,7 @@ contract NodeRewards is EIP712, ReentrancyGuard, IRewardsFunding {
         Period storage p = _periods[periodId];
         p.paidEth += eth;
         p.paidToken += jam;
+        _settle(periodId, entry.weight);
         emit RewardClaimed(periodId, msg.sender, eth, jam, to);
         if (jam > 0) _token.safeTransfer(to, jam);
         if (eth > 0) Address.sendValue(to, eth);
@@ -351,6 +357,23 @@ contract NodeRewards is EIP712, ReentrancyGuard, IRewardsFunding {
         returns (Formula memory formula, uint64 reportWindow, uint64 disputeWindow, uint64 periodSeconds, uint64 genesis)
     {
         return (_formula, _reportWindow, _disputeWindow, _periodSeconds, _genesis);
+    }
+
+    /// @dev Count `weight` as claimed or voided; once every report of the period is, the
+    /// rounding dust the shares left behind moves to the current period's pot.
+    function _settle(uint256 periodId, uint256 weight) private {
+        Period storage p = _periods[periodId];
+        p.settledWeight += weight;
+        if (p.settledWeight != p.totalWeight) return;
+        uint256 eth = p.eth - p.paidEth;
+        uint256 jam = p.token - p.paidToken;
+        if (eth == 0 && jam == 0) return;
+        uint256 now_ = currentPeriod();
+        p.paidEth = p.eth;
+        p.paidToken = p.token;
+        _periods[now_].eth += eth;
+        _periods[now_].token += jam;
+        emit DustRolled(periodId, now_, eth, jam);
     }
 
     function _share(uint256 periodId, uint256 weight) private view returns (uint256 eth, uint256 jam) {

@@ -822,9 +822,9 @@ class NodeRewards(_Binding):
         result: tuple[tuple[int, int, int, int], int, int, int, int] = self._call("parameters()")
         return result
 
-    def period(self, period_id: int) -> tuple[int, int, int, int, int]:
+    def period(self, period_id: int) -> tuple[int, int, int, int, int, int]:
         """`period(uint256)` (view)."""
-        result: tuple[int, int, int, int, int] = self._call("period(uint256)", period_id)
+        result: tuple[int, int, int, int, int, int] = self._call("period(uint256)", period_id)
         return result
 
     def period_formula(self, period_id: int) -> tuple[int, int, int, int]:

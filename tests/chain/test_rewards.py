@@ -93,8 +93,12 @@ def test_earnings_follow_served_quality_and_an_inflated_report_is_caught(chain: 
     )
     _, _, dispute_end = rewards.functions.periodTimes(period).call()
     chain.advance(dispute_end - w3.eth.get_block("latest")["timestamp"] + 1)
+    current = rewards.functions.currentPeriod().call()
+    current_pot = rewards.functions.period(current).call()[0]
+    paid = 0
     for node in (a, b):
         entry, eth, _ = rewards.functions.entry(period, node.address).call()
+        paid += eth
         assert (
             entry[0] == weights[node.address] and eth == 10 * ETH * weights[node.address] // total
         )
@@ -105,6 +109,12 @@ def test_earnings_follow_served_quality_and_an_inflated_report_is_caught(chain: 
         assert "NodeRewardsNothingOwed" in revert_reason(
             rewards.functions.claim(period, node.address), node.address
         )
+    # Both withdrew: the wei the two shares' rounding left behind go to the current pot.
+    dust = 10 * ETH - paid
+    assert 0 < dust < 2
+    pot = rewards.functions.period(period).call()
+    assert (pot[3], pot[5]) == (pot[0], pot[2])  # all paid out, all weight settled
+    assert rewards.functions.period(current).call()[0] == current_pot + dust
     # A (9 550 bps × 720 min) earns 3.6 × what B (4 600 × 420) does.
     assert round(weights[a.address] / weights[b.address], 2) == 3.56
 
