@@ -92,6 +92,8 @@ class OperatorRewards:
         self.meter: ServedMeter | None = None
         self.schedule: Schedule | None = None
         self._registry: tuple[float, dict[str, str]] = (0.0, {})
+        self._block_time = 0.0
+        """The latest block's timestamp at this pass: the contract's clock, not ours."""
         self._task: asyncio.Task[None] | None = None
         self.last_error = ""
         self.answered: dict[str, int] = {"countersigned": 0, "refused": 0}
@@ -138,6 +140,7 @@ class OperatorRewards:
             self.meter.start()
         meter = self.meter
         latest = await asyncio.to_thread(self._latest_block_time)
+        self._block_time = latest
         meter.chain_offset_s = max(0.0, latest - time.time())
         current = meter.current_period()
         for period in meter.periods():
@@ -219,6 +222,8 @@ class OperatorRewards:
         rewards = self._contract("NodeRewards")
         ends, report_end, _ = await asyncio.to_thread(rewards.functions.periodTimes(period).call)
         now = self.meter.chain_time()
+        if self._block_time < ends:
+            return  # our clock says it ended, the chain's not yet: a report now would revert
         if row is None:
             if now >= report_end:
                 self._save(period, "skipped", note="its report window had passed")
