@@ -7,6 +7,7 @@ environment variables, command-line flags. Unknown keys are rejected by name.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import tomllib
@@ -47,6 +48,11 @@ class HttpConfig:
     header_timeout_s: float = 15.0
     """A connection must finish a request's headers within this long, and is closed after
     idling this long between requests."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (e.g. "127.0.0.1", "10.0.0.0/8") of reverse proxies in front of
+    the node: from them, the client's address is the last X-Forwarded-For hop that is not a
+    trusted proxy, so per-address limits (sign-in challenges, listens, the faucet, sessions)
+    see each client, not the proxy. Empty: the header is ignored."""
 
 
 @dataclass(frozen=True)
@@ -251,6 +257,10 @@ class NodeConfig:
             (0.5 <= self.http.body_timeout_s <= 600, "http.body_timeout_s must be 0.5-600"),
             (0.5 <= self.http.header_timeout_s <= 600, "http.header_timeout_s must be 0.5-600"),
             (
+                all(_is_network(n) for n in self.http.trusted_proxies),
+                "http.trusted_proxies must be IP addresses or networks like 10.0.0.0/8",
+            ),
+            (
                 self.http.tls in {"off", "self-signed", "files"},
                 'http.tls must be "off", "self-signed" or "files"',
             ),
@@ -366,6 +376,14 @@ class NodeConfig:
             if not ok:
                 raise ConfigError(message)
         return self
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:  # noqa: PLR0911 - one per type

@@ -20,6 +20,7 @@ from node import records
 from node.ai.service import AiService, AiUnavailableError
 from node.api.ai import add_routes
 from node.api.body import BODY_TIMEOUT, RequestTimeoutError, json_body, reject_constant
+from node.api.clients import PROXIES, client_address, networks
 from node.api.openapi import document
 from node.api.p2p import add_routes as add_p2p_routes
 from node.api.works import add_routes as add_works_routes
@@ -208,7 +209,7 @@ async def faucet(request: web.Request) -> web.Response:
     address = body.get("address")
     if not isinstance(address, str):
         raise InputError("address must be an Ethereum address")
-    return web.json_response(await chain.faucet(address, request.remote or "?"))
+    return web.json_response(await chain.faucet(address, client_address(request)))
 
 
 def _chain(request: web.Request) -> ChainService:
@@ -279,7 +280,7 @@ async def challenge(request: web.Request) -> web.Response:
     so a flood from one place cannot push everyone else's challenges out)."""
     body = await _body(request)
     address = parse_address(body.get("address"))
-    if not request.app[CHALLENGE_LIMIT].allow(request.remote or "?"):
+    if not request.app[CHALLENGE_LIMIT].allow(client_address(request)):
         raise RateLimitError("too many sign-in challenges from your address: wait a minute")
     issued = request.app[CHALLENGES].issue(address)
     return web.json_response(
@@ -328,7 +329,7 @@ async def create_session(request: web.Request) -> web.Response:
     body = await _body(request)
     settings = SessionSettings.parse(body, request.app[SERVICE].config.media.frame_ms)
     owner = _prove(request, body)
-    session = request.app[SERVICE].create(owner, settings, request.remote or "")
+    session = request.app[SERVICE].create(owner, settings, client_address(request))
     return web.json_response(session.public(), status=201)
 
 
@@ -683,6 +684,7 @@ def build_app(
     app[BODY_TIMEOUT] = body_timeout_s
     app[P2P_ON] = p2p is not None
     app[OPERATOR] = operator
+    app[PROXIES] = networks(service.config.http.trusted_proxies)
     app[CHALLENGE_LIMIT] = PerMinute(service.config.session.challenges_per_minute)
     app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_get("/api/health", health)

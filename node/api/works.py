@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from node.api.clients import client_address
 from node.errors import AuthError, ForbiddenError, InputError, NotFoundError, SessionError
 from node.identity import recover_signer
 from node.listens import ListenBook
@@ -106,7 +107,7 @@ async def start_play(request: web.Request) -> web.Response:
     row = _registered(request, work_id)
     body = await _json(request)
     play = request.app[LISTENS].start(
-        work_id, row["content_hash"], body.get("listener"), request.remote or "?", time.time()
+        work_id, row["content_hash"], body.get("listener"), client_address(request), time.time()
     )
     play["stream"] = f"/api/content/{row['content_hash']}"
     play["period"] = request.app[ROYALTIES].current
@@ -120,7 +121,7 @@ async def listen_receipt(request: web.Request) -> web.Response:
         request.match_info["play_id"].lower(),
         body.get("played_ms"),
         body.get("signature"),
-        request.remote or "?",
+        client_address(request),
         request.app[ROYALTIES].current,
         time.time(),
     )
