@@ -91,7 +91,8 @@ class OperatorRewards:
         self._db = open_sqlite(data / "rewards.sqlite3", SCHEMA)
         self.meter: ServedMeter | None = None
         self.schedule: Schedule | None = None
-        self._registry: tuple[float, dict[str, str]] = (0.0, {})
+        self._registry: dict[str, tuple[float, str | None]] = {}
+        """Peer id → (when looked up, its registered operator or None)."""
         self._block_time = 0.0
         """The latest block's timestamp at this pass: the contract's clock, not ours."""
         self._task: asyncio.Task[None] | None = None
@@ -170,19 +171,17 @@ class OperatorRewards:
             raise JamnetError("the node has no chain key")
         return str(self.chain.account.address)
 
-    def _registered(self) -> dict[str, str]:
-        """Registered nodes: libp2p peer id → operator address (cached briefly)."""
-        at, table = self._registry
-        if time.monotonic() - at < REGISTRY_TTL_S and table:
-            return table
-        nodes = self._contract("NodeRegistry").functions
-        table = {}
-        for operator in nodes.registeredOperators().call():
-            peer_id = nodes.operator(operator).call()[4]
-            if peer_id:
-                table[str(peer_id)] = Web3.to_checksum_address(operator)
-        self._registry = (time.monotonic(), table)
-        return table
+    def _node_of(self, peer_id: str) -> str | None:
+        """The registered operator of a libp2p peer id, or None (cached briefly)."""
+        at, node = self._registry.get(peer_id, (0.0, None))
+        if time.monotonic() - at < REGISTRY_TTL_S:
+            return node
+        owner = self._contract("NodeRegistry").functions.operatorOf(peer_id).call()
+        node = None if int(owner, 16) == 0 else Web3.to_checksum_address(owner)
+        if len(self._registry) > 1000:
+            self._registry.clear()
+        self._registry[peer_id] = (time.monotonic(), node)
+        return node
 
     # -------------------------------------------------------------- reports
     def _row(self, period: int) -> dict[str, Any] | None:
@@ -262,10 +261,9 @@ class OperatorRewards:
         figures = Served(**json.loads(row["figures"]))
         cosigns: list[dict[str, Any]] = json.loads(row["cosigns"])
         pending: dict[str, int] = json.loads(row["pending"])
-        registered = await asyncio.to_thread(self._registered)
         notes = []
         for peer_id, minutes in list(pending.items()):
-            node = registered.get(peer_id)
+            node = await asyncio.to_thread(self._node_of, peer_id)
             if node is None:
                 notes.append(f"{peer_id} is not a registered node")
                 del pending[peer_id]
@@ -384,8 +382,7 @@ class OperatorRewards:
             reporter = Web3.to_checksum_address(reporter)
             if period >= self.meter.current_period():
                 raise InputError(f"period {period} has not ended")
-            registered = await asyncio.to_thread(self._registered)
-            if registered.get(peer_id) != reporter:
+            if await asyncio.to_thread(self._node_of, peer_id) != reporter:
                 raise InputError(f"peer {peer_id} is not the registered node {reporter}")
             measured = self.meter.tally(period).seen_s.get(peer_id, 0.0) / 60.0
             rewards = self._contract("NodeRewards")
@@ -422,11 +419,10 @@ class OperatorRewards:
         _, _, dispute_end = await asyncio.to_thread(rewards.functions.periodTimes(period).call)
         if self.meter.chain_time() >= dispute_end:
             return
-        registered = await asyncio.to_thread(self._registered)
         outbox = self.chain.outbox
         assert outbox is not None
         for peer_id, minutes in seen.items():
-            node = registered.get(peer_id)
+            node = await asyncio.to_thread(self._node_of, peer_id)
             key = f"rewards:dispute:{period}:{node}"
             if node is None or node == self.address or _known(outbox, key):
                 continue

@@ -200,6 +200,13 @@ contract NodeRegistry is ReentrancyGuard, INodeDirectory {
         return _operators[account].registered;
     }
 
+    /// @notice The operator whose registered node has the libp2p peer id `peerId` (the zero
+    /// address if none): how a node learns who a peer it talks to over libp2p is on chain.
+    function operatorOf(string calldata peerId) external view returns (address) {
+        address owner = _peerOwner[keccak256(bytes(peerId))];
+        return owner != address(0) && _operators[owner].registered ? owner : address(0);
+    }
+
     /// @notice Operators with a registered node.
     function registeredOperators() external view returns (address[] memory) {
         return _registeredList;

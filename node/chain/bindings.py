@@ -726,6 +726,11 @@ class NodeRegistry(_Binding):
         result: tuple[int, int, int, bool, str, str, str] = self._call("operator(address)", account)
         return result
 
+    def operator_of(self, peer_id: str) -> str:
+        """`operatorOf(string)` (view)."""
+        result: str = self._call("operatorOf(string)", peer_id)
+        return result
+
     def parameters(self) -> tuple[int, int]:
         """`parameters()` (view)."""
         result: tuple[int, int] = self._call("parameters()")

@@ -23,6 +23,8 @@ def test_stake_register_unbond_withdraw(chain: Chain) -> None:
         operator,
     )
     assert nodes.functions.registeredOperators().call() == [ATTESTER.address, operator]
+    assert nodes.functions.operatorOf("12D3KooWAbc").call() == operator  # who a peer is
+    assert int(nodes.functions.operatorOf("12D3KooWNobody").call(), 16) == 0
     chain.send(nodes.functions.register("12D3KooWAbc", "https://moved.example", "{}"), operator)
     assert nodes.functions.operator(operator).call()[5] == "https://moved.example"
     other = chain.accounts[2]
@@ -38,6 +40,7 @@ def test_stake_register_unbond_withdraw(chain: Chain) -> None:
     before = token.functions.balanceOf(operator).call()
     chain.send(nodes.functions.unbond(), operator)
     assert nodes.functions.registeredOperators().call() == [ATTESTER.address]
+    assert int(nodes.functions.operatorOf("12D3KooWAbc").call(), 16) == 0  # released
     assert revert_reason(nodes.functions.withdraw(), operator).startswith("NodeRegistryLocked")
     chain.advance(3601)
     chain.send(nodes.functions.withdraw(), operator)
