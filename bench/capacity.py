@@ -35,6 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.machine import StealSimulator, cpu_seconds, steal_seconds
 from node.app import Node
 from node.config import load_config
+from node.session.jitter import SMALL_STICKY_AFTER_S
+
+SETTLE_S = 3.0 + SMALL_STICKY_AFTER_S
 
 
 def _clients_main(
@@ -64,9 +67,18 @@ def _clients_main(
 
 
 async def measure(
-    size: int, seconds: float, frame_ms: int = 20, steal_sim: float = 0.0
+    size: int,
+    seconds: float,
+    frame_ms: int = 20,
+    steal_sim: float = 0.0,
+    steal_onset: bool = False,
 ) -> dict[str, Any]:
-    """One session of ``size`` participants at ``frame_ms`` frames for ``seconds``."""
+    """One session of ``size`` participants at ``frame_ms`` frames for ``seconds``.
+
+    Simulated steal runs from before the clients join (a VM with a busy neighbour is stolen
+    from all along), or with ``steal_onset`` from the start of the measurement: the cost of
+    a steal spell that begins mid-session, while every jitter buffer is still sized for calm.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         limit = max(size, 2)
         config = load_config(
@@ -74,6 +86,7 @@ async def measure(
             {
                 "http": {"port": 0},
                 "data_dir": tmp,
+                "p2p": {"enabled": False},  # one node: the network has no part in the mix
                 "session": {
                     "max_participants": limit,
                     **{f"max_participants_{ms}ms": limit for ms in (5, 10, 20)},
@@ -95,6 +108,8 @@ async def measure(
             proc = ctx.Process(
                 target=_clients_main, args=(node.url, owner_session, size, ready, stop, frame_ms)
             )
+            thieves = StealSimulator(0.0 if steal_onset else steal_sim)
+            thieves.__enter__()
             proc.start()
             try:
                 deadline = time.monotonic() + 60 + size * 2
@@ -103,16 +118,26 @@ async def measure(
                         raise RuntimeError(f"clients did not connect (size {size})")
                     await asyncio.sleep(0.2)
                 mixer = node.service.mixers()[owner_session]
-                await asyncio.sleep(3.0)  # let every jitter buffer settle
+                # Let every jitter buffer settle: joining keeps the host overloaded, and a
+                # buffer takes SMALL_STICKY_AFTER_S of steal after that to learn to hold it.
+                await asyncio.sleep(SETTLE_S)
                 ticks: list[float] = []
                 node.clock.tick_observers.append(ticks.append)
                 concealed0 = sum(s.jitter.stats.concealed for s in mixer.slots if s)
                 played0 = sum(s.jitter.stats.played for s in mixer.slots if s)
                 cpu0, wall0 = time.process_time(), time.monotonic()
                 clients_cpu0, steal0 = cpu_seconds(proc.pid), steal_seconds()
-                with StealSimulator(steal_sim):
+                timeline: list[float] = []  # concealed % in each 5 s window
+                window0 = (concealed0, played0)
+                with StealSimulator(steal_sim if steal_onset else 0.0):
                     while time.monotonic() - wall0 < seconds:
                         await asyncio.sleep(1.0)
+                        if round(time.monotonic() - wall0) % 5 == 0:
+                            now_c = sum(s.jitter.stats.concealed for s in mixer.slots if s)
+                            now_p = sum(s.jitter.stats.played for s in mixer.slots if s)
+                            dc, dp = now_c - window0[0], now_p - window0[1]
+                            timeline.append(round(100 * dc / max(1, dc + dp), 3))
+                            window0 = (now_c, now_p)
                         print(
                             f"  {size}: {time.monotonic() - wall0:3.0f}/{seconds:.0f} s",
                             file=sys.stderr,
@@ -133,6 +158,7 @@ async def measure(
                     (s.jitter.delay_s * 1000 for s in mixer.slots if s), default=0.0
                 )
             finally:
+                thieves.__exit__()
                 stop.set()
                 proc.join(timeout=60)
                 if proc.is_alive():
@@ -152,8 +178,10 @@ async def measure(
         "clients_cpu_pct": 100 * clients_cpu / wall,
         "steal_pct": 100 * steal / wall / (os.cpu_count() or 1),
         "steal_sim_pct": steal_sim,
+        "steal_sim_from": "measurement" if steal_onset else "join",
         "overruns": int(np.sum(tick_ms > frame_ms)),
         "jitter_totals": jitter,
+        "concealed_pct_per_5s": timeline,
     }
     result["ok"] = bool(result["tick_ms_p99"] < frame_ms and ratio < 0.001 and listeners == size)
     return result
@@ -187,6 +215,12 @@ async def main() -> None:
         "(bench/machine.py StealSimulator): a capacity that holds through steal",
     )
     parser.add_argument(
+        "--steal-onset",
+        action="store_true",
+        help="start the simulated steal when the measurement starts, not before the clients "
+        "join: what a steal spell that begins mid-session costs",
+    )
+    parser.add_argument(
         "--repeats",
         type=int,
         default=3,
@@ -201,7 +235,9 @@ async def main() -> None:
         tries = []
         for n in range(args.repeats):
             print(f"size {size}, {args.frame_ms} ms, run {n + 1}/{args.repeats} …", file=sys.stderr)
-            result = await measure(size, args.seconds, args.frame_ms, args.steal_sim)
+            result = await measure(
+                size, args.seconds, args.frame_ms, args.steal_sim, args.steal_onset
+            )
             print(f"\n  {json.dumps(result)}", file=sys.stderr)
             tries.append(result)
         ok = all(r["ok"] for r in tries)

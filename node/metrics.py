@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from node.media.engine import ClockStats
+from node.session import pressure
 from node.session.mixer import SessionMixer
 
 
@@ -145,6 +147,14 @@ class _LiveCollector(Collector):
             "Spells of overrunning or skipped ticks that ended (each logged once)",
             value=clock.spells,
         )
+        pressure.host.poll(time.monotonic())  # the buffers poll too, but only while mixing
+        if pressure.host.available:
+            yield GaugeMetricFamily(
+                "jamnet_host_cpu_pressure",
+                "Share of the last second some task waited for a CPU (/proc/pressure/cpu); "
+                f"from {pressure.BUSY_SHARE} the jitter buffers treat the host as overloaded",
+                value=pressure.host.share,
+            )
         mixers = self._mixers()
         yield GaugeMetricFamily("jamnet_sessions", "Sessions hosted", value=len(mixers))
         participants = GaugeMetricFamily(

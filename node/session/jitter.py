@@ -35,8 +35,13 @@ It schedules by time, not by counting frames:
   more than ``STICKY_GAP_S`` after the one before (a shared VM's steal, a sender that stalls
   every few seconds: patterns that do not stop), are held for the full ``peak_hold_s``
   after the last one; a peak near the maximum delay (the start of an overload) starts the
-  streak afresh. A busy spell shorter than ``STICKY_AFTER_S`` is let go of fast, a longer
-  one like steal. (The two cannot be told apart from arrivals alone: bench/RESULTS.md.)
+  streak afresh. Arrivals alone cannot tell a busy spell from steal (bench/RESULTS.md), but
+  the host can: peaks that have kept coming for ``SMALL_STICKY_AFTER_S``, each needing
+  no more than ``SMALL_PEAK_S`` of delay and none while this host's CPU was overloaded
+  (``node.session.pressure``, Linux's pressure figures), are steady already: a
+  hypervisor's steal or a jittery path, which goes on. An overload's peaks are let go of
+  fast once it ends; where the host has no pressure figures, any streak needs
+  ``STICKY_AFTER_S``.
 - a packet not here when due is concealed (the codec extrapolates) and counted *lost*; if it
   arrives afterwards it is *late*; when the schedule moves (delay changed, clocks drifted)
   the buffer drops packets that are overdue or holds for one that is early;
@@ -55,6 +60,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from node.session import pressure
+
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
 SILENT_AFTER_S = 0.5  # this long with nothing arriving: the sender stopped; stop concealing.
@@ -72,6 +79,9 @@ HOLD_BUDGET_S2 = 0.02  # and for at most 0.02 s² / (held level - level): 5 ms a
 STICKY_AFTER_S = 20.0  # ... but peaks that have kept coming this long (a steady pattern:
 STICKY_PEAKS = 6  # a shared VM's steal, a busy neighbour) are held the full peak_hold_s;
 STICKY_GAP_S = 5.0  # a peak this long after the previous one starts a new streak
+SMALL_PEAK_S = 0.030  # peaks that need at most this much delay, for this long, none of
+SMALL_STICKY_AFTER_S = 4.0  # them while the host was overloaded, are a steady pattern: the
+# stalls of a hypervisor's steal or a jittery path, not the end of an overload
 OVERLOAD_SHARE = 0.9  # a peak this near the maximum delay starts a streak afresh
 
 
@@ -149,6 +159,7 @@ class JitterBuffer:
         hold_factor: float = 1.5,
         frame_samples: int = 960,
         sample_rate: int = 48000,
+        host: pressure.HostPressure | None = None,
     ) -> None:
         frame_s = frame_samples / sample_rate
         capacity = max(8, math.ceil(capacity_s / frame_s))
@@ -168,6 +179,8 @@ class JitterBuffer:
         self.hold_factor = hold_factor
         self.frame_samples = frame_samples
         self.sample_rate = sample_rate
+        self.host = host or pressure.host
+        """Whether this host's CPU is overloaded (its peaks end when the overload does)."""
         self.frame_s = frame_s
         self._early_s = early_s(frame_s)
         # Between holding (due in more than early_s) and skipping (over a packet overdue) is
@@ -202,6 +215,10 @@ class JitterBuffer:
         self._peaks: collections.deque[_Peak] = collections.deque(maxlen=16)
         self._streak_start_s = 0.0
         self._streak_peaks = 0
+        self._small_since_s: float | None = None
+        self._small_peaks = 0
+        """Since when the streak's peaks have all been small ones on a host that is not
+        overloaded (None: the latest was not), and how many."""
         """Since when peaks have kept coming (none more than ``peak_hold_s`` apart), and
         how many."""
         """Recent spells of packets slower than ``_level``, for the peak hold."""
@@ -342,17 +359,33 @@ class JitterBuffer:
             last = peaks[-1]
             last.end_s = max(last.end_s, at_s)
             last.level_s = max(last.level_s, level_s)
+            self._judge(at_s, level_s, new=False)
             return
         if (
             not peaks
             or at_s - peaks[-1].end_s > STICKY_GAP_S
             or level_s >= OVERLOAD_SHARE * self.max_delay_s
+            or self.host.busy(at_s)
         ):
-            # A new streak of peaks. One that reaches the buffer's maximum is an overload,
-            # not a steady pattern: its end is judged by what follows it alone.
+            # A new streak of peaks. One that reaches the buffer's maximum, or comes while
+            # the host is overloaded, is an overload's, not a steady pattern: its end is
+            # judged by what follows it alone.
             self._streak_start_s, self._streak_peaks = at_s, 0
+            self._small_since_s, self._small_peaks = None, 0
         self._streak_peaks += 1
+        self._judge(at_s, level_s, new=True)
         peaks.append(_Peak(at_s, at_s, level_s))
+
+    def _judge(self, at_s: float, level_s: float, new: bool) -> None:
+        """A peak well above the level, or one while the host is overloaded, is an
+        overload's: the run of small peaks that may make the streak steady early starts
+        again after it."""
+        if level_s > SMALL_PEAK_S or self.host.busy(at_s):
+            self._small_since_s, self._small_peaks = None, 0
+        elif self._small_since_s is None:
+            self._small_since_s, self._small_peaks = at_s, 1
+        elif new:
+            self._small_peaks += 1
 
     def _present(self, index: int) -> bool:
         return self._index[index % self.capacity] == index
@@ -423,6 +456,7 @@ class JitterBuffer:
         if now_s < self._next_adapt_s or not self._delays:
             return
         self._next_adapt_s = now_s + self.adapt_every_s
+        self.host.poll(now_s)
         # Every packet played at least a packet (less the early tolerance) after it was due:
         # one can go, and the next still plays no earlier than that tolerance.
         self._trim = self._least_lag >= 1.0 - self._early_s / self.frame_s
@@ -448,7 +482,15 @@ class JitterBuffer:
             budget_s = HOLD_BUDGET_S2 / max(held - wanted, 1e-4)
             hold_s = min(budget_s, self.peak_hold_s, self.hold_factor * max(gaps))
             streak_s = now_s - self._streak_start_s
-            steady = streak_s >= STICKY_AFTER_S and self._streak_peaks >= STICKY_PEAKS
+            steady = self._streak_peaks >= STICKY_PEAKS and (
+                streak_s >= STICKY_AFTER_S
+                or (
+                    self.host.available
+                    and self._small_since_s is not None
+                    and self._small_peaks >= STICKY_PEAKS
+                    and now_s - self._small_since_s >= SMALL_STICKY_AFTER_S
+                )
+            )
             if steady:
                 hold_s = self.peak_hold_s
             if now_s - peaks[-1].end_s < hold_s:

@@ -16,6 +16,7 @@ from eth_account.messages import encode_defunct
 from client.session import ClientError, JamClient
 from node.app import Node
 from node.identity import invite_message, make_invite
+from node.session import pressure
 from tests.conftest import node_config
 
 
@@ -253,6 +254,10 @@ async def test_health_and_metrics(node: Node, http: aiohttp.ClientSession) -> No
         "jamnet_node_added_latency_seconds",
     ):
         assert name in text
+    # This machine's kernel reports CPU pressure: so does the node, as a share of time.
+    assert pressure.host.available
+    (line,) = [x for x in text.splitlines() if x.startswith("jamnet_host_cpu_pressure ")]
+    assert 0.0 <= float(line.split()[1]) <= 1.0
 
 
 async def test_spatial_controls_room_and_restart(

@@ -3,14 +3,55 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from node.session import pressure
 from node.session.jitter import AddResult, JitterBuffer, PopKind, unwrap
+from node.session.pressure import HostPressure
 
 FRAME_S = 0.020
 TICK_PHASE_S = 0.010  # ticks run 10 ms after each frame boundary
+
+
+class PsiFile:
+    """A pressure file in /proc/pressure/cpu's format whose ``some total`` the test moves on
+    with simulated time: overloaded (waiting all the time) or not (a few per cent)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.total_s = 0.0
+        self._last_s = 0.0
+        self.overloaded = False
+        self._write()
+
+    def advance(self, now_s: float) -> None:
+        self.total_s += (now_s - self._last_s) * (0.95 if self.overloaded else 0.03)
+        self._last_s = now_s
+        self._write()
+
+    def _write(self) -> None:
+        self.path.write_text(
+            f"some avg10=0.00 avg60=0.00 avg300=0.00 total={round(self.total_s * 1e6)}\n"
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+        )
+
+
+@pytest.fixture(autouse=True)
+def quiet_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostPressure]:
+    """Every buffer here asks a host that is never overloaded, whatever this machine does
+    meanwhile (the tests must not depend on the CI machine's load)."""
+    psi = PsiFile(tmp_path_factory.mktemp("psi") / "cpu")
+    host = HostPressure(psi.path)
+    saved, pressure.host = pressure.host, host
+    try:
+        yield host
+    finally:
+        pressure.host = saved
 
 
 def payload(seq: int) -> bytes:
@@ -191,13 +232,19 @@ def test_long_silence_stops_concealing() -> None:
 
 
 def run_timed(
-    jb: JitterBuffer, arrivals: list[tuple[float, int, int]], until_s: float, tick_s: float
+    jb: JitterBuffer,
+    arrivals: list[tuple[float, int, int]],
+    until_s: float,
+    tick_s: float,
+    on_tick: Callable[[float], None] | None = None,
 ) -> list[tuple[float, PopKind, int | None, float]]:
     """(arrival_s, seq, ts) events; pop every ``tick_s`` (2 ms after each boundary)."""
     events = sorted(arrivals)
     out = []
     i, tick = 0, 0
     while (now := tick * tick_s + 0.002) < until_s:
+        if on_tick is not None:
+            on_tick(now)
         while i < len(events) and events[i][0] <= now:
             t, seq, ts = events[i]
             jb.add(seq % 65536, ts % (1 << 32), seq.to_bytes(4, "big"), t)
@@ -307,19 +354,30 @@ def test_a_glitch_long_before_an_overload_does_not_make_its_end_held() -> None:
     assert back - 15.06 < 3.0, f"back {back - 15.06:.1f} s after the overload"
 
 
-def test_the_end_of_a_sparse_overload_is_not_taken_for_a_steady_pattern() -> None:
+@pytest.mark.parametrize("psi", [True, False], ids=["host-overloaded", "no-psi"])
+def test_the_end_of_a_sparse_overload_is_not_taken_for_a_steady_pattern(
+    psi: bool, tmp_path: Path
+) -> None:
     """Start-up glitches, then ten seconds of stalls a second or two apart, then calm (as
     bench/overload.py sees it): the streak of peaks is over 20 s long by the end, but it is
-    not a pattern that goes on, and the delay is back within 3 s of the calm."""
-    jb = JitterBuffer()
+    not a pattern that goes on, and the delay is back within 3 s of the calm. Where the
+    host reports its pressure, it was overloaded during the stalls; where it cannot, the
+    buffer waits 20 s before it calls any streak steady."""
     rng = random.Random(7)
     arrivals = []
     stalls = {100, 350} | {500 + round(k * rng.uniform(60, 90)) for k in range(7)}
     for n in range(2000):  # 40 s: glitches at 2 s and 7 s, stalls from 10 to 20 s, calm
         t = n * FRAME_S + 0.001 + (rng.uniform(0.012, 0.025) if n in stalls else 0.0)
         arrivals.append((t, n, n * 960))
-    out = run_timed(jb, arrivals, 40.0, FRAME_S)
     last = max(stalls) * FRAME_S
+    psi_file = PsiFile(tmp_path / "cpu")
+
+    def tick(now: float) -> None:
+        psi_file.overloaded = 9.5 < now < last + 0.1
+        psi_file.advance(now)
+
+    jb = JitterBuffer(host=HostPressure(psi_file.path if psi else tmp_path / "missing"))
+    out = run_timed(jb, arrivals, 40.0, FRAME_S, on_tick=tick)
     assert max(delay for t, *_, delay in out if last - 1 < t < last + 0.5) > 0.01
     back = next(t for t, *_, delay in out if t > last + 0.1 and delay < 0.005)
     assert back - last < 3.0, f"back {back - last:.1f} s after the last stall"
@@ -345,3 +403,93 @@ def test_a_buffer_a_whole_packet_behind_drops_one_and_stays_caught_up() -> None:
     assert jb.stats.dropped == 1  # one packet let go, once
     assert jb.stats.lost == 0 and jb.stats.concealed == 0
     assert max(waits[40:]) < 0.5 * frame_s  # from then on each plays right after it is due
+
+
+@pytest.mark.parametrize("mode", ["psi", "overloaded-first", "no-psi"])
+def test_small_stalls_on_a_host_that_is_not_overloaded_are_held_within_seconds(
+    mode: str, tmp_path: Path
+) -> None:
+    """A hypervisor's steal as a stream sees it: stalls of 5-25 ms a few times a second, on
+    a host that is itself not overloaded. After about four seconds of them the buffer holds
+    their level instead of letting go after each and concealing the next one; on a host
+    that was overloaded for the first 10 s (sessions joining), four seconds after that.
+    Without the host's pressure to tell an overload from steal, it takes 20 s."""
+    frame_s, samples = 0.010, 480
+    rng = random.Random(13)
+    arrivals = []
+    for n in range(3000):  # 30 s at 10 ms
+        stall = rng.uniform(0.005, 0.025) if rng.random() < 0.03 else 0.0
+        arrivals.append((n * frame_s + 0.001 + stall, n, n * samples))
+    psi_file = PsiFile(tmp_path / "cpu")
+    host = HostPressure(psi_file.path if mode != "no-psi" else tmp_path / "missing")
+    jb = JitterBuffer(frame_samples=samples, host=host)
+    lost_at: list[float] = []
+
+    def tick(now: float) -> None:
+        psi_file.overloaded = mode == "overloaded-first" and now < 10.0
+        psi_file.advance(now)
+        if jb.stats.lost > len(lost_at):
+            lost_at.extend([now] * (jb.stats.lost - len(lost_at)))
+
+    run_timed(jb, arrivals, 30.0, frame_s, on_tick=tick)
+    assert lost_at, "the first stalls were new: some packet missed its turn"
+    late = [t for t in lost_at if t > (18.0 if mode == "overloaded-first" else 8.0)]
+    if mode != "no-psi":  # at most one new record stall after the streak is steady
+        assert len(late) <= 1, f"still concealing after the streak is steady: {lost_at}"
+    else:
+        assert len(late) >= 3, f"without pressure figures it is judged after 20 s: {lost_at}"
+    assert jb.delay_s < 0.04, "held at the stalls' level, not at the buffer's maximum"
+
+
+def test_host_pressure_reads_the_share_of_time_some_task_waited(tmp_path: Path) -> None:
+    psi = PsiFile(tmp_path / "cpu")
+    host = HostPressure(psi.path)
+    assert host.available
+    host.poll(0.0)
+    psi.overloaded = True
+    psi.advance(1.0)
+    host.poll(1.0)
+    assert host.share == pytest.approx(0.95, abs=0.01)
+    assert host.busy(1.5)
+    assert not host.busy(1.0 + pressure.STALE_S + 0.1), "an old sample says nothing"
+    host.poll(1.1)  # too soon for another sample
+    assert host.sampled_s == 1.0
+    psi.overloaded = False
+    psi.advance(2.0)
+    host.poll(2.0)
+    assert host.share == pytest.approx(0.03, abs=0.01)
+    assert not host.busy(2.0)
+    missing = HostPressure(tmp_path / "nope")
+    missing.poll(5.0)
+    assert not missing.available and not missing.busy(5.0)
+
+
+def test_a_long_streak_that_ends_in_an_overload_of_this_host_is_let_go_of(
+    tmp_path: Path,
+) -> None:
+    """Stalls of 35-45 ms every second or so for 15 s (a jittery sender), then ten seconds
+    of them while this host is overloaded, then calm (bench/overload.py's timeline). The
+    streak is 25 s long by the end, but its last part was the host's overload, which has
+    ended: the delay is back within 3 s instead of being held for 10 s."""
+    rng = random.Random(17)
+    stalls = set()
+    n = 50
+    while n < 1250:  # 0-25 s
+        stalls.add(n)
+        n += round(rng.uniform(40, 60))
+    arrivals = [
+        (n * FRAME_S + 0.001 + (rng.uniform(0.035, 0.045) if n in stalls else 0.0), n, n * 960)
+        for n in range(2000)
+    ]
+    psi_file = PsiFile(tmp_path / "cpu")
+
+    def tick(now: float) -> None:
+        psi_file.overloaded = 15.0 < now < 25.0
+        psi_file.advance(now)
+
+    jb = JitterBuffer(host=HostPressure(psi_file.path))
+    out = run_timed(jb, arrivals, 40.0, FRAME_S, on_tick=tick)
+    last = max(stalls) * FRAME_S
+    assert max(delay for t, *_, delay in out if last - 1 < t < last + 0.5) > 0.03
+    back = next(t for t, *_, delay in out if t > last + 0.1 and delay < 0.005)
+    assert back - last < 3.0, f"back {back - last:.1f} s after the last stall"
