@@ -79,7 +79,9 @@ async def measure(
     from all along), or with ``steal_onset`` from the start of the measurement: the cost of
     a steal spell that begins mid-session, while every jitter buffer is still sized for calm.
     """
-    with tempfile.TemporaryDirectory() as tmp:
+    # Stolen from all along (from before the node starts), or only while measuring.
+    all_along = StealSimulator(0.0 if steal_onset else steal_sim)
+    with tempfile.TemporaryDirectory() as tmp, all_along:
         limit = max(size, 2)
         config = load_config(
             None,
@@ -108,8 +110,6 @@ async def measure(
             proc = ctx.Process(
                 target=_clients_main, args=(node.url, owner_session, size, ready, stop, frame_ms)
             )
-            thieves = StealSimulator(0.0 if steal_onset else steal_sim)
-            thieves.__enter__()
             proc.start()
             try:
                 deadline = time.monotonic() + 60 + size * 2
@@ -158,7 +158,6 @@ async def measure(
                     (s.jitter.delay_s * 1000 for s in mixer.slots if s), default=0.0
                 )
             finally:
-                thieves.__exit__()
                 stop.set()
                 proc.join(timeout=60)
                 if proc.is_alive():
