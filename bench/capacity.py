@@ -38,6 +38,7 @@ from node.config import load_config
 from node.session.jitter import SMALL_STICKY_AFTER_S
 
 SETTLE_S = 3.0 + SMALL_STICKY_AFTER_S
+WINDOW_S = 5.0  # concealed_pct_per_5s: one figure per window
 
 
 def _clients_main(
@@ -129,10 +130,12 @@ async def measure(
                 clients_cpu0, steal0 = cpu_seconds(proc.pid), steal_seconds()
                 timeline: list[float] = []  # concealed % in each 5 s window
                 window0 = (concealed0, played0)
+                window_end = wall0 + WINDOW_S  # a deadline: sleeps that drift skip no window
                 with StealSimulator(steal_sim if steal_onset else 0.0):
                     while time.monotonic() - wall0 < seconds:
                         await asyncio.sleep(1.0)
-                        if round(time.monotonic() - wall0) % 5 == 0:
+                        if time.monotonic() >= window_end:
+                            window_end += WINDOW_S
                             now_c = sum(s.jitter.stats.concealed for s in mixer.slots if s)
                             now_p = sum(s.jitter.stats.played for s in mixer.slots if s)
                             dc, dp = now_c - window0[0], now_p - window0[1]

@@ -55,9 +55,11 @@ class HostPressure:
 
     def poll(self, now_s: float) -> None:
         """Take a sample if the last one is ``EVERY_S`` old (monotonic ``now_s``)."""
-        if not self.available or (self._last_s is not None and now_s - self._last_s < EVERY_S):
+        if not self.available or (self._last_s is not None and 0 <= now_s - self._last_s < EVERY_S):
             return
         with self._lock:  # the mix thread and the event loop may both poll
+            if self._last_s is not None and now_s < self._last_s:
+                self._forget()  # the caller's clock went backwards (another clock)
             if self._last_s is not None and now_s - self._last_s < EVERY_S:
                 return
             total = _read_some_total(self.path)
@@ -74,9 +76,18 @@ class HostPressure:
             samples.append((now_s, total))
             self._last_s = now_s
 
+    def _forget(self) -> None:
+        self._samples.clear()
+        self._last_s = None
+        self.share = 0.0
+        self.sampled_s = -1e9
+
     def busy(self, now_s: float) -> bool:
-        """Whether the host is overloaded now (by a recent sample)."""
-        return now_s - self.sampled_s < STALE_S and self.share >= BUSY_SHARE
+        """Whether the host is overloaded now (by a recent sample on the same clock).
+
+        A sample taken "after" ``now_s`` came from another caller's clock and says nothing.
+        """
+        return 0 <= now_s - self.sampled_s < STALE_S and self.share >= BUSY_SHARE
 
 
 host = HostPressure()

@@ -464,6 +464,28 @@ def test_host_pressure_reads_the_share_of_time_some_task_waited(tmp_path: Path) 
     assert not missing.available and not missing.busy(5.0)
 
 
+def test_host_pressure_starts_afresh_when_a_callers_clock_goes_backwards(tmp_path: Path) -> None:
+    """One process, two clocks (simulated time in one buffer, monotonic in another): a
+    sample on one clock must not answer for the other, nor stop it from sampling."""
+    psi = PsiFile(tmp_path / "cpu")
+    host = HostPressure(psi.path)
+    psi.overloaded = True
+    host.poll(1000.0)
+    psi.advance(1001.0)
+    host.poll(1001.0)
+    assert host.busy(1001.5)
+    assert not host.busy(5.0), "a sample from another clock's future says nothing now"
+    psi.overloaded = False
+    host.poll(5.0)  # backwards: forget the other clock's samples, sample at once
+    assert host.sampled_s < 0 and host.share == 0.0
+    psi.total_s += 0.03  # 3 % of the next second
+    psi._write()
+    host.poll(6.0)
+    assert host.sampled_s == 6.0
+    assert host.share == pytest.approx(0.03, abs=0.01)
+    assert not host.busy(6.0)
+
+
 def test_a_long_streak_that_ends_in_an_overload_of_this_host_is_let_go_of(
     tmp_path: Path,
 ) -> None:
