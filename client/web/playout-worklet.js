@@ -9,7 +9,11 @@
 // - missing samples are silence (counted), overdue packets are dropped;
 // - a position that stayed over 1 ms behind the schedule for a whole adapt spell (inside the
 //   skip's hysteresis of one packet, after the target fell) catches up: it would otherwise
-//   sit up to a packet behind for good.
+//   sit up to a packet behind for good;
+// - a late packet that needs nearly the maximum (a stall: this machine or the node was
+//   overloaded, a radio rescanned) is not a pattern to hold: once calm, the level is judged
+//   from the packets since the last late one only, so the stall's end is let go of about a
+//   second after it, not when it has left the 2 s window (as node/session/jitter.py does).
 "use strict";
 
 const RATE = 48000;
@@ -20,6 +24,8 @@ const ADAPT_EVERY = RATE / 4; // re-judge the level four times a second
 const MAX_TARGET = RATE * 0.16;
 const U32 = 4294967296;
 const STANDING_LAG = 48;      // 1 ms
+const STALL_SHARE = 0.9;      // a late packet needing this share of MAX_TARGET is a stall
+const MIN_JUDGED = 8;         // packets at least to judge a level from
 
 class Playout extends AudioWorkletProcessor {
   constructor(options) {
@@ -36,6 +42,8 @@ class Playout extends AudioWorkletProcessor {
     this.delays = [];
     this.pos = null;             // media position of the next output sample
     this.raisedAt = -Infinity;
+    this.lateCount = -1;         // arrival count of the last late packet
+    this.stalled = false;        // the last raise was for a stall (near MAX_TARGET)
     this.nextAdapt = 0;
     this.nextReport = 0;
     this.waitSum = 0; this.waitCount = 0;
@@ -75,8 +83,11 @@ class Playout extends AudioWorkletProcessor {
     if (this.pos !== null && ext + n <= this.pos) {
       // Its samples were needed already: from now on, wait long enough for packets this slow.
       this.stats.late++;
-      this.target = Math.max(this.target, Math.min(MAX_TARGET, delay + MARGIN));
+      const needed = Math.min(MAX_TARGET, delay + MARGIN);
+      this.target = Math.max(this.target, needed);
+      this.stalled = this.stalled || needed >= STALL_SHARE * MAX_TARGET;
       this.raisedAt = now;
+      this.lateCount = count;
       return;
     }
     if (this.frames.size > 512) { this.frames.clear(); this.stats.resyncs++; }
@@ -89,6 +100,12 @@ class Playout extends AudioWorkletProcessor {
     this.trim = Number.isFinite(this.leastLag) && this.leastLag > STANDING_LAG;
     this.leastLag = Infinity;
     if (now - this.raisedAt < CALM) return;
+    if (this.stalled) {
+      // The stall is over: what the packets since then needed, not what it needed.
+      this.stalled = false;
+      const since = this.count - 1 - this.lateCount;
+      if (since >= MIN_JUDGED && since < this.delays.length) this.delays.splice(0, this.delays.length - since);
+    }
     const sorted = this.delays.slice().sort((a, b) => a - b);
     const level = sorted[Math.min(sorted.length - 1, Math.floor(0.98 * sorted.length))] + MARGIN;
     if (level < this.target) this.target = Math.max(level, this.target - 0.75 * (this.target - level));

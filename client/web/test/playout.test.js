@@ -1,0 +1,81 @@
+// node --test client/web/test: the page's playout worklet (playout-worklet.js), run as the
+// browser runs it (one process() per 128-sample render quantum), with packets arriving on a
+// simulated audio clock.
+import test from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import vm from "node:vm";
+
+const RATE = 48000;
+const QUANTUM = 128;
+const SOURCE = readFileSync(new URL("../playout-worklet.js", import.meta.url), "utf8");
+
+// The worklet global scope: what an AudioWorkletGlobalScope gives a processor.
+function load() {
+  const scope = {
+    currentFrame: 0,
+    registered: null,
+    AudioWorkletProcessor: class { constructor() { this.port = { postMessage() {}, onmessage: null }; } },
+    registerProcessor(name, cls) { scope.registered = cls; },
+  };
+  vm.createContext(scope);
+  vm.runInContext(SOURCE, scope);
+  return scope;
+}
+
+// Plays `seconds` of a 10 ms stream whose packet k arrives at k * frame + lag(k) samples (the
+// media clock runs `transit` behind); returns the target after each quantum, in ms.
+function play(seconds, lagMs, frameMs = 10) {
+  const scope = load();
+  const frame = (RATE * frameMs) / 1000;
+  const node = new scope.registered({ processorOptions: { frameSamples: frame } });
+  const transit = 2000;
+  const arrivals = [];
+  const total = Math.floor((seconds * 1000) / frameMs);
+  for (let k = 0; k < total; k++) arrivals.push([k * frame + transit + Math.round((lagMs(k * frameMs / 1000) * RATE) / 1000), k]);
+  arrivals.sort((a, b) => a[0] - b[0]);
+  const left = new Float32Array(QUANTUM), right = new Float32Array(QUANTUM);
+  const targets = [];
+  let next = 0;
+  for (let now = 0; now < seconds * RATE; now += QUANTUM) {
+    scope.currentFrame = now;
+    while (next < arrivals.length && arrivals[next][0] <= now) {
+      const k = arrivals[next++][1];
+      const samples = new Float32Array(frame).fill(0.1);
+      node.arrive({ ts: k * frame, left: samples, right: samples });
+    }
+    node.process([], [[left, right]]);
+    targets.push({ t: now / RATE, ms: (node.target * 1000) / RATE });
+  }
+  return { targets, stats: node.stats };
+}
+
+// A stall: from `at` for `long` seconds nothing arrives, then the backlog all at once; around
+// it, a few tenths of a millisecond of everyday jitter.
+function stall(at, long) {
+  return (t) => (t >= at && t < at + long ? (at + long - t) * 1000 : 0.3 * Math.sin(t * 37));
+}
+
+test("the end of a stall near the maximum is let go of about a second after it", () => {
+  const { targets } = play(12, stall(4, 0.2));
+  const peak = Math.max(...targets.map((r) => r.ms));
+  assert.ok(peak >= 150, `the stall raised the target to its maximum (${peak} ms)`);
+  const raised = targets.findIndex((r) => r.ms >= 150);
+  const low = targets.slice(raised).find((r) => r.ms < 10);
+  assert.ok(low, "the target came down");
+  assert.ok(low.t - 4.2 < 2, `down ${(low.t - 4.2).toFixed(2)} s after the stall (from the whole 2 s window: 2.6 s)`);
+});
+
+test("everyday jitter under the margin raises nothing", () => {
+  const { targets, stats } = play(10, (t) => 0.3 * Math.sin(t * 37));
+  assert.equal(stats.late, 0);
+  assert.ok(targets.at(-1).ms <= 3, `at the margin (${targets.at(-1).ms.toFixed(1)} ms)`);
+  assert.ok(stats.played > 0.98 * stats.received, JSON.stringify(stats));
+});
+
+test("a stall smaller than the maximum is not a stall: the 2 s window still decides", () => {
+  // 60 ms late once: the next 2 s of packets are judged with it, as before.
+  const { targets } = play(8, stall(3, 0.06));
+  const held = targets.filter((r) => r.t > 4.3 && r.t < 4.9);
+  assert.ok(held.length && held.every((r) => r.ms > 30), "held while the late packet is in the window");
+});
