@@ -523,7 +523,16 @@ async function startWorks() {
     $("#works-chain").hidden = true;
     $("#player").addEventListener("timeupdate", onTime);
     await refreshWorks();
-    setInterval(() => { refreshWorks().catch(() => {}); renderTakes().catch(() => {}); }, 5000);
+    // Every 5 s while the tab is in view, one refresh at a time (a slow chain never stacks
+    // them up); a hidden tab (a phone in a pocket) asks nothing and catches up on return.
+    let busy = false;
+    const poll = async () => {
+      if (busy || document.hidden) return;
+      busy = true;
+      try { await Promise.all([refreshWorks(), renderTakes()]); } catch { /* next poll */ } finally { busy = false; }
+    };
+    setInterval(poll, 5000);
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
   } catch (e) { $("#works-chain").textContent = "works unavailable: " + (e.message || e); }
 }
 
