@@ -119,7 +119,7 @@ class SessionConfig:
     """Most participants in a 10 ms session (measured like the 20 ms figure)."""
     max_participants_5ms: int = 6
     """Most participants in a 5 ms session (measured like the 20 ms figure: 6 held in every
-    run, 8 concealed 0.17 % in one of three)."""
+    run; 8 held in 14 of 16 runs, two concealing 0.17 %, so not in every run)."""
     challenge_ttl_s: float = 120.0
     """How long a sign-in challenge stays valid."""
     challenges_per_minute: int = 30
