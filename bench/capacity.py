@@ -128,6 +128,7 @@ async def measure(
                 played0 = sum(s.jitter.stats.played for s in mixer.slots if s)
                 cpu0, wall0 = time.process_time(), time.monotonic()
                 clients_cpu0, steal0 = cpu_seconds(proc.pid), steal_seconds()
+                drains0, drained0 = node.clock.stats.drains, node.clock.stats.drained
                 timeline: list[float] = []  # concealed % in each 5 s window
                 window0 = (concealed0, played0)
                 window_end = wall0 + WINDOW_S  # a deadline: sleeps that drift skip no window
@@ -150,6 +151,8 @@ async def measure(
                 clients_cpu = cpu_seconds(proc.pid) - clients_cpu0
                 steal = steal_seconds() - steal0
                 node.clock.tick_observers.remove(ticks.append)
+                drains = node.clock.stats.drains - drains0
+                drained = node.clock.stats.drained - drained0
                 concealed = sum(s.jitter.stats.concealed for s in mixer.slots if s) - concealed0
                 played = sum(s.jitter.stats.played for s in mixer.slots if s) - played0
                 listeners = node.service.listeners(owner_session)
@@ -182,6 +185,8 @@ async def measure(
         "steal_sim_pct": steal_sim,
         "steal_sim_from": "measurement" if steal_onset else "join",
         "overruns": int(np.sum(tick_ms > frame_ms)),
+        "late_tick_drains": drains,
+        "packets_read_in_drains": drained,
         "jitter_totals": jitter,
         "concealed_pct_per_5s": timeline,
     }

@@ -147,6 +147,12 @@ class _LiveCollector(Collector):
             "Spells of overrunning or skipped ticks that ended (each logged once)",
             value=clock.spells,
         )
+        yield CounterMetricFamily(
+            "jamnet_late_tick_drains",
+            "Ticks that woke late after an on-time one (a stall) and let the event loop read "
+            "the sockets before mixing",
+            value=clock.drains,
+        )
         pressure.host.poll(time.monotonic())  # the buffers poll too, but only while mixing
         if pressure.host.available:
             yield GaugeMetricFamily(

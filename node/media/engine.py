@@ -11,6 +11,12 @@ than ``SKIP_BEHIND_TICKS`` periods (and ``SKIP_BEHIND_S``) behind it skips ahead
 clock. Skipped ticks still move each session's time and every outgoing stream's RTP
 timestamp on, so receivers see a gap to conceal, not packets that are late for good. Each
 spell of overruns or skips is logged once, with its counts, when it ends.
+
+A tick that wakes late after running on time (this process was stalled: the hypervisor took
+the core, another process ran) first lets the event loop read what reached the sockets
+meanwhile, for at most ``DRAIN_SHARE`` of a period: otherwise it would mix before the loop
+has read the packets that arrived during the stall, and every stream would conceal a frame
+that is already on this machine (and raise its jitter buffer for it).
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ SWITCH_INTERVAL_S = 0.0005
 SKIP_BEHIND_TICKS = 2  # further behind than this many periods (and SKIP_BEHIND_S) ...
 SKIP_BEHIND_S = 0.015  # ... the clock skips ahead instead of bursting late ticks
 SPELL_QUIET_S = 1.0  # an overload spell ends after this long without an overrun or a skip
+DRAIN_LATE_S = 0.002  # a tick this late after an on-time one lets the loop read first ...
+DRAIN_SHARE = 0.3  # ... for at most this share of a period,
+DRAIN_ROUNDS = 6  # ... or until the loop has been round this often (each round reads one
+# datagram per socket, and aiortc takes a round or two more to hand a packet on)
 
 
 @dataclass
@@ -59,6 +69,10 @@ class ClockStats:
     skipped: int = 0
     spells: int = 0
     """Overload spells that ended (each logged once with its counts)."""
+    drains: int = 0
+    """Late ticks that let the event loop read the sockets before mixing."""
+    drained: int = 0
+    """Packets the event loop handed to the mixers while late ticks waited for it."""
     last_tick_s: float = 0.0
     phase_shift_s: float = 0.0
 
@@ -68,6 +82,8 @@ class ClockStats:
         self.overruns += other.overruns
         self.skipped += other.skipped
         self.spells += other.spells
+        self.drains += other.drains
+        self.drained += other.drained
         self.last_tick_s = max(self.last_tick_s, other.last_tick_s)
         self.phase_shift_s += other.phase_shift_s
 
@@ -217,6 +233,9 @@ class MixClock:
         self._align_big_gap = ticks_per(ALIGN_BIG_GAP_S, self.period_s)
         self._skip_behind_s = max(SKIP_BEHIND_TICKS * self.period_s, SKIP_BEHIND_S)
         self._spell: _Spell | None = None
+        self.drain_wait_s = DRAIN_SHARE * self.period_s
+        self._draining = threading.Event()
+        """How long a late tick waits at most for the event loop to read the sockets."""
 
     def add(self, key: str, media: SessionMedia) -> None:
         """Start ticking a session."""
@@ -251,6 +270,7 @@ class MixClock:
     def stop(self) -> None:
         """Stop the clock thread and wait for it (idempotent)."""
         self._stop.set()
+        self._draining.set()  # a late tick waiting for the loop (which may be this caller)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -263,10 +283,17 @@ class MixClock:
         # core the event loop needs (5x slower per product here). One thread, process-wide.
         threadpool_limits(limits=1, user_api="blas")
         next_tick = time.monotonic()
+        on_time = True  # the last tick waited for its time: a late one now means a stall
+        skipped = 0
         while not self._stop.is_set():
             delay = next_tick - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+                on_time = True
+            elif on_time and (skipped or -delay > DRAIN_LATE_S):
+                on_time = False  # the ticks that catch up after it go at once
+                self._drain()
+            skipped = 0
             started = time.perf_counter()
             batch: list[TickOutput] = []
             # Each tick mixes the frames due at its *scheduled* time, however late it runs:
@@ -307,6 +334,33 @@ class MixClock:
                 self._overloaded(now, skipped=skipped, behind_s=behind)
             elif self._spell is not None and now - self._spell.last_s > SPELL_QUIET_S:
                 self._end_spell()
+
+    def _drain(self) -> None:
+        """Let the event loop go round a few times (reading the sockets), briefly."""
+        done = self._draining = threading.Event()  # stop() sets it too
+        loop = self._loop
+
+        def round_(left: int) -> None:
+            if left:
+                loop.call_soon(round_, left - 1)
+            else:
+                done.set()
+
+        try:
+            loop.call_soon_threadsafe(round_, DRAIN_ROUNDS)
+        except RuntimeError:  # loop closed during shutdown
+            return
+        self.stats.drains += 1
+        waiting = self._waiting()
+        if not self._stop.is_set():
+            done.wait(self.drain_wait_s)
+        self.stats.drained += max(0, self._waiting() - waiting)
+
+    def _waiting(self) -> int:
+        """Packets in the sessions' inboxes (read by the loop, not yet mixed)."""
+        return sum(
+            len(slot.inbox) for media in self._snapshot for slot in media.mixer.slots if slot
+        )
 
     def _overloaded(
         self, now: float, overrun_s: float = 0.0, skipped: int = 0, behind_s: float = 0.0

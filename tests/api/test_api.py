@@ -252,6 +252,7 @@ async def test_health_and_metrics(node: Node, http: aiohttp.ClientSession) -> No
         "jamnet_tick_overruns",
         "jamnet_sessions",
         "jamnet_node_added_latency_seconds",
+        "jamnet_late_tick_drains_total",
     ):
         assert name in text
     # This machine's kernel reports CPU pressure: so does the node, as a share of time.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import time
 
 import pytest
@@ -79,3 +80,44 @@ async def test_a_stalled_clock_skips_ahead_and_the_timestamps_follow_the_wall_cl
     assert abs(span_media - span_wall) < 0.1, (span_media, span_wall)
     assert mixer.skipped == clock.stats.skipped
     assert clocks.stats.spells >= 1, "the spell was counted (and logged) once it ended"
+
+
+async def test_a_tick_late_after_a_stall_lets_the_loop_read_the_sockets_first() -> None:
+    """The process is stalled (the hypervisor took its core) while a packet reaches its
+    socket: the tick that catches up mixes only after the event loop has read it, instead
+    of concealing a frame that is already on this machine."""
+    loop = asyncio.get_running_loop()
+    frame_ms, frame = 20, 960
+    clocks = MixClocks(loop)
+    mixer = SessionMixer(2, frame_samples=frame)
+    mixer.allocate("a", OpusFrameDecoder(frame))
+    clocks.add("s", SessionMedia(mixer), frame_ms)
+    clock = clocks.clock(frame_ms)
+    clock.drain_wait_s = 30.0  # however slow this machine: the order is what is tested
+    read_at: list[int] = []
+
+    class Inbox(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str | int, int]) -> None:
+            read_at.append(clock.stats.ticks)
+
+    transport, _ = await loop.create_datagram_endpoint(Inbox, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sent: list[int] = []
+
+    def stall_once(_elapsed: float) -> None:  # on the clock's thread, after each tick
+        if clock.stats.ticks == 40 and not sent:
+            time.sleep(0.1)  # stalled for five periods ...
+            sent.append(clock.stats.ticks)
+            sender.sendto(b"rtp", ("127.0.0.1", port))  # ... and a packet came meanwhile
+
+    clocks.tick_observers.append(stall_once)
+    clocks.start()
+    try:
+        await wait_for(lambda: bool(read_at) and clock.stats.ticks > 45)
+    finally:
+        clocks.stop()
+        transport.close()
+        sender.close()
+    assert clock.stats.drains >= 1, clock.stats
+    assert read_at == [40], "read before the tick that caught up mixed"
