@@ -15,7 +15,7 @@ def test_defaults() -> None:
     assert (config.http.host, config.http.port, config.media.frame_ms) == ("127.0.0.1", 8080, 10)
     assert config.media.ice_servers == ()
     # The admission limits come from bench/capacity.py (bench/RESULTS.md), per frame size.
-    assert [config.participant_limit(ms) for ms in (5, 10, 20)] == [6, 16, 32]
+    assert [config.participant_limit(ms) for ms in (5, 10, 20)] == [8, 16, 32]
 
 
 def test_precedence_toml_env_flags(tmp_path: Path) -> None:
