@@ -13,8 +13,8 @@ timestamp on, so receivers see a gap to conceal, not packets that are late for g
 spell of overruns or skips is logged once, with its counts, when it ends.
 
 A tick that wakes late after running on time (this process was stalled: the hypervisor took
-the core, another process ran) first lets the event loop read what reached the sockets
-meanwhile, for at most ``DRAIN_SHARE`` of a period: otherwise it would mix before the loop
+the core, another process ran), and the first tick after a skip, first let the event loop
+read what reached the sockets meanwhile, for at most ``DRAIN_SHARE`` of a period: otherwise it would mix before the loop
 has read the packets that arrived during the stall, and every stream would conceal a frame
 that is already on this machine (and raise its jitter buffer for it).
 """
@@ -290,7 +290,7 @@ class MixClock:
             if delay > 0:
                 time.sleep(delay)
                 on_time = True
-            elif on_time and (skipped or -delay > DRAIN_LATE_S):
+            elif skipped or (on_time and -delay > DRAIN_LATE_S):
                 on_time = False  # the ticks that catch up after it go at once
                 self._drain()
             skipped = 0
