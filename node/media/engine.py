@@ -14,9 +14,10 @@ spell of overruns or skips is logged once, with its counts, when it ends.
 
 A tick that wakes late after running on time (this process was stalled: the hypervisor took
 the core, another process ran), and the first tick after a skip, first let the event loop
-read what reached the sockets meanwhile, for at most ``DRAIN_SHARE`` of a period: otherwise it would mix before the loop
-has read the packets that arrived during the stall, and every stream would conceal a frame
-that is already on this machine (and raise its jitter buffer for it).
+read what reached the sockets meanwhile, for at most ``DRAIN_SHARE`` of a period: otherwise
+the tick would mix before the loop has read the packets that arrived during the stall, and
+every stream would conceal a frame that is already on this machine (and raise its jitter
+buffer for it).
 """
 
 from __future__ import annotations
