@@ -235,8 +235,8 @@ class MixClock:
         self._skip_behind_s = max(SKIP_BEHIND_TICKS * self.period_s, SKIP_BEHIND_S)
         self._spell: _Spell | None = None
         self.drain_wait_s = DRAIN_SHARE * self.period_s
-        self._draining = threading.Event()
         """How long a late tick waits at most for the event loop to read the sockets."""
+        self._draining = threading.Event()
 
     def add(self, key: str, media: SessionMedia) -> None:
         """Start ticking a session."""
