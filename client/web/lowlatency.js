@@ -1,8 +1,15 @@
 // jamnet: the browser's low-latency audio path. Opus encoded by WebCodecs (restricted low
 // delay, the session's frame size) goes to the node as one unordered, unreliable data-channel
-// message per packet; the node's mix comes back the same way, is decoded by WebCodecs and is
-// played by an AudioWorklet with a small jitter buffer of its own (playout-worklet.js).
+// message per packet; the node's mix comes back the same way and is decoded and played by an
+// AudioWorklet with a small jitter buffer of its own (playout-worklet.js; libopus in
+// WebAssembly there, WebCodecs until it is ready or where it cannot load).
 // The wire format is node/media/datachannel.py's: kind (1), seq (u16), timestamp (u32), Opus.
+//
+// Where the browser can hand a data channel to a worker, none of the packets pass through
+// the page's main thread: capture-worklet.js cuts the microphone into frames on the audio
+// thread, audio-worker.js encodes, sends, receives and decodes, and feeds the playout worklet
+// directly. Elsewhere (no transferable RTCDataChannel) the same work runs here, on the main
+// thread, with the microphone read by a MediaStreamTrackProcessor.
 
 const DC_LABEL = "jamnet-audio";
 // More than this many packets' worth waiting in SCTP (held back by its congestion window) is
@@ -15,6 +22,17 @@ function lowLatencySupported() {
     window.isSecureContext;
 }
 
+// libopus in WebAssembly for the playout worklet (npm's opus-decoder, served by the node at
+// /vendor/opus-decoder.js). Where it cannot load, the worklet says so and WebCodecs decodes.
+async function loadDecoder(ctx) {
+  try {
+    await ctx.audioWorklet.addModule("/static/worklet-prelude.js");
+    await ctx.audioWorklet.addModule("/vendor/opus-decoder.js");
+  } catch (e) {
+    console.warn("the page decodes with WebCodecs:", e.message || e);
+  }
+}
+
 class DataChannelAudio {
   constructor(ctx, stream, frameMs, bitrate) {
     this.ctx = ctx;
@@ -24,6 +42,8 @@ class DataChannelAudio {
     this.seq = 0;
     this.stats = { sent: 0, received: 0, sendDropped: 0, decodeErrors: 0, playout: null };
     this.closed = false;
+    this.mode = null;     // "worker" (off the main thread) or "page" (the fallback)
+    this.forward = false; // the playout worklet decodes (its WebAssembly decoder is ready)
   }
 
   // Adds the channel to `pc` (before the offer is made) and starts everything that does not
@@ -31,13 +51,24 @@ class DataChannelAudio {
   async prepare(pc) {
     this.channel = pc.createDataChannel(DC_LABEL, { ordered: false, maxRetransmits: 0 });
     this.channel.binaryType = "arraybuffer";
-    this.channel.onmessage = (ev) => this.receive(ev.data);
+    const feed = this.handOver();   // in the channel's creating task: Chromium's rule
+    await loadDecoder(this.ctx);
     await this.ctx.audioWorklet.addModule("/static/playout-worklet.js");
     this.node = new AudioWorkletNode(this.ctx, "jamnet-playout", {
       numberOfInputs: 0, outputChannelCount: [2],
       processorOptions: { frameSamples: Math.round(48 * this.frameMs) },
     });
-    this.node.port.onmessage = (ev) => { this.stats.playout = ev.data; };
+    this.node.port.onmessage = (ev) => {
+      if (ev.data.type === "decoder") this.forward = ev.data.ok;
+      else this.stats.playout = ev.data;
+    };
+    if (feed) {
+      this.node.port.postMessage({ feed }, [feed]);
+      await this.startCapture();
+      return this.node;
+    }
+    this.mode = "page";
+    this.channel.onmessage = (ev) => this.receive(ev.data);
     this.decoder = new AudioDecoder({
       output: (audio) => this.play(audio),
       error: () => { this.stats.decodeErrors++; },
@@ -45,6 +76,52 @@ class DataChannelAudio {
     this.decoder.configure({ codec: "opus", sampleRate: 48000, numberOfChannels: 2 });
     this.channel.onopen = () => this.startSending().catch((e) => console.warn("uplink stopped", e));
     return this.node;   // the mix, as an AudioNode
+  }
+
+  // Hands the new channel to audio-worker.js, with one MessagePort for the capture worklet's
+  // frames and one for the playout worklet's packets. Returns the playout worklet's port, or
+  // null where the browser cannot transfer a data channel (nothing was handed over then, and
+  // the main-thread path takes it).
+  handOver() {
+    if (typeof Worker !== "function" || typeof MessageChannel !== "function") return null;
+    const worker = new Worker("/static/audio-worker.js");
+    const feed = new MessageChannel(), capture = new MessageChannel();
+    try {
+      worker.postMessage({
+        type: "start", channel: this.channel, playout: feed.port1, capture: capture.port2,
+        frameMs: this.frameMs, bitrate: this.bitrate,
+      }, [this.channel, feed.port1, capture.port2]);
+    } catch (e) {   // DataCloneError: RTCDataChannel is not transferable here
+      console.info("audio stays on the main thread:", e.message);
+      worker.terminate();
+      return null;
+    }
+    this.worker = worker;
+    this.capturePort = capture.port1;
+    this.mode = "worker";
+    worker.onmessage = (ev) => {
+      if (ev.data.type !== "stats") return;
+      Object.assign(this.stats, ev.data.stats);
+      if (ev.data.error) console.warn("audio worker", ev.data.error);
+    };
+    worker.onerror = (ev) => console.warn("audio worker failed", ev.message);
+    return feed.port2;
+  }
+
+  // The worker path's microphone: the capture worklet, fed by the AudioContext.
+  async startCapture() {
+    await this.ctx.audioWorklet.addModule("/static/capture-worklet.js");
+    this.capture = new AudioWorkletNode(this.ctx, "jamnet-capture", {
+      numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1],
+      processorOptions: { frameSamples: Math.round(48 * this.frameMs) },
+    });
+    this.capture.port.postMessage({ port: this.capturePort }, [this.capturePort]);
+    // The capture node outputs nothing; joining it to the destination (silenced) keeps the
+    // audio graph pulling it.
+    this.captureSink = this.ctx.createGain();
+    this.captureSink.gain.value = 0;
+    this.micSource = this.ctx.createMediaStreamSource(this.stream);
+    this.micSource.connect(this.capture).connect(this.captureSink).connect(this.ctx.destination);
   }
 
   async startSending() {
@@ -97,6 +174,10 @@ class DataChannelAudio {
     if (view.getUint8(0) !== 1) return;
     const ts = view.getUint32(3);
     this.stats.received++;
+    if (this.forward) {   // the playout worklet decodes
+      this.node.port.postMessage({ ts, opus: new Uint8Array(buffer, 7) }, [buffer]);
+      return;
+    }
     try {
       this.decoder.decode(new EncodedAudioChunk({
         type: "key", timestamp: (ts * 1e6) / 48000, data: new Uint8Array(buffer, 7),
@@ -116,12 +197,18 @@ class DataChannelAudio {
 
   close() {
     this.closed = true;
+    if (this.worker) {
+      this.worker.postMessage({ type: "close" });   // it closes the channel and its codecs
+      setTimeout(() => this.worker.terminate(), 1000);
+    }
     if (this.reader) this.reader.cancel().catch(() => {});
     for (const codec of [this.encoder, this.decoder]) {
       if (codec && codec.state !== "closed") { try { codec.close(); } catch (e) { /* closed */ } }
     }
-    if (this.node) this.node.disconnect();
-    if (this.channel) this.channel.close();
+    for (const node of [this.node, this.capture, this.captureSink, this.micSource]) {
+      if (node) node.disconnect();
+    }
+    if (this.channel && !this.worker) this.channel.close();
   }
 }
 

@@ -49,8 +49,52 @@ class Playout extends AudioWorkletProcessor {
     this.waitSum = 0; this.waitCount = 0;
     this.leastLag = Infinity;    // the smallest lag behind the schedule since the last adapt
     this.trim = false;
-    this.stats = { received: 0, played: 0, late: 0, underrun: 0, dropped: 0, resyncs: 0 };
-    this.port.onmessage = (ev) => this.arrive(ev.data);
+    this.stats = { received: 0, played: 0, late: 0, underrun: 0, dropped: 0, resyncs: 0, decodeErrors: 0 };
+    this.decoder = null;
+    this.decoding = null;        // "wasm" once the decoder here is ready, else "webcodecs"
+    this.feed = null;
+    // Packets come from the page (main-thread path) or, once it hands one over, through a
+    // MessagePort straight from the page's audio worker.
+    this.port.onmessage = (ev) => {
+      if (ev.data && ev.data.feed) {
+        this.feed = ev.data.feed;
+        this.feed.onmessage = (e) => this.arrive(e.data);
+        if (this.decoding) this.feed.postMessage({ type: "decoder", ok: this.decoding === "wasm" });
+      } else this.arrive(ev.data);
+    };
+    this.startDecoder();
+  }
+
+  // libopus in WebAssembly, where the page loaded it into this scope (/vendor/opus-decoder.js):
+  // packets are decoded here, on the audio thread, the moment they arrive. WebCodecs' decoder
+  // runs elsewhere and, with both cores busy, handed packets back up to 160 ms after they
+  // came (the page's buffer then had to cover that). Until this one is ready, or where it
+  // cannot load, whoever feeds the packets decodes them with WebCodecs and posts samples.
+  startDecoder() {
+    const lib = globalThis["opus-decoder"];
+    if (!lib || typeof WebAssembly !== "object") { this.announce(false, "no WebAssembly Opus decoder loaded"); return; }
+    try {
+      const decoder = new lib.OpusDecoder({ channels: 2 });
+      decoder.ready.then(() => { this.decoder = decoder; this.announce(true); },
+                         (e) => this.announce(false, String(e)));
+    } catch (e) { this.announce(false, String(e)); }
+  }
+
+  announce(ok, why) {
+    this.decoding = ok ? "wasm" : "webcodecs";
+    const message = { type: "decoder", ok, why: why || null };
+    this.port.postMessage(message);
+    if (this.feed) this.feed.postMessage(message);
+  }
+
+  // Samples of one packet: {ts, opus} is decoded here, {ts, left, right} is decoded already.
+  samples(msg) {
+    if (!msg.opus) return [msg.left, msg.right];
+    let out = null;   // (an empty packet would be concealment, up to 120 ms of it: not played)
+    if (!msg.opus.length) { this.stats.decodeErrors++; return null; }
+    try { out = this.decoder ? this.decoder.decodeFrame(msg.opus) : null; } catch (e) { out = null; }
+    if (!out || !out.samplesDecoded) { this.stats.decodeErrors++; return null; }
+    return [out.channelData[0], out.channelData[1] || out.channelData[0]];
   }
 
   unwrap(ts) {
@@ -67,9 +111,12 @@ class Playout extends AudioWorkletProcessor {
   base() { return this.transits.length ? this.transits[0][1] : null; }
 
   arrive(msg) {
+    const pcm = this.samples(msg);
+    if (!pcm) return;
+    const [left, right] = pcm;
     const now = currentFrame;
     const ext = this.unwrap(msg.ts);
-    const n = msg.left.length;
+    const n = left.length;
     if (n !== this.frame) { this.frame = n; this.window = Math.max(8, Math.round((WINDOW_S * RATE) / n)); }
     this.stats.received++;
     const transit = now - ext;
@@ -91,7 +138,7 @@ class Playout extends AudioWorkletProcessor {
       return;
     }
     if (this.frames.size > 512) { this.frames.clear(); this.stats.resyncs++; }
-    this.frames.set(ext, [msg.left, msg.right, now]);
+    this.frames.set(ext, [left, right, now]);
   }
 
   adapt(now) {
@@ -157,7 +204,7 @@ class Playout extends AudioWorkletProcessor {
       const wait = this.waitCount ? this.waitSum / this.waitCount : 0;
       this.waitSum = 0; this.waitCount = 0;
       this.port.postMessage({ target_ms: (this.target * 1000) / RATE, wait_ms: (wait * 1000) / RATE,
-                              packet_ms: (frame * 1000) / RATE, ...this.stats });
+                              packet_ms: (frame * 1000) / RATE, decoder: this.decoding, ...this.stats });
     }
     return true;
   }

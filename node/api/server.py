@@ -64,7 +64,10 @@ from node.spatial.room import Room
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "client" / "web"
-VENDOR_FILES = {"ethers.js": Path("node_modules/ethers/dist/ethers.umd.min.js")}
+VENDOR_FILES = {
+    "ethers.js": Path("node_modules/ethers/dist/ethers.umd.min.js"),
+    "opus-decoder.js": Path("node_modules/opus-decoder/dist/opus-decoder.min.js"),
+}
 STATUS = {
     InputError: 400,
     AuthError: 401,

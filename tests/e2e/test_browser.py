@@ -157,6 +157,16 @@ async def test_both_audio_paths_at_the_sessions_frame_size_with_a_truthful_reado
             await page.click("#create-form button")
             await page.wait_for_function("window.jamnet.mixSource", timeout=15000)
             assert await page.evaluate("window.jamnet.transport") == transport
+            if transport == "datachannel":
+                # Off the main thread (the channel was handed to the audio worker), and the
+                # playout worklet decodes with its own WebAssembly libopus.
+                assert await page.evaluate("window.jamnet.dc.mode") == "worker"
+                await poll(
+                    lambda: page.evaluate(
+                        "window.jamnet.dc.stats.playout"
+                        " && window.jamnet.dc.stats.playout.decoder === 'wasm'"
+                    )
+                )
             session_id = await page.evaluate("window.jamnet.session.id")
             assert node.service.get(session_id).settings.frame_ms == frame_ms
             browser_id = await page.evaluate("window.jamnet.participant.id")

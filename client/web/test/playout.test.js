@@ -79,3 +79,43 @@ test("a stall smaller than the maximum is not a stall: the 2 s window still deci
   const held = targets.filter((r) => r.t > 4.3 && r.t < 4.9);
   assert.ok(held.length && held.every((r) => r.ms > 30), "held while the late packet is in the window");
 });
+
+// The worklet's own decoder: npm's opus-decoder loaded into the scope after the prelude, as
+// lowlatency.js loads them into the AudioWorklet.
+test("with the WebAssembly decoder loaded, Opus packets are decoded in the worklet", async () => {
+  const bundle = readFileSync(new URL("../../../node_modules/opus-decoder/dist/opus-decoder.min.js", import.meta.url), "utf8");
+  const prelude = readFileSync(new URL("../worklet-prelude.js", import.meta.url), "utf8");
+  const scope = {
+    currentFrame: 0, registered: null, WebAssembly, Uint8Array, Float32Array,   // one realm, as in a browser
+    AudioWorkletProcessor: class { constructor() { this.port = { messages: [], postMessage(m) { this.messages.push(m); } }; } },
+    registerProcessor(name, cls) { scope.registered = cls; },
+  };
+  scope.globalThis = scope;
+  vm.createContext(scope);
+  vm.runInContext(prelude, scope);
+  vm.runInContext(bundle, scope);
+  vm.runInContext(SOURCE, scope);
+  const node = new scope.registered({ processorOptions: { frameSamples: 480 } });
+  const announced = () => node.port.messages.find((m) => m.type === "decoder");
+  for (let i = 0; i < 200 && !announced(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual({ ...announced() }, { type: "decoder", ok: true, why: null });
+  // A CELT-only, fullband, 10 ms, stereo packet with an empty frame (TOC 0xF4): 480 samples.
+  node.arrive({ ts: 0, opus: new Uint8Array([0xf4]) });
+  assert.equal(node.stats.received, 1);
+  assert.equal(node.frames.size, 1);
+  assert.equal([...node.frames.values()][0][0].length, 480);
+  // Not Opus (a code-3 packet that claims more frames than it has): counted, never played.
+  node.arrive({ ts: 480, opus: new Uint8Array([0xf7, 0xff]) });
+  assert.equal(node.stats.decodeErrors, 1);
+  assert.equal(node.stats.received, 1);
+});
+
+test("without it, the worklet says so (whoever feeds it decodes with WebCodecs)", () => {
+  const scope = load();
+  const messages = [];
+  const node = new scope.registered({ processorOptions: { frameSamples: 480 } });
+  node.port.postMessage = (m) => messages.push(m);
+  node.announce(false, "test");
+  assert.equal(node.decoding, "webcodecs");
+  assert.equal(messages[0].ok, false);
+});
