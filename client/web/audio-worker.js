@@ -30,7 +30,7 @@ let forward = false;   // the playout worklet decodes the packets itself (its de
 self.onmessage = (ev) => {
   const m = ev.data;
   if (m.type === "start") start(m);
-  else if (m.type === "close") close();
+  else if (m.type === "close") stop();
 };
 
 function start(m) {
@@ -108,7 +108,8 @@ function play(audio) {
   playout.postMessage({ ts, left, right }, [left.buffer, right.buffer]);
 }
 
-function close() {
+// (Not named close: a top-level function of a classic worker script replaces self.close.)
+function stop() {
   clearInterval(reporter);
   for (const codec of [encoder, decoder]) {
     if (codec && codec.state !== "closed") { try { codec.close(); } catch (e) { /* closed */ } }
