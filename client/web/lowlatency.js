@@ -7,8 +7,8 @@
 //
 // Where the browser can hand a data channel to a worker, none of the packets pass through
 // the page's main thread: capture-worklet.js cuts the microphone into frames on the audio
-// thread, audio-worker.js encodes, sends, receives and decodes, and feeds the playout worklet
-// directly. Elsewhere (no transferable RTCDataChannel) the same work runs here, on the main
+// thread, audio-worker.js encodes, sends and receives, and feeds the playout worklet
+// directly (which decodes). Elsewhere (no transferable RTCDataChannel) the same work runs here, on the main
 // thread, with the microphone read by a MediaStreamTrackProcessor.
 
 const DC_LABEL = "jamnet-audio";
