@@ -2,19 +2,18 @@
 // delay, the session's frame size) goes to the node as one unordered, unreliable data-channel
 // message per packet; the node's mix comes back the same way and is decoded and played by an
 // AudioWorklet with a small jitter buffer of its own (playout-worklet.js; libopus in
-// WebAssembly there, WebCodecs until it is ready or where it cannot load).
-// The wire format is node/media/datachannel.py's: kind (1), seq (u16), timestamp (u32), Opus.
+// WebAssembly there, WebCodecs until it is ready or where it cannot load). Both ends of the
+// wire are dcwire.js's.
 //
 // Where the browser can hand a data channel to a worker, none of the packets pass through
 // the page's main thread: capture-worklet.js cuts the microphone into frames on the audio
 // thread, audio-worker.js encodes, sends and receives, and feeds the playout worklet
-// directly (which decodes). Elsewhere (no transferable RTCDataChannel) the same work runs here, on the main
-// thread, with the microphone read by a MediaStreamTrackProcessor.
+// directly (which decodes). Elsewhere (no transferable RTCDataChannel, no module workers) the
+// same wire runs here, on the main thread, with the microphone read by a
+// MediaStreamTrackProcessor.
+import { Wire, encoderConfig } from "./dcwire.js";
 
 const DC_LABEL = "jamnet-audio";
-// More than this many packets' worth waiting in SCTP (held back by its congestion window) is
-// latency: drop the new packet instead (16 KiB, the first limit, was a second of audio).
-const DC_MAX_QUEUED_PACKETS = 4;
 
 function lowLatencySupported() {
   return typeof AudioEncoder === "function" && typeof AudioDecoder === "function" &&
@@ -39,18 +38,16 @@ class DataChannelAudio {
     this.stream = stream;
     this.frameMs = frameMs;
     this.bitrate = bitrate;
-    this.seq = 0;
     this.stats = { sent: 0, received: 0, sendDropped: 0, decodeErrors: 0, playout: null };
     this.closed = false;
     this.mode = null;     // "worker" (off the main thread) or "page" (the fallback)
-    this.forward = false; // the playout worklet decodes (its WebAssembly decoder is ready)
+    this.wire = null;     // the page's end of the wire (the fallback only)
   }
 
   // Adds the channel to `pc` (before the offer is made) and starts everything that does not
   // need the connection yet.
   async prepare(pc) {
     this.channel = pc.createDataChannel(DC_LABEL, { ordered: false, maxRetransmits: 0 });
-    this.channel.binaryType = "arraybuffer";
     const feed = this.handOver();   // in the channel's creating task: Chromium's rule
     await loadDecoder(this.ctx);
     await this.ctx.audioWorklet.addModule("/static/playout-worklet.js");
@@ -59,7 +56,7 @@ class DataChannelAudio {
       processorOptions: { frameSamples: Math.round(48 * this.frameMs) },
     });
     this.node.port.onmessage = (ev) => {
-      if (ev.data.type === "decoder") this.forward = ev.data.ok;
+      if (ev.data.type === "decoder") { if (this.wire) this.wire.forward = ev.data.ok; }
       else this.stats.playout = ev.data;
     };
     if (feed) {
@@ -68,12 +65,7 @@ class DataChannelAudio {
       return this.node;
     }
     this.mode = "page";
-    this.channel.onmessage = (ev) => this.receive(ev.data);
-    this.decoder = new AudioDecoder({
-      output: (audio) => this.play(audio),
-      error: () => { this.stats.decodeErrors++; },
-    });
-    this.decoder.configure({ codec: "opus", sampleRate: 48000, numberOfChannels: 2 });
+    this.wire = new Wire(this.channel, this.node.port, this.stats);
     this.channel.onopen = () => this.startSending().catch((e) => console.warn("uplink stopped", e));
     return this.node;   // the mix, as an AudioNode
   }
@@ -84,7 +76,13 @@ class DataChannelAudio {
   // the main-thread path takes it).
   handOver() {
     if (typeof Worker !== "function" || typeof MessageChannel !== "function") return null;
-    const worker = new Worker("/static/audio-worker.js");
+    let worker;
+    try {
+      worker = new Worker("/static/audio-worker.js", { type: "module" });
+    } catch (e) {   // no module workers here
+      console.info("audio stays on the main thread:", e.message);
+      return null;
+    }
     const feed = new MessageChannel(), capture = new MessageChannel();
     try {
       worker.postMessage({
@@ -136,63 +134,15 @@ class DataChannelAudio {
       if (done || !data) break;
       if (!encoder) {
         encoder = new AudioEncoder({
-          output: (chunk) => this.send(chunk),
+          output: (chunk) => this.wire.send(chunk),
           error: (e) => console.warn("encoder", e),
         });
-        encoder.configure({
-          codec: "opus", sampleRate: data.sampleRate, numberOfChannels: data.numberOfChannels,
-          bitrate: this.bitrate,
-          opus: { frameDuration: this.frameMs * 1000, application: "lowdelay", complexity: 5 },
-        });
+        encoder.configure(encoderConfig(this.frameMs, this.bitrate, data.sampleRate, data.numberOfChannels));
         this.encoder = encoder;
       }
       encoder.encode(data);
       data.close();
     }
-  }
-
-  send(chunk) {
-    const ch = this.channel;
-    const size = 7 + chunk.byteLength;
-    if (!ch || ch.readyState !== "open" || ch.bufferedAmount > DC_MAX_QUEUED_PACKETS * size) {
-      this.stats.sendDropped++;
-      return;
-    }
-    const message = new Uint8Array(size);
-    const view = new DataView(message.buffer);
-    view.setUint8(0, 1);
-    view.setUint16(1, this.seq++ & 0xffff);
-    view.setUint32(3, Math.round((chunk.timestamp * 48000) / 1e6) % 4294967296);
-    chunk.copyTo(message.subarray(7));
-    ch.send(message);
-    this.stats.sent++;
-  }
-
-  receive(buffer) {
-    if (!(buffer instanceof ArrayBuffer) || buffer.byteLength <= 7) return;
-    const view = new DataView(buffer);
-    if (view.getUint8(0) !== 1) return;
-    const ts = view.getUint32(3);
-    this.stats.received++;
-    if (this.forward) {   // the playout worklet decodes
-      this.node.port.postMessage({ ts, opus: new Uint8Array(buffer, 7) }, [buffer]);
-      return;
-    }
-    try {
-      this.decoder.decode(new EncodedAudioChunk({
-        type: "key", timestamp: (ts * 1e6) / 48000, data: new Uint8Array(buffer, 7),
-      }));
-    } catch (e) { this.stats.decodeErrors++; }
-  }
-
-  play(audio) {
-    const n = audio.numberOfFrames;
-    const left = new Float32Array(n), right = new Float32Array(n);
-    audio.copyTo(left, { planeIndex: 0, format: "f32-planar" });
-    audio.copyTo(right, { planeIndex: audio.numberOfChannels > 1 ? 1 : 0, format: "f32-planar" });
-    const ts = Math.round((audio.timestamp * 48000) / 1e6) % 4294967296;
-    audio.close();
-    this.node.port.postMessage({ ts, left, right }, [left.buffer, right.buffer]);
   }
 
   close() {
@@ -202,13 +152,13 @@ class DataChannelAudio {
       setTimeout(() => this.worker.terminate(), 1000);
     }
     if (this.reader) this.reader.cancel().catch(() => {});
-    for (const codec of [this.encoder, this.decoder]) {
-      if (codec && codec.state !== "closed") { try { codec.close(); } catch (e) { /* closed */ } }
+    if (this.encoder && this.encoder.state !== "closed") {
+      try { this.encoder.close(); } catch (e) { /* closed */ }
     }
+    if (this.wire) this.wire.close();
     for (const node of [this.node, this.capture, this.captureSink, this.micSource]) {
       if (node) node.disconnect();
     }
-    if (this.channel && !this.worker) this.channel.close();
   }
 }
 

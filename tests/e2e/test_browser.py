@@ -133,13 +133,43 @@ async def test_browser_joins_sends_and_hears(node: Node, tmp_path: Path, account
     assert np.isfinite(level)
 
 
-@pytest.mark.parametrize(("transport", "frame_ms"), [("datachannel", 5), ("rtp", 10)])
+# The page's AudioWorklet cannot load the WebAssembly decoder (worklet module requests are
+# not routed through Playwright, so the test fails them where the page asks for them).
+NO_DECODER_BUNDLE = """
+const addModule = AudioWorklet.prototype.addModule;
+AudioWorklet.prototype.addModule = function (url, options) {
+  if (String(url).endsWith("/vendor/opus-decoder.js")) {
+    return Promise.reject(new DOMException("the test took the decoder away", "NetworkError"));
+  }
+  return addModule.call(this, url, options);
+};
+"""
+
+
+@pytest.mark.parametrize(
+    ("transport", "frame_ms", "mode", "decoder"),
+    [
+        ("datachannel", 5, "worker", "wasm"),
+        # The fallbacks, in the same Chromium with the feature taken away: no workers (so
+        # the data channel stays on the main thread), no WebAssembly decoder (WebCodecs).
+        ("datachannel", 10, "page", "webcodecs"),
+        ("datachannel", 10, "worker", "webcodecs"),
+        ("rtp", 10, None, None),
+    ],
+)
 async def test_both_audio_paths_at_the_sessions_frame_size_with_a_truthful_readout(
-    node: Node, tmp_path: Path, account_factory, transport: str, frame_ms: int
+    node: Node,
+    tmp_path: Path,
+    account_factory,
+    transport: str,
+    frame_ms: int,
+    mode: str | None,
+    decoder: str | None,
 ) -> None:  # type: ignore[no-untyped-def]
     """The page creates a session at ``frame_ms``; over either path it sends packets of that
     size (the node reads each packet's duration), hears the CLI's tone, and shows a latency
-    estimate whose parts are all there and plausible."""
+    estimate whose parts are all there and plausible. The data-channel path runs in the
+    worker ``mode`` and plays what ``decoder`` decoded."""
     wav = tmp_path / "capture.wav"
     soundfile.write(str(wav), tone(660, 10), 48000)
     assert node.service is not None
@@ -150,6 +180,10 @@ async def test_both_audio_paths_at_the_sessions_frame_size_with_a_truthful_reado
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            if mode == "page":
+                await page.add_init_script("delete window.Worker;")
+            if decoder == "webcodecs":
+                await page.add_init_script(NO_DECODER_BUNDLE)
             await page.goto(f"{node.url}?transport={transport}")
             await page.wait_for_function("window.jamnet && window.jamnet.address")
             await page.select_option("#frame-ms", str(frame_ms))
@@ -158,13 +192,13 @@ async def test_both_audio_paths_at_the_sessions_frame_size_with_a_truthful_reado
             await page.wait_for_function("window.jamnet.mixSource", timeout=15000)
             assert await page.evaluate("window.jamnet.transport") == transport
             if transport == "datachannel":
-                # Off the main thread (the channel was handed to the audio worker), and the
-                # playout worklet decodes with its own WebAssembly libopus.
-                assert await page.evaluate("window.jamnet.dc.mode") == "worker"
+                # By default off the main thread (the channel was handed to the audio
+                # worker), and the playout worklet decodes with its own WebAssembly libopus.
+                assert await page.evaluate("window.jamnet.dc.mode") == mode
                 await poll(
                     lambda: page.evaluate(
                         "window.jamnet.dc.stats.playout"
-                        " && window.jamnet.dc.stats.playout.decoder === 'wasm'"
+                        f" && window.jamnet.dc.stats.playout.decoder === '{decoder}'"
                     )
                 )
             session_id = await page.evaluate("window.jamnet.session.id")
@@ -185,6 +219,12 @@ async def test_both_audio_paths_at_the_sessions_frame_size_with_a_truthful_reado
 
                 await poll(node_hears_browser_at_frame_size)
                 await poll(lambda: page.evaluate("window.jamnet.mixLevel > 0.01"))
+                if transport == "datachannel":
+                    counts = await page.evaluate(
+                        "[window.jamnet.dc.stats.decodeErrors,"
+                        " window.jamnet.dc.stats.playout.decodeErrors]"
+                    )
+                    assert counts == [0, 0], "every packet of the mix decoded"
                 readout = await poll(
                     lambda: page.evaluate(
                         "window.jamnet.latency && window.jamnet.latency.measured.node "
