@@ -49,6 +49,7 @@ class Playout extends AudioWorkletProcessor {
     this.waitSum = 0; this.waitCount = 0;
     this.leastLag = Infinity;    // the smallest lag behind the schedule since the last adapt
     this.trim = false;
+    this.raised = false;         // the target rose since the last quantum: follow it at once
     this.stats = { received: 0, played: 0, late: 0, underrun: 0, dropped: 0, resyncs: 0, decodeErrors: 0 };
     this.decoder = null;
     this.decoding = null;        // "wasm" once the decoder here is ready, else "webcodecs"
@@ -127,15 +128,20 @@ class Playout extends AudioWorkletProcessor {
     const delay = transit - this.base();
     this.delays.push(delay);
     if (this.delays.length > this.window) this.delays.shift();
-    if (this.pos !== null && ext + n <= this.pos) {
-      // Its samples were needed already: from now on, wait long enough for packets this slow.
+    if (this.pos !== null && ext < this.pos) {
+      // Some or all of its samples were needed already (they played as silence): from now
+      // on, wait long enough for packets this slow. A packet only partly late still plays
+      // the rest. (Counting only wholly late ones left the target at the margin while the
+      // audio device, which renders several quanta per callback, needed more: a quarter of
+      // the frames began with silence and none counted.)
       this.stats.late++;
       const needed = Math.min(MAX_TARGET, delay + MARGIN);
       this.target = Math.max(this.target, needed);
       this.stalled = this.stalled || needed >= STALL_SHARE * MAX_TARGET;
       this.raisedAt = now;
       this.lateCount = count;
-      return;
+      this.raised = true;
+      if (ext + n <= this.pos) return;
     }
     if (this.frames.size > 512) { this.frames.clear(); this.stats.resyncs++; }
     this.frames.set(ext, [left, right, now]);
@@ -172,11 +178,13 @@ class Playout extends AudioWorkletProcessor {
     // than the ticks' wobble: skip ahead when behind, hold when ahead.
     const lag = desired - this.pos;
     this.leastLag = Math.min(this.leastLag, lag);
-    if (lag > this.frame || -lag > this.frame / 2 || (this.trim && lag > STANDING_LAG)) {
+    if (lag > this.frame || -lag > this.frame / 2 || (this.trim && lag > STANDING_LAG) ||
+        (this.raised && lag < 0)) {
       if (desired > this.pos) this.stats.dropped++;
       this.pos = desired;
     }
     this.trim = false;
+    this.raised = false;
     const frame = this.frame;
     for (let i = 0; i < n;) {
       const p = this.pos + i;
