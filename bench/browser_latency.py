@@ -138,6 +138,7 @@ async () => {
     totalSamplesReceived: inbound ? inbound.totalSamplesReceived : null,
     jitterBufferTarget: receiver ? receiver.jitterBufferTarget : null,
     readout: st.latency || null,
+    playout: st.dc && st.dc.stats.playout ? { ...st.dc.stats.playout } : null,
   };
 }
 """
@@ -202,7 +203,14 @@ async def collect(a: Any, b: Any, seconds: float, warmup_s: float = 3.0) -> dict
         if emitted > 0:
             buffers.append(1000 * (two["jitterBufferDelay"] - one["jitterBufferDelay"]) / emitted)
     readouts = [s["readout"] for s in after]
+    playout = {"played": 0, "underrun": 0, "late": 0, "wait_ms": []}
+    for one, two in zip(before, after, strict=True):
+        if one["playout"] and two["playout"]:  # the data-channel path's own playout buffer
+            for key in ("played", "underrun", "late"):
+                playout[key] += two["playout"][key] - one["playout"][key]
+            playout["wait_ms"].append(round(two["playout"]["wait_ms"], 1))
     return {
+        "playout": playout,
         "b2b_ms": latencies,
         "browser_buffer_ms": [round(v, 1) for v in buffers],
         "jitter_buffer_target": [s["jitterBufferTarget"] for s in after],
@@ -253,6 +261,7 @@ async def measure(
                         await browser.close()
                 results.append(figures)
     latencies = [v for r in results for v in r["b2b_ms"]]
+    played = sum(r["playout"]["played"] for r in results)
     readout_totals = [
         r["total_ms"] for trial in results for r in trial["readouts"] if r is not None
     ]
@@ -267,6 +276,13 @@ async def measure(
         "browser_buffer_ms": [v for r in results for v in r["browser_buffer_ms"]],
         "packet_ms_sent_by_chromium": sorted({v for r in results for v in r["packet_ms"]}),
         "node_added_ms_p50": statistics.median(r["node_added_ms_p50"] for r in results),
+        # The page's playout buffer (data-channel path): frames that began in silence, late
+        # packets, and how long packets waited there (the last half second of each trial).
+        "page_underrun_pct": round(100 * sum(r["playout"]["underrun"] for r in results) / played, 2)
+        if played
+        else None,
+        "page_late": sum(r["playout"]["late"] for r in results),
+        "page_wait_ms": [v for r in results for v in r["playout"]["wait_ms"]],
         "readout_total_ms_p50": round(statistics.median(readout_totals), 1)
         if readout_totals
         else None,
