@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import StealSimulator, cpu_seconds, steal_seconds
 from node.app import Node
-from node.config import load_config
+from node.config import MediaConfig, load_config
+from node.media import priority
 from node.session.jitter import SMALL_STICKY_AFTER_S
 
 SETTLE_S = 3.0 + SMALL_STICKY_AFTER_S
@@ -42,9 +43,12 @@ WINDOW_S = 5.0  # concealed_pct_per_5s: one figure per window
 
 
 def _clients_main(
-    url: str, session_id: str, count: int, ready: Any, stop: Any, frame_ms: int = 20
+    url: str, session_id: str, count: int, ready: Any, stop: Any, frame_ms: int = 20, nice: int = 0
 ) -> None:
-    """Child process: ``count`` light clients (bench/lightclient.py) in one event loop."""
+    """Child process: ``count`` light clients (bench/lightclient.py) in one event loop, at
+    ``nice`` (the musicians' machines are not the node's: they do not share its raised
+    priority, which this process would otherwise inherit from the node's loop thread)."""
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
     from eth_account import Account
 
     from bench.lightclient import LightClient, opus_payloads
@@ -73,6 +77,7 @@ async def measure(
     frame_ms: int = 20,
     steal_sim: float = 0.0,
     steal_onset: bool = False,
+    realtime_nice: int | None = None,
 ) -> dict[str, Any]:
     """One session of ``size`` participants at ``frame_ms`` frames for ``seconds``.
 
@@ -90,6 +95,9 @@ async def measure(
                 "http": {"port": 0},
                 "data_dir": tmp,
                 "p2p": {"enabled": False},  # one node: the network has no part in the mix
+                **(
+                    {"media": {"realtime_nice": realtime_nice}} if realtime_nice is not None else {}
+                ),
                 "session": {
                     "max_participants": limit,
                     **{f"max_participants_{ms}ms": limit for ms in (5, 10, 20)},
@@ -98,6 +106,7 @@ async def measure(
             },
             environ={},
         )
+        nice = priority.current()
         async with Node(config) as node:
             assert node.service is not None
             assert node.clock is not None
@@ -109,7 +118,8 @@ async def measure(
             ctx = mp.get_context("spawn")
             ready, stop = ctx.Event(), ctx.Event()
             proc = ctx.Process(
-                target=_clients_main, args=(node.url, owner_session, size, ready, stop, frame_ms)
+                target=_clients_main,
+                args=(node.url, owner_session, size, ready, stop, frame_ms, nice),
             )
             proc.start()
             try:
@@ -234,6 +244,12 @@ async def main() -> None:
         help="measurements per size, whatever the hypervisor steals meanwhile: a size holds "
         "only when every one passes (the steal each saw is reported)",
     )
+    parser.add_argument(
+        "--realtime-nice",
+        type=int,
+        help="the node's media.realtime_nice (default: the node's own, -10; 0: a node that may not "
+        "raise its mix threads)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in (args.sizes or DEFAULT_SIZES[args.frame_ms]).split(",")]
     runs = []
@@ -243,7 +259,12 @@ async def main() -> None:
         for n in range(args.repeats):
             print(f"size {size}, {args.frame_ms} ms, run {n + 1}/{args.repeats} …", file=sys.stderr)
             result = await measure(
-                size, args.seconds, args.frame_ms, args.steal_sim, args.steal_onset
+                size,
+                args.seconds,
+                args.frame_ms,
+                args.steal_sim,
+                args.steal_onset,
+                args.realtime_nice,
             )
             print(f"\n  {json.dumps(result)}", file=sys.stderr)
             tries.append(result)
@@ -270,6 +291,9 @@ async def main() -> None:
             {
                 "frame_ms": args.frame_ms,
                 "steal_sim_pct": args.steal_sim,
+                "realtime_nice": MediaConfig().realtime_nice
+                if args.realtime_nice is None
+                else args.realtime_nice,
                 "max_participants": best,
                 "tick_ms_p99_median": statistics.median(top["tick_ms_p99"]),
                 "concealed_pct_median": statistics.median(top["concealed_pct"]),

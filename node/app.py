@@ -24,6 +24,7 @@ from node.heap import HeapKeeper
 from node.identity import ChallengeBook
 from node.jam import JamService
 from node.listens import ListenBook
+from node.media import priority
 from node.media.engine import MixClocks
 from node.metrics import Metrics
 from node.operator import OperatorRewards
@@ -119,6 +120,7 @@ class Node:
         """Meters what this node serves and reports it to NodeRewards (``node.operator``)."""
         self._settle: asyncio.Task[None] | None = None
         self._works_task: asyncio.Task[None] | None = None
+        self._loop_nice: int | None = None
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -142,6 +144,10 @@ class Node:
         self.store = Store(config.data_path / "jamnet.sqlite3")
         metrics = Metrics()
         loop = asyncio.get_running_loop()
+        # The loop carries every packet: it runs raised, and what it hands off does not.
+        self._loop_nice = priority.current()
+        priority.raise_this_thread(config.media.realtime_nice, "the event loop")
+        priority.hand_off_at_normal(loop)
         self.clock = MixClocks(
             loop,
             on_tick_time=metrics.tick_seconds.observe,
@@ -286,6 +292,9 @@ class Node:
         if self.chain is not None:
             await self.chain.stop()
             self.chain = None
+        if self._loop_nice is not None:
+            priority.set_this_thread(self._loop_nice)
+            self._loop_nice = None
 
 
 async def _refresh_works(works: Works) -> None:

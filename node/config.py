@@ -87,6 +87,13 @@ class MediaConfig:
     mix_threads: int = 0
     """Threads that share each tick's Opus decoding and encoding (1-16); 0 picks the number
     of CPU cores, at most 4."""
+    realtime_nice: int = -10
+    """Nice value (-20 to 0) the real-time threads ask for (the event loop that carries the
+    packets, the mix clock's threads), so other work on the machine does not delay or skip
+    the mix; what they hand off (executors, the AI bandmate, child processes) stays at normal
+    priority (node/media/priority.py). Needs CAP_SYS_NICE (root) or RLIMIT_NICE >= 20 - value
+    (the Swarm stack sets `ulimits: nice: 30`); without either the node logs once and runs
+    them at normal priority. 0 leaves their priority alone."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs ("stun:host:port", "turn:user:pass@host:port"); empty keeps ICE local."""
     outbound_queue_frames: int = 4
@@ -295,6 +302,10 @@ class NodeConfig:
             ),
             (0 <= self.media.opus_complexity <= 10, "media.opus_complexity must be 0-10"),
             (0 <= self.media.mix_threads <= 16, "media.mix_threads must be 0-16 (0: automatic)"),
+            (
+                -20 <= self.media.realtime_nice <= 0,
+                "media.realtime_nice must be -20 to 0 (0: unchanged)",
+            ),
             (
                 6000 <= self.media.downlink_bitrate_bps <= 510000,
                 "media.downlink_bitrate_bps must be 6000-510000",

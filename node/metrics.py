@@ -147,6 +147,12 @@ class _LiveCollector(Collector):
             "Spells of overrunning or skipped ticks that ended (each logged once)",
             value=clock.spells,
         )
+        yield GaugeMetricFamily(
+            "jamnet_realtime_nice",
+            "Nice value the mix clock threads run at (media.realtime_nice where the node may raise "
+            "them; 0 is normal priority)",
+            value=clock.nice,
+        )
         yield CounterMetricFamily(
             "jamnet_late_tick_drains",
             "Ticks that woke late after an on-time one (a stall) and let the event loop read "

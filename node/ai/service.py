@@ -25,6 +25,7 @@ from node.ai.registry import BUNDLED_DIR, ModelError, ModelRegistry
 from node.config import NodeConfig
 from node.errors import JamnetError, NotFoundError, SessionError
 from node.jam import JamService
+from node.media import priority
 from node.session.events import SessionChanged
 from node.session.session import Participant
 
@@ -62,7 +63,10 @@ class AiService:
         self.improviser: Improviser | None = None
         self.status = "disabled" if not config.ai.enabled else "loading"
         self.error = ""
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ai-model")
+        # At the node's normal priority, below the event loop that creates it (node.media.priority).
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="ai-model", initializer=priority.normal
+        )
         self._pending = 0
         self._loader: asyncio.Task[None] | None = None
         self._playing: dict[str, _Playing] = {}

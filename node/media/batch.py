@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit, types
 
-from node.media import opus
+from node.media import opus, priority
 
 MAX_PAYLOAD = 1500
 """Largest RTP payload staged for batch decoding (one Opus frame is at most 1275 bytes)."""
@@ -125,7 +125,8 @@ class _Job:
 class _Helper:
     """A thread that runs the slices handed to it, unless the caller got there first."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, nice: int = 0) -> None:
+        self._nice = nice
         self._go = threading.Semaphore(0)
         self._done = threading.Semaphore(0)
         self._job: _Job | None = None
@@ -133,6 +134,7 @@ class _Helper:
         self._thread.start()
 
     def _run(self) -> None:
+        priority.raise_this_thread(self._nice, "a mix helper thread")
         while True:
             self._go.acquire()
             job = self._job
@@ -176,10 +178,10 @@ class RowWorkers:
     slice over costs more than a few codec calls.
     """
 
-    def __init__(self, threads: int = 1, min_rows: int = 4) -> None:
+    def __init__(self, threads: int = 1, min_rows: int = 4, nice: int = 0) -> None:
         self.threads = max(1, threads)
         self.min_rows = min_rows
-        self._helpers = [_Helper(f"jamnet-mix-helper-{i}") for i in range(self.threads - 1)]
+        self._helpers = [_Helper(f"jamnet-mix-helper-{i}", nice) for i in range(self.threads - 1)]
 
     def run(self, fn: RowJob, count: int, *args: object) -> None:
         """``fn(start, stop, *args)`` over rows [0, count), sliced across the threads."""

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from node.media import batch
+from node.media import batch, priority
 from node.media.codec import EncodedPacket, OpusEncoder
 from node.media.datachannel import ChannelTrack
 from node.media.opus import MAX_PACKET
@@ -76,6 +76,8 @@ class ClockStats:
     """Packets the event loop handed to the mixers while late ticks waited for it."""
     last_tick_s: float = 0.0
     phase_shift_s: float = 0.0
+    nice: int = 0
+    """The nice value the clock's thread runs at (``media.realtime_nice`` where allowed)."""
 
     def add(self, other: ClockStats) -> None:
         """Accumulate ``other``'s counters (several clocks, one set of metrics)."""
@@ -87,6 +89,7 @@ class ClockStats:
         self.drained += other.drained
         self.last_tick_s = max(self.last_tick_s, other.last_tick_s)
         self.phase_shift_s += other.phase_shift_s
+        self.nice = min(self.nice, other.nice)
 
 
 @dataclass
@@ -207,10 +210,13 @@ class MixClock:
         on_tick_time: TickObserver | None = None,
         on_node_latency: LatencyObserver | None = None,
         threads: int = 1,
+        nice: int = 0,
     ) -> None:
         self._loop = loop
         self.threads = threads
         """Threads that share each tick's Opus work: the clock's own plus ``threads - 1``."""
+        self.nice = nice
+        """Nice value the clock's threads ask for (node.media.priority); 0 asks for nothing."""
         self._workers = batch.INLINE
         self.tick_ms = tick_ms
         self.period_s = tick_ms / 1000.0
@@ -261,7 +267,7 @@ class MixClock:
         # waits up to 5 ms, a quarter of a tick. Hand it over more often.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         batch.warm_up()  # compiled (or loaded from disk) now, not in the first tick
-        self._workers = batch.RowWorkers(self.threads)
+        self._workers = batch.RowWorkers(self.threads, nice=self.nice)
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._run, name=f"jamnet-mix-clock-{self.tick_ms:g}ms", daemon=True
@@ -283,6 +289,9 @@ class MixClock:
         # The mix's matrix products are small: BLAS worker threads only spin and steal the
         # core the event loop needs (5x slower per product here). One thread, process-wide.
         threadpool_limits(limits=1, user_api="blas")
+        self.stats.nice = priority.raise_this_thread(
+            self.nice, f"the {self.tick_ms:g} ms mix clock"
+        )
         next_tick = time.monotonic()
         on_time = True  # the last tick waited for its time: a late one now means a stall
         skipped = 0
@@ -474,9 +483,11 @@ class MixClocks:
         on_tick_time: TickObserver | None = None,
         on_node_latency: LatencyObserver | None = None,
         threads: int = 1,
+        nice: int = 0,
     ) -> None:
         self._loop = loop
         self.threads = threads
+        self.nice = nice
         self.tick_observers: list[TickObserver] = [on_tick_time] if on_tick_time else []
         """Observers of each tick's duration in seconds (metrics, benchmarks)."""
         self.latency_observers: list[LatencyObserver] = [on_node_latency] if on_node_latency else []
@@ -489,7 +500,7 @@ class MixClocks:
         """The clock for ``frame_ms`` frames (made, and started if we are running)."""
         clock = self._clocks.get(frame_ms)
         if clock is None:
-            clock = MixClock(self._loop, frame_ms, threads=self.threads)
+            clock = MixClock(self._loop, frame_ms, threads=self.threads, nice=self.nice)
             # Shared lists: observers added later reach every clock.
             clock.tick_observers = self.tick_observers
             clock.latency_observers = self.latency_observers
