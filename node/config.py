@@ -92,8 +92,8 @@ class MediaConfig:
     packets, the mix clock's threads), so other work on the machine does not delay or skip
     the mix; what they hand off (executors, the AI bandmate, child processes) stays at normal
     priority (node/media/priority.py). Needs CAP_SYS_NICE (root) or RLIMIT_NICE >= 20 - value
-    (the Swarm stack sets `ulimits: nice: 30`); without either the node logs once and runs
-    them at normal priority. 0 leaves their priority alone."""
+    (`ulimit -e 30`; docs/operators.md for containers); without either the node logs once and
+    runs them at normal priority. 0 leaves their priority alone."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs ("stun:host:port", "turn:user:pass@host:port"); empty keeps ICE local."""
     outbound_queue_frames: int = 4

@@ -11,8 +11,9 @@ per process, whatever POSIX says) and a new thread or child process inherits its
 so the work the loop hands off runs at the node's normal priority again: the loop's default
 executor and the AI bandmate's thread start with ``normal()``, and child processes (anvil,
 Spark) are started from those. Lowering a nice value needs CAP_SYS_NICE (root has it) or an
-``RLIMIT_NICE`` that allows it (the Swarm stack sets ``ulimits: nice: 30`` for its non-root
-user). Without either, the threads keep their priority and the node logs that once. A nice
+``RLIMIT_NICE`` that allows it (``ulimit -e 30``; a container's non-root user needs the
+engine to set it: docs/operators.md). Without either, the threads keep their priority and
+the node logs that once. A nice
 value is a weight, not a real-time class: a raised thread that is busy for good still leaves
 the others their (smaller) share, so it cannot lock up the machine.
 """
