@@ -22,6 +22,7 @@ from client.session import (
 )
 from node.heap import freeze
 from node.keys import load_or_create_key
+from node.media import priority
 
 
 def _source(spec: str, loop: bool) -> AudioSource:
@@ -63,9 +64,13 @@ async def jam(args: argparse.Namespace) -> int:
         if args.monitor:
             await client.control(type="monitor", on=True)
         freeze()  # one full collector pass now, none over the imports while we play
+        # This thread sends and plays every packet: raised, as the node's loop is; what it
+        # hands off is not (node.media.priority). Sound-card threads start from here.
+        loop = asyncio.get_running_loop()
+        priority.raise_this_thread(args.nice, "jamnet jam's audio loop", "or pass --nice 0")
+        priority.hand_off_at_normal(loop)
         await client.connect(source, sink)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)

@@ -124,6 +124,17 @@ def _run_jam(args: argparse.Namespace) -> int:
     return asyncio.run(jam(args))
 
 
+def _nice(text: str) -> int:
+    """``--nice``: an integer from -20 to 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not -20 <= value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is outside -20..0 (0 leaves the priority)")
+    return value
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from node.spatial.demo import run
 
@@ -166,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jam.add_argument(
         "--quiet", action="store_true", help="do not print the latency readout every second"
+    )
+    jam.add_argument(
+        "--nice",
+        type=_nice,
+        default=-10,
+        help="priority (nice, -20..0) of the thread that sends and plays the audio, so other "
+        "programs do not delay it; needs root or `ulimit -e 30` (0: leave it)",
     )
     jam.add_argument("--input", default="mic", help='"mic" or an audio file (WAV/FLAC)')
     jam.add_argument("--output", default="speaker", help='"speaker" or a WAV file to write')

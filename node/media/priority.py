@@ -35,10 +35,14 @@ NICE_MAX = 0
 _refused = threading.Event()
 
 
-def raise_this_thread(nice: int, what: str) -> int:
+NODE_ADVICE = "or set media.realtime_nice = 0 to leave it alone"
+
+
+def raise_this_thread(nice: int, what: str, advice: str = NODE_ADVICE) -> int:
     """Ask for ``nice`` for the calling thread; returns the nice value it runs at afterwards.
 
-    A thread already at ``nice`` or lower is left alone; ``nice`` 0 asks for nothing."""
+    A thread already at ``nice`` or lower is left alone; ``nice`` 0 asks for nothing. A
+    refusal is logged once per process, with ``advice`` on how not to ask."""
     if nice >= NICE_MAX or not hasattr(os, "setpriority"):
         return _current()
     tid = threading.get_native_id()
@@ -51,16 +55,16 @@ def raise_this_thread(nice: int, what: str) -> int:
         if not _refused.is_set():
             _refused.set()
             log.warning(
-                "%s runs at normal priority: raising it to nice %d was refused (%s). Give the "
-                "node CAP_SYS_NICE or an RLIMIT_NICE of %d (`ulimit -e %d`; a container: "
-                "ulimits nice %d), or set media.realtime_nice = 0 to leave it alone; other "
-                "work on this machine can then delay the packets and make the mix skip",
+                "%s runs at normal priority: raising it to nice %d was refused (%s). Allow "
+                "it with CAP_SYS_NICE or an RLIMIT_NICE of %d (`ulimit -e %d`; a container: "
+                "ulimits nice %d), %s; other work on this machine can then delay the audio",
                 what,
                 nice,
                 exc.strerror or exc,
                 20 - nice,
                 20 - nice,
                 20 - nice,
+                advice,
             )
         return _current()
     log.debug("%s runs at nice %d", what, nice)

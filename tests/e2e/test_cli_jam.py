@@ -89,6 +89,12 @@ def packet_ms(url: str) -> list[float]:
             if line.startswith("jamnet_packet_ms{")]  # fmt: skip
 
 
+def nice_of(pid: int) -> int:
+    """The nice value of a process's main thread (field 19 of its stat; its name has no
+    spaces here)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().split()[18])
+
+
 def jam(
     url: str, tmp: Path, name: str, session: str, wav_in: Path, wav_out: Path, *extra: str
 ) -> subprocess.Popen[str]:
@@ -190,11 +196,13 @@ def test_the_cli_round_trips_audio_at_small_frames(
         b_out = tmp_path / "b-out.wav"
         b = jam(
             node_process, tmp_path, "bob", session_id, b_in, b_out,
-            "--duration", "8", "--no-binaural", "--quiet",
+            "--duration", "8", "--no-binaural", "--quiet", "--nice", "0",
         )  # fmt: skip
         try:
             sizes = poll(lambda: both(packet_ms(node_process)), 40)
             assert sizes == [float(frame_ms)] * 2, sizes
+            # A's audio loop (its main thread) asked for the default nice -10; B passed 0.
+            assert [nice_of(p.pid) for p in (a, b)] == [-10, 0]
             _, b_err = b.communicate(timeout=60)
             assert b.returncode == 0, b_err
         finally:

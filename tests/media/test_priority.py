@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,7 +85,8 @@ def test_a_node_that_may_not_raise_says_so_once_and_runs_on() -> None:
     assert done.stdout.strip() == f"got {[base] * 3} {base}"
     warnings = [line for line in done.stderr.splitlines() if "normal priority" in line]
     assert len(warnings) == 1, done.stderr
-    assert "CAP_SYS_NICE" in warnings[0] and "media.realtime_nice = 0" in warnings[0]
+    assert "CAP_SYS_NICE" in warnings[0] and "ulimit -e 30" in warnings[0]
+    assert "media.realtime_nice = 0" in warnings[0]
 
 
 async def test_the_mix_clock_and_its_helpers_run_raised_and_say_so() -> None:
@@ -142,3 +144,13 @@ async def test_a_node_raises_its_event_loop_for_its_life_and_hands_off_at_normal
     assert handed_off == priority.NORMAL
     assert from_work == priority.NORMAL
     assert nice_of(me) == before
+
+
+@pytest.mark.parametrize("value", ["5", "-21", "high"])
+def test_jam_refuses_a_nice_value_it_cannot_use(value: str, capsys: Any) -> None:
+    from node.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["jam", "s", "--nice", value])
+    assert exited.value.code == 2
+    assert "--nice" in capsys.readouterr().err
