@@ -11,7 +11,7 @@ the machine is calm for ``--after`` seconds. Mouth-to-ear latency is measured th
 - ``after_minus_before_ms``.
 
 ``--client cli`` uses aiortc clients in this process (the node's and the clients' own
-jitter buffers); ``--client chromium`` two real headless Chromium pages with click trains in
+jitter buffers; their loop at ``--client-nice``, as ``jamnet jam --nice`` runs it); ``--client chromium`` two real headless Chromium pages with click trains in
 their fake microphones, timed by AudioWorklet taps (the browsers' own receive buffers).
 Each run is repeated ``--runs`` times; the figures are medians over runs, with every run's
 figures and the CPU stolen by the hypervisor in each phase. Prints progress to stderr and one
@@ -42,6 +42,7 @@ from bench.clicks import ClickSource, mouth_to_ear, percentile
 from bench.machine import StealMeter
 from client.session import RATE, ArraySink, JamClient
 from node.heap import freeze
+from node.media import priority
 
 WINDOW_S = 1.0
 STEP_S = 0.25
@@ -49,7 +50,9 @@ WITHIN_MS = 10.0
 
 
 def _spin(stop_at: float) -> None:
-    """One busy core until ``stop_at`` (monotonic)."""
+    """One busy core until ``stop_at`` (monotonic), at normal priority (whatever the thread
+    that started it runs at)."""
+    os.setpriority(os.PRIO_PROCESS, 0, priority.NORMAL)
     x = 0
     while time.monotonic() < stop_at:
         x += 1
@@ -139,9 +142,15 @@ async def run_cli(url: str, args: argparse.Namespace) -> dict[str, Any]:
         # collector passes (its two clients hold every frame they heard) stall both clients
         # for hundreds of milliseconds, long after the busy spell.
         freeze()
+        # And as it does, the audio loop asks for --client-nice (back afterwards: the next
+        # run's node is started from this thread).
+        priority.raise_this_thread(args.client_nice, "the clients' loop", "or --client-nice 0")
         trace: list[dict[str, Any]] = []
         tracer = asyncio.create_task(_trace(url, a, b, trace)) if args.trace else None
-        phases = await _phases(url, args)
+        try:
+            phases = await _phases(url, args)
+        finally:
+            priority.set_this_thread(priority.NORMAL)
         if tracer is not None:
             tracer.cancel()
         skipped = {"a_uplink": a.track.skipped if a.track else 0,
@@ -277,6 +286,12 @@ async def main() -> None:
     parser.add_argument(
         "--trace", action="store_true", help="add a per-second timeline of p50 and buffer delays"
     )
+    parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=-10,
+        help="--client cli: the clients' loop's nice value, as `jamnet jam --nice` (0: unraised)",
+    )
     args = parser.parse_args()
     runs = []
     for n in range(args.runs):
@@ -298,6 +313,7 @@ async def main() -> None:
     summary = {
         "client": args.client,
         "frame_ms": args.frame_ms,
+        "client_nice": args.client_nice if args.client == "cli" else None,
         "runs": len(runs),
         **{
             key: median_of(runs, key)
