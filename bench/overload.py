@@ -11,8 +11,9 @@ the machine is calm for ``--after`` seconds. Mouth-to-ear latency is measured th
 - ``after_minus_before_ms``.
 
 ``--client cli`` uses aiortc clients in this process (the node's and the clients' own
-jitter buffers; their loop at ``--client-nice``, as ``jamnet jam --nice`` runs it); ``--client chromium`` two real headless Chromium pages with click trains in
-their fake microphones, timed by AudioWorklet taps (the browsers' own receive buffers).
+jitter buffers; their loop at ``--client-nice``, as ``jamnet jam --nice`` runs it);
+``--client chromium`` two real headless Chromium pages with click trains in their fake
+microphones, timed by AudioWorklet taps (the browsers' own receive buffers).
 Each run is repeated ``--runs`` times; the figures are medians over runs, with every run's
 figures and the CPU stolen by the hypervisor in each phase. Prints progress to stderr and one
 JSON object on the last line of stdout.
